@@ -1,0 +1,5 @@
+"""Lightning callbacks that litlab adds to the ones Lightning ships."""
+
+from litlab.callbacks.store_config import StoreConfig
+
+__all__ = ["StoreConfig"]

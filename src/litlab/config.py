@@ -1,0 +1,26 @@
+"""Where the config tree lives, and the resolvers it uses."""
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def config_dir() -> Path:
+    """The ``conf/`` tree: packaged inside the wheel, or the source checkout's for an editable install."""
+    packaged = Path(__file__).parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+
+
+def _dirname(overrides: str) -> str:
+    # Group overrides such as model/optimizer=sgd must not nest the sweep job's directory.
+    return overrides.replace("/", ".") or "defaults"
+
+
+if not OmegaConf.has_resolver("dirname"):
+    OmegaConf.register_new_resolver("dirname", _dirname)
+
+
+def to_plain(cfg: DictConfig | None) -> Any:
+    """A resolved config as plain dicts and lists (what checkpoints and JSON may hold)."""
+    return {} if cfg is None else OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)

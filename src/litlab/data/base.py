@@ -1,0 +1,119 @@
+"""The LightningDataModule every dataset shares: splits, loaders and the model's I/O shape."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from litlab.data.loader import ShardSampler, TensorLoader
+
+
+class DataModule(L.LightningDataModule):
+    """Subclasses implement ``load()`` returning the train, val and test datasets.
+
+    ``task``, ``input_shape``, ``num_classes``/``num_targets`` and ``vocab_size`` describe the
+    data to the model; they live in the data config so a model config never repeats them.
+    A split that is a ``TensorDataset`` takes the fast path (``TensorLoader``); any other
+    dataset goes through a ``DataLoader``. Both shard by rank themselves, which is why the
+    trainer configs set ``use_distributed_sampler: false``.
+    """
+
+    collate_fn: Callable[[list[Any]], Any] | None = None
+
+    def __init__(
+        self,
+        task: str = "classification",
+        input_shape: Sequence[int] = (),
+        num_classes: int | None = None,
+        num_targets: int | None = None,
+        vocab_size: int | None = None,
+        data_dir: str = "data",
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        drop_last: bool = False,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size} must be a positive integer")
+        self.task, self.input_shape = task, list(input_shape)
+        self.num_classes, self.num_targets, self.vocab_size = num_classes, num_targets, vocab_size
+        self.data_dir = data_dir
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.loader_kwargs = {
+            "num_workers": num_workers,
+            "pin_memory": pin_memory,
+            "persistent_workers": persistent_workers and num_workers > 0,
+            "prefetch_factor": prefetch_factor if num_workers > 0 else None,
+        }
+        self.drop_last, self.seed = drop_last, seed or 0
+        self.splits: dict[str, Dataset] = {}
+
+    def load(self) -> tuple[Dataset, Dataset, Dataset]:
+        """The train, val and test datasets."""
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        if not self.splits:
+            self.splits = dict(zip(("train", "val", "test"), self.load(), strict=True))
+            for split, dataset in self.splits.items():
+                self.check(split, dataset)
+
+    def check(self, split: str, dataset: Dataset) -> None:
+        """Reject labels outside ``[0, num_classes)`` before training starts."""
+        if self.num_classes is None or not isinstance(dataset, TensorDataset):
+            return
+        y = dataset.tensors[1]
+        if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+            raise ValueError(
+                f"{split} labels span [{int(y.min())}, {int(y.max())}] but data.num_classes={self.num_classes}: "
+                f"labels must lie in [0, {self.num_classes})"
+            )
+
+    def _loader(self, split: str) -> TensorLoader | DataLoader:
+        dataset, train = self.splits[split], split == "train"
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        sampler = ShardSampler(len(dataset), shuffle=train, seed=self.seed, rank=rank, world_size=world, pad=train)
+        batch_size = self.batch_size if train else self.eval_batch_size
+        drop_last = self.drop_last and train
+        if isinstance(dataset, TensorDataset) and self.collate_fn is None:
+            return TensorLoader(dataset.tensors, sampler, batch_size, drop_last)
+        return DataLoader(
+            dataset, batch_size, sampler=sampler, drop_last=drop_last, collate_fn=self.collate_fn, **self.loader_kwargs
+        )
+
+    def train_dataloader(self) -> TensorLoader | DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> TensorLoader | DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> TensorLoader | DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> TensorLoader | DataLoader:
+        return self._loader("test")
+
+
+def split_tensors(
+    tensors: Sequence[Tensor], fractions: Sequence[float], seed: int = 0
+) -> list[TensorDataset]:
+    """Seeded random split of aligned tensors into ``TensorDataset``s by ``(val, test)`` fractions.
+
+    The split uses its own seed (``data.split_seed``), not the run's, so runs of a seed sweep
+    are all scored on the same test set.
+    """
+    n = len(tensors[0])
+    n_val, n_test = (round(f * n) for f in fractions)
+    if n_val + n_test >= n:
+        raise ValueError(f"split fractions {list(fractions)} leave no training samples out of {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    parts = order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
+    return [TensorDataset(*(t[idx] for t in tensors)) for idx in parts]

@@ -1,0 +1,65 @@
+"""Batching: a rank-aware sampler, and the fast path for data held in tensors."""
+
+from collections.abc import Iterator, Sequence
+import torch
+from torch import Tensor
+from torch.utils.data import Sampler
+
+
+class ShardSampler(Sampler[int]):
+    """This rank's share of a (seeded, per-epoch) permutation of ``range(n)``.
+
+    Training shards are padded by repeating the first indices so every rank runs the same
+    number of steps (a rank with fewer would hang the gradient all-reduce); evaluation shards
+    are exact, so no sample is counted twice in the reduced metrics.
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = False) -> None:
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.rank, self.world_size, self.pad = rank, world_size, pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> Tensor:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=g)
+        else:
+            order = torch.arange(self.n)
+        if self.pad and self.n % self.world_size:
+            order = torch.cat([order, order[: self.world_size - self.n % self.world_size]])
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        if self.pad:
+            return -(-self.n // self.world_size)
+        return len(range(self.rank, self.n, self.world_size))
+
+
+class TensorLoader:
+    """Yields batches of in-memory tensors with one gather per tensor per batch.
+
+    A drop-in for ``DataLoader`` where samples are rows of tensors: no per-sample
+    ``__getitem__``, no collate, no worker processes, so the loop runs at the speed of
+    indexing (the "fast path"). Lightning sets the epoch through ``sampler.set_epoch``.
+    """
+
+    def __init__(self, tensors: Sequence[Tensor], sampler: ShardSampler, batch_size: int, drop_last: bool = False) -> None:
+        self.tensors, self.sampler = tuple(tensors), sampler
+        self.batch_sampler = None  # DataLoader's attributes, which Lightning inspects
+        self.batch_size, self.drop_last = batch_size, drop_last
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        index = self.sampler.indices().to(self.tensors[0].device)
+        for i in range(len(self)):
+            batch = index[i * self.batch_size : (i + 1) * self.batch_size]
+            yield tuple(t[batch] for t in self.tensors)

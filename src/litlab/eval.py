@@ -1,0 +1,53 @@
+"""``litlab-eval ckpt_path=PATH``: test a checkpoint and write metrics.json.
+
+The data config stored in the checkpoint is used unless ``data=...`` is given.
+"""
+
+import logging
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.config import config_dir
+from litlab.quiet import quiet_lightning
+from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
+from litlab.train import instantiate_all
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test the checkpoint ``cfg.ckpt_path`` on the test split; returns the test metrics."""
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+
+    from litlab.tasks import load_task
+
+    quiet_lightning()
+    run_dir = HydraConfig.get().runtime.output_dir
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
+    stored = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("config", {})
+    data_cfg = cfg.get("data") or OmegaConf.create(stored.get("data"))
+    if not data_cfg:
+        raise ValueError(f"{ckpt_path} stores no data config: give one, e.g. data=digits")
+    if cfg.print_config:
+        print(OmegaConf.to_yaml(data_cfg, resolve=True))
+
+    task = load_task(ckpt_path)
+    datamodule = instantiate(data_cfg)
+    trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)
+    trainer.test(task, datamodule=datamodule)
+    metrics = scalars(trainer.callback_metrics)
+    write_json_atomic(f"{run_dir}/{METRICS_FILE}", {"checkpoint": ckpt_path, "run_dir": run_dir, "metrics": metrics})
+    print(f"Run directory: {run_dir}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The run directory: finding checkpoints in it, and its metrics.json."""
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+STAGE_PREFIXES = ("train/", "val/", "test/")
+
+
+def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Epoch-level train/val/test metrics as plain floats (per-step ``*_step`` values left out)."""
+    return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(STAGE_PREFIXES) and not k.endswith("_step")}
+
+
+def find_last_checkpoint(log_dir: str | Path) -> Path:
+    """The newest ``last.ckpt`` under ``log_dir`` (what ``ckpt_path=last`` resumes)."""
+    candidates = sorted(Path(log_dir).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(f"ckpt_path=last: no checkpoints/last.ckpt under {log_dir}")
+    return candidates[-1]
+
+
+def resolve_checkpoint(ckpt_path: str | None, log_dir: str | Path) -> str | None:
+    """``ckpt_path`` as a checkpoint file: ``last`` and run directories are looked up."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        return str(find_last_checkpoint(log_dir))
+    path = Path(ckpt_path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    return str(path)

@@ -1,0 +1,25 @@
+"""LightningModules: one per kind of task, each wrapping any net of ``litlab.models``."""
+
+from pathlib import Path
+
+import torch
+
+from litlab.tasks.base import Task
+from litlab.tasks.classification import Classifier
+from litlab.tasks.regression import Regressor
+
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classifier, Regressor)}
+
+
+def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Task:
+    """Rebuild the trained task stored in a litlab checkpoint, without Hydra."""
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    name = checkpoint.get("task")
+    if name not in TASKS:
+        raise ValueError(f"{path} is not a litlab checkpoint: its 'task' is {name!r}, expected one of {sorted(TASKS)}")
+    task = TASKS[name](**checkpoint["hyper_parameters"])
+    task.load_state_dict(checkpoint["state_dict"])
+    return task
+
+
+__all__ = ["TASKS", "Classifier", "Regressor", "Task", "load_task"]

@@ -1,0 +1,110 @@
+"""The LightningModule that every task shares: a net from config, its optimizer and schedule."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from litlab.models import build_net
+from litlab.tasks.metrics import MeanMetric
+from litlab.tasks.optim import build_optimizer, build_scheduler
+
+STAGES = ("train", "val", "test")
+
+
+class Task(L.LightningModule):
+    """Wraps any net of ``litlab.models``; subclasses choose the loss and the metrics.
+
+    Every ``__init__`` argument is a plain number, string, list or dict, so checkpoints load
+    with ``torch.load(weights_only=True)`` and ``load_from_checkpoint`` rebuilds the net.
+    A batch is ``(x, y)`` or ``(x, y, mask)``, the mask marking real tokens of padded sequences.
+    """
+
+    name: str
+    #: Data config keys this task takes as arguments (the data decides the model's I/O).
+    data_keys: tuple[str, ...] = ("input_shape", "vocab_size")
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_outputs: int,
+        net: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        vocab_size: int | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        extra = {"vocab_size": vocab_size} if vocab_size is not None else {}
+        self.net = build_net(**net, input_shape=list(input_shape), num_outputs=num_outputs, **extra)
+        # Keyed "<stage>_loss"/"<stage>_metrics": a bare "train" key would shadow Module.train().
+        self.meters = nn.ModuleDict()
+        for stage in STAGES:
+            self.meters[f"{stage}_loss"] = MeanMetric()
+            self.meters[f"{stage}_metrics"] = self.make_metrics(num_outputs)
+        # Kept out of the module tree (plain __dict__ entry) so state_dict keys stay "net.*".
+        self.__dict__["_forward"] = torch.compile(self.net) if compile else self.net
+
+    def make_metrics(self, num_outputs: int) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self._forward(x) if mask is None else self._forward(x, mask)
+
+    def _shared_step(self, batch: Sequence[Tensor], stage: str) -> Tensor:
+        x, y, *mask = batch
+        output = self(x, *mask)
+        loss = self.loss(output, y)
+        self.meters[f"{stage}_loss"].update(loss, y.shape[0])
+        self.meters[f"{stage}_metrics"].update(output, y)
+        return loss
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        loss = self._shared_step(batch, "train")
+        # A per-step scalar only when the logger will write it: self.log costs on every call.
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def _log_epoch(self, stage: str) -> None:
+        values = {"loss": self.meters[f"{stage}_loss"].compute(), **self.meters[f"{stage}_metrics"].compute()}
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage != "test")
+        self._reset(stage)
+
+    def _reset(self, stage: str) -> None:
+        self.meters[f"{stage}_loss"].reset()
+        self.meters[f"{stage}_metrics"].reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        # Lightning's sanity check runs validation before training: count it nowhere.
+        if self.trainer.sanity_checking:
+            self._reset("val")
+            return
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.net, **self.hparams.optimizer)
+        if not self.hparams.scheduler:
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        return {"optimizer": optimizer, "lr_scheduler": build_scheduler(optimizer, total, **self.hparams.scheduler)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["task"] = self.name

@@ -1,0 +1,75 @@
+"""Epoch metrics accumulated on the device: one cheap update per step, one sync per epoch.
+
+States are float32 so they also live on MPS (no float64 there); torchmetrics does the
+device placement, the reset and the cross-rank sum under DDP.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import Metric
+
+
+class MeanMetric(Metric):
+    """Weighted mean of per-batch values, without torchmetrics' per-call input checks."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros(()), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(self, value: Tensor, weight: int) -> None:
+        self.total += value.detach().float() * weight
+        self.count += weight
+
+    def compute(self) -> Tensor:
+        return self.total / self.count
+
+
+class ClassificationMetrics(Metric):
+    """Accuracy and macro-F1 from one confusion matrix (rows: true class, columns: predicted)."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.add_state("confusion", torch.zeros(num_classes, num_classes), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        # A one-hot product instead of bincount: bincount has no deterministic CUDA kernel,
+        # and autocast is off so counts stay exact integers in float32.
+        with torch.autocast(logits.device.type, enabled=False):
+            pred = F.one_hot(logits.argmax(dim=-1), self.num_classes).float()
+            true = F.one_hot(target, self.num_classes).float()
+            self.confusion += true.T @ pred
+
+    def compute(self) -> dict[str, Tensor]:
+        cm = self.confusion
+        tp = cm.diag()
+        support = cm.sum(0) + cm.sum(1)
+        f1 = 2 * tp / support.clamp(min=1)
+        # Macro-F1 over the classes that occur in the targets or the predictions.
+        return {"acc": tp.sum() / cm.sum().clamp(min=1), "f1": f1[support > 0].mean()}
+
+
+class RegressionMetrics(Metric):
+    """Mean squared and mean absolute error over all targets."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("se", "ae", "n"):
+            self.add_state(name, torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        diff = pred.detach().float() - target
+        self.se += diff.square().sum()
+        self.ae += diff.abs().sum()
+        self.n += diff.numel()
+
+    def compute(self) -> dict[str, Tensor]:
+        return {"mse": self.se / self.n, "mae": self.ae / self.n}

@@ -1,0 +1,40 @@
+"""Regression: mean squared error loss, MSE and MAE metrics."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from litlab.tasks.base import Task
+from litlab.tasks.metrics import RegressionMetrics
+
+
+class Regressor(Task):
+    """Predicts ``num_targets`` real values per sample; targets are ``(B, num_targets)`` floats."""
+
+    name = "regression"
+    data_keys = (*Task.data_keys, "num_targets")
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_targets: int,
+        net: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        vocab_size: int | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__(input_shape, num_targets, net, optimizer, scheduler, vocab_size, compile)
+        self.save_hyperparameters(logger=False)
+
+    def make_metrics(self, num_outputs: int) -> nn.Module:
+        return RegressionMetrics()
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.mse_loss(output, target.view_as(output))
+
+    def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        x, _, *mask = batch
+        return self(x, *mask)

@@ -1,0 +1,130 @@
+"""``litlab-train``: compose the config, train, test the best checkpoint, write metrics.json.
+
+Heavy imports (torch, Lightning) wait inside ``train()``: ``--help`` and a bad command line
+answer before they load.
+"""
+
+import logging
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.config import config_dir, to_plain
+from litlab.quiet import quiet_lightning
+from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+#: Config sections shown as hyperparameters in TensorBoard's HParams tab.
+HPARAM_SECTIONS = ("model", "data", "trainer", "seed")
+
+
+def build_task(cfg: DictConfig) -> Any:
+    """The LightningModule for ``cfg.data.task``, sized by the data config."""
+    from litlab.tasks import TASKS
+
+    if cfg.data.task not in TASKS:
+        raise ValueError(f"data.task={cfg.data.task!r} is not a task; choose one of {sorted(TASKS)}")
+    task_cls = TASKS[cfg.data.task]
+    io = {k: cfg.data[k] for k in task_cls.data_keys if cfg.data.get(k) is not None}
+    return task_cls(**to_plain(cfg.model), **to_plain(OmegaConf.create(io)))
+
+
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate each entry of a callbacks/logger group; entries set to null are skipped."""
+    from hydra.utils import instantiate
+
+    return [instantiate(c) for c in (group or {}).values() if c is not None]
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists become strings (TensorBoard wants scalars)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree if isinstance(tree, int | float | str | bool) else str(tree)}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if not str(key).startswith("_"):
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def log_hparams(trainer: Any, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """Write the run's hyperparameters with its final metrics for TensorBoard's HParams tab.
+
+    The HParams tab shows, for each metric name declared here, the last value of the scalar
+    with that tag; derived values (``*_best``) are logged as scalars first so they exist.
+    """
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from torch.utils.tensorboard.summary import hparams
+
+    params = flatten({k: to_plain(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k] for k in HPARAM_SECTIONS})
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_metrics({k: v for k, v in metrics.items() if k.endswith("_best")}, step=trainer.global_step)
+            for summary in hparams(params, dict.fromkeys(metrics, 0.0)):
+                logger.experiment._get_file_writer().add_summary(summary)  # as Lightning does
+            logger.experiment.flush()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train and test as ``cfg`` says; returns the final metrics."""
+    import lightning as L
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from litlab.callbacks import StoreConfig
+
+    quiet_lightning()
+    run_dir = HydraConfig.get().runtime.output_dir
+    if cfg.print_config:
+        print(OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
+
+    datamodule = instantiate(cfg.data)
+    task = build_task(cfg)
+    loggers = instantiate_all(cfg.get("logger"))
+    callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg))]
+    if not loggers:
+        # Lightning refuses a LearningRateMonitor without a logger; with logger=none there is nowhere to log to.
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    if cfg.train:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    metrics = scalars(trainer.callback_metrics)
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
+
+    if cfg.test:
+        # The best checkpoint when one was kept, else the weights as they are now.
+        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics.update(scalars(trainer.callback_metrics))
+
+    if trainer.is_global_zero:
+        summary = {
+            "run_dir": run_dir,
+            "best_checkpoint": best or None,
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,
+            "metrics": metrics,
+        }
+        write_json_atomic(f"{run_dir}/{METRICS_FILE}", summary)
+        log_hparams(trainer, cfg, metrics)
+        print("\n".join([f"  {k:<24} {v:.4f}" for k, v in metrics.items()] + [f"Run directory: {run_dir}"]))
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    return metrics.get(cfg.optimized_metric)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Shared helpers: run litlab-train as a user would (a process) or in-process (fast)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from litlab.config import config_dir
+
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+
+# Quiet runs: no config print.
+FAST = ["print_config=false"]
+
+
+def cli(*args: str, cwd: Path, timeout: float = 240, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a litlab console script in ``cwd`` and capture its output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The console scripts sit beside this interpreter, whether or not its venv is activated.
+    script = Path(sys.executable).parent / args[0]
+    proc = subprocess.run([str(script), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def compose_cfg(overrides: list[str], run_dir: Path, config_name: str = "train") -> DictConfig:
+    """Compose the real config tree as the CLI would, with ``run_dir`` as the run directory."""
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.runtime.cwd = str(run_dir.parent)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as in the CLI: the task sees the hydra node only through ${hydra:...}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+@pytest.fixture
+def train_in_process(tmp_path):
+    """Call ``litlab.train.train`` on a composed config; returns (metrics, run_dir)."""
+    from litlab.train import train
+
+    counter = iter(range(1000))
+
+    def run(*overrides: str) -> tuple[dict, Path]:
+        run_dir = tmp_path / f"run{next(counter)}"
+        cfg = compose_cfg([*FAST, f"paths.root_dir={tmp_path}", *overrides], run_dir)
+        metrics = train(cfg)
+        return metrics, run_dir
+
+    return run
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,56 @@
+"""Optimizers and schedules built from config dicts."""
+
+import pytest
+
+from litlab.models import MLP, Transformer
+from litlab.tasks.optim import build_optimizer, build_scheduler
+
+
+def test_adamw_skips_decay_on_biases_and_norms():
+    net = MLP([4], 2, hidden_sizes=[8], batch_norm=True)
+    opt = build_optimizer(net, "adamw", lr=1e-3, weight_decay=0.1)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decayed["params"])
+    # BatchNorm weight and bias, and the head's bias
+    assert len(plain["params"]) == 3
+
+
+def test_transformer_layernorm_not_decayed():
+    net = Transformer([1, 8, 8], 10, patch_size=4, d_model=16, n_layers=1, n_heads=2)
+    opt = build_optimizer(net, "adamw", lr=1e-3, weight_decay=0.1)
+    no_decay = {id(p) for p in opt.param_groups[1]["params"]}
+    for name, p in net.named_parameters():
+        assert (id(p) in no_decay) == (name.endswith("bias") or ".ln_" in name or name.startswith("ln_f"))
+
+
+@pytest.mark.parametrize("name,kwargs", [("sgd", {"momentum": 0.9}), ("adam", {})])
+def test_other_optimizers(name, kwargs):
+    opt = build_optimizer(MLP([4], 2), name, lr=0.1, **kwargs)
+    assert type(opt).__name__.lower() == name
+
+
+def test_unknown_optimizer_lists_choices():
+    with pytest.raises(ValueError, match=r"model.optimizer.name='lion'.*\['adam', 'adamw', 'sgd'\]"):
+        build_optimizer(MLP([4], 2), "lion", lr=0.1)
+
+
+def test_cosine_warmup_then_decay():
+    opt = build_optimizer(MLP([4], 2), "adamw", lr=1.0)
+    sched = build_scheduler(opt, 100, "cosine", warmup_ratio=0.1)["scheduler"]
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] > lrs[50] > lrs[99] >= 0.0
+    assert lrs[99] < 0.01
+
+
+def test_plateau_and_onecycle_configs():
+    opt = build_optimizer(MLP([4], 2), "sgd", lr=0.1, momentum=0.9)
+    assert build_scheduler(opt, 10, "plateau")["monitor"] == "val/loss"
+    assert build_scheduler(opt, 10, "onecycle")["interval"] == "step"
+    with pytest.raises(ValueError, match=r"model\.scheduler\.name='step'"):
+        build_scheduler(opt, 10, "step")

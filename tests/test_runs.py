@@ -1,0 +1,35 @@
+"""Run-directory helpers: checkpoint lookup and atomic metrics files."""
+
+import json
+import os
+
+import pytest
+
+from litlab.runs import find_last_checkpoint, resolve_checkpoint, write_json_atomic
+
+
+def test_last_finds_the_newest_last_ckpt(tmp_path):
+    for i, name in enumerate(["a", "b", "c"]):
+        ckpt = tmp_path / "runs" / name / "checkpoints" / "last.ckpt"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"x")
+        os.utime(ckpt, (1000 + i, 1000 + [0, 2, 1][i]))
+    assert find_last_checkpoint(tmp_path).parent.parent.name == "b"
+    assert resolve_checkpoint("last", tmp_path).endswith("b/checkpoints/last.ckpt")
+    assert resolve_checkpoint(str(tmp_path / "runs" / "a"), tmp_path).endswith("a/checkpoints/last.ckpt")
+
+
+def test_missing_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path=last: no checkpoints/last\.ckpt under"):
+        resolve_checkpoint("last", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path=nope\.ckpt: no such checkpoint file"):
+        resolve_checkpoint("nope.ckpt", tmp_path)
+
+
+def test_atomic_json_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

@@ -1,0 +1,147 @@
+"""litlab-train end to end: the default run, the run directory, accuracy, checkpoints."""
+
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import BIN, FAST, PYTHON, cli, read_metrics
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from litlab.tasks import Classifier, load_task
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """`litlab-train` with no arguments, exactly as the README says."""
+    cwd = tmp_path_factory.mktemp("default")
+    proc = cli("litlab-train", cwd=cwd)
+    (run_dir,) = (cwd / "logs" / "train" / "runs").iterdir()
+    return proc, run_dir
+
+
+def test_default_run_trains_digits_mlp(default_run):
+    proc, run_dir = default_run
+    assert f"Run directory: {run_dir}" in proc.stdout
+    assert "test/acc" in proc.stdout
+    m = read_metrics(run_dir)
+    assert m["metrics"]["test/acc"] >= 0.95
+    assert {"train/loss", "val/loss", "val/acc", "test/f1", "val/loss_best"} <= set(m["metrics"])
+    assert all(isinstance(v, float) for v in m["metrics"].values())
+
+
+def test_run_directory_layout(default_run):
+    _, run_dir = default_run
+    assert {"config.yaml", "overrides.yaml", "hydra.yaml"} <= {p.name for p in (run_dir / ".hydra").iterdir()}
+    ckpts = {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert "last.ckpt" in ckpts and len(ckpts) == 2
+    assert Path(read_metrics(run_dir)["best_checkpoint"]).name in ckpts
+    assert list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_default_run_prints_no_unexplained_warning(default_run):
+    proc, _ = default_run
+    text = proc.stdout + proc.stderr
+    assert "Warning" not in text and "warn" not in text.lower(), text[-3000:]
+    assert "💡" not in text
+    # Each Lightning message once: the duplicate console handler is gone.
+    assert text.count("GPU available") == 1
+
+
+def test_tensorboard_events_hold_curves_and_hparams(default_run):
+    _, run_dir = default_run
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "val/loss", "val/acc", "test/acc", "val/loss_best"} <= tags
+    assert len(acc.Scalars("val/loss")) >= 5, "one point per epoch"
+    assert "hparams" in acc.PluginTagToContent("hparams") or acc.PluginTagToContent("hparams")
+
+
+def test_checkpoint_is_weights_only_and_rebuilds_without_hydra(default_run):
+    _, run_dir = default_run
+    best = read_metrics(run_dir)["best_checkpoint"]
+    ckpt = torch.load(best, weights_only=True)
+    assert ckpt["task"] == "classification"
+    assert ckpt["config"]["model"]["net"]["arch"] == "mlp"
+    assert ckpt["config"]["data"]["_target_"] == "litlab.data.DigitsDataModule"
+    model = Classifier.load_from_checkpoint(best, weights_only=True).eval()
+    same = load_task(best).eval()
+    x = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(model(x), same(x))
+
+
+def test_eval_reproduces_test_metrics(default_run, tmp_path):
+    _, run_dir = default_run
+    m = read_metrics(run_dir)
+    proc = cli("litlab-eval", f"ckpt_path={m['best_checkpoint']}", cwd=tmp_path)
+    (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
+    assert f"Run directory: {eval_dir}" in proc.stdout
+    assert read_metrics(eval_dir)["metrics"]["test/acc"] == pytest.approx(m["metrics"]["test/acc"])
+
+
+@pytest.mark.parametrize("model,threshold", [("cnn", 0.97), ("transformer", 0.93)])
+def test_models_reach_accuracy_on_digits(train_in_process, model, threshold):
+    metrics, _ = train_in_process(f"model={model}")
+    assert metrics["test/acc"] >= threshold
+
+
+def test_help_lists_groups_and_options(tmp_path):
+    out = cli("litlab-train", "--help", cwd=tmp_path).stdout
+    assert "litlab-train" in out
+    for line in (
+        "model: cnn, mlp, transformer",
+        "trainer: cpu, ddp, ddp_cpu, default, gpu, mps",
+        "logger: csv, none, tensorboard",
+    ):
+        assert line in out
+
+
+def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
+    cmd = [str(BIN / "litlab-train"), *FAST, "debug=fast_dev_run", "logger=none"]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    assert len(list((tmp_path / "logs" / "train" / "runs").iterdir())) == 2
+
+
+def test_user_config_dir_adds_an_experiment(tmp_path):
+    (tmp_path / "my_conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "my_conf" / "experiment" / "tiny.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: cnn\ntask_name: tiny\nmodel:\n  net:\n    channels: [4]\n"
+    )
+    cli("litlab-train", "--config-dir", "my_conf", "experiment=tiny", *FAST, "debug=fast_dev_run", cwd=tmp_path)
+    (run_dir,) = (tmp_path / "logs" / "tiny" / "runs").iterdir()
+    cfg = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "channels:\n    - 4" in cfg and "arch: cnn" in cfg
+
+
+def test_wheel_ships_the_config_tree(tmp_path):
+    """A plain `pip install .` finds conf/ inside the package, from any directory."""
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [PYTHON, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(repo)],
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    (wheel,) = tmp_path.glob("litlab-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert {"litlab/conf/train.yaml", "litlab/conf/model/cnn.yaml", "litlab/conf/trainer/ddp_cpu.yaml"} <= names
+        zf.extractall(tmp_path / "site")
+    out = subprocess.run(
+        [PYTHON, "-c", "from litlab.config import config_dir; print(config_dir())"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "site")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out == str(tmp_path / "site" / "litlab" / "conf")
+
+
+def test_metrics_json_is_plain_json(default_run):
+    _, run_dir = default_run
+    json.loads((run_dir / "metrics.json").read_text())

@@ -1,0 +1,169 @@
+"""Trainer features from config: precision, clipping, early stopping, schedules, debug modes."""
+
+import lightning as L
+import pytest
+import torch
+from conftest import read_metrics
+from torch.utils.data import TensorDataset
+
+from litlab.data.base import DataModule
+from litlab.models import NETS
+from litlab.tasks import Regressor, Task, load_task
+
+LIMIT = ["debug=limit"]
+
+
+@pytest.mark.parametrize("model", sorted(NETS))
+def test_fast_dev_run_every_model_on_digits(train_in_process, model):
+    metrics, _ = train_in_process(f"model={model}", "debug=fast_dev_run")
+    assert {"train/loss", "test/acc"} <= set(metrics)
+
+
+def test_bf16_mixed_runs_on_cpu(train_in_process):
+    metrics, _ = train_in_process("trainer.precision=bf16-mixed", "trainer=cpu", *LIMIT)
+    assert metrics["train/loss"] == metrics["train/loss"]  # not NaN
+
+
+def test_64_true_precision(train_in_process):
+    train_in_process("trainer.precision=64-true", "trainer=cpu", "debug=fast_dev_run")
+
+
+def _norm(module) -> float:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
+def test_gradient_clipping_by_norm(train_in_process, monkeypatch):
+    before, after = [], []
+    clip = Task.clip_gradients
+
+    def clip_and_record(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        before.append(_norm(self))
+        clip(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
+        after.append(_norm(self))
+
+    monkeypatch.setattr(Task, "clip_gradients", clip_and_record)
+    train_in_process(
+        "trainer.gradient_clip_val=0.5", "trainer.gradient_clip_algorithm=norm", "model.optimizer.lr=0.1", *LIMIT
+    )
+    assert max(before) > 0.5, "the test needs gradients that would exceed the bound"
+    assert max(after) <= 0.5 + 1e-4
+    assert len(after) == 10
+
+
+def test_early_stopping_stops_a_stalled_run_and_tests_the_best(train_in_process):
+    # lr=0: the weights never move, val/loss never improves after the first epoch.
+    metrics, run_dir = train_in_process(
+        "model.optimizer.lr=0.0", "model.scheduler=null", "callbacks.early_stopping.patience=2", "trainer.max_epochs=30"
+    )
+    summary = read_metrics(run_dir)
+    assert summary["epochs"] == 3, "first epoch, then two without improvement"
+    assert summary["best_checkpoint"].endswith("epoch_000.ckpt")
+    # The tested model is the best checkpoint: scoring it again gives the same test metrics.
+    task = load_task(summary["best_checkpoint"]).eval()
+    dm = DigitsDataModuleFromConfig(run_dir)
+    x, y = dm.splits["test"].tensors
+    acc = (task(x).argmax(-1) == y).float().mean().item()
+    assert acc == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+def DigitsDataModuleFromConfig(run_dir):
+    from hydra.utils import instantiate
+
+    ckpt = torch.load(read_metrics(run_dir)["best_checkpoint"], weights_only=True)
+    dm = instantiate(ckpt["config"]["data"])
+    dm.setup("test")
+    return dm
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model/scheduler=onecycle"],
+        ["model/scheduler=plateau"],
+        ["model.scheduler=null"],
+        ["model/optimizer=sgd"],
+        ["model/optimizer=adam", "model.optimizer.lr=1e-3"],
+        ["trainer.accumulate_grad_batches=2", "trainer.gradient_clip_val=1.0", "trainer.gradient_clip_algorithm=value"],
+        ["trainer.val_check_interval=0.5", "trainer.deterministic=true"],
+    ],
+    ids=lambda o: " ".join(o),
+)
+def test_optimizer_schedule_and_trainer_options_run(train_in_process, overrides):
+    metrics, _ = train_in_process(*overrides, *LIMIT)
+    assert metrics["train/loss"] == metrics["train/loss"]
+
+
+@pytest.mark.parametrize("debug", ["fast_dev_run", "overfit", "limit", "profiler"])
+def test_debug_modes(train_in_process, debug):
+    extra = ["trainer.max_epochs=3"] if debug in ("overfit", "profiler") else []
+    train_in_process(f"debug={debug}", *extra)
+
+
+@pytest.mark.parametrize("logger", ["csv", "none"])
+def test_other_loggers(train_in_process, logger):
+    _, run_dir = train_in_process(f"logger={logger}", "debug=limit")
+    assert (run_dir / "metrics.json").exists()
+    assert (logger == "csv") == (run_dir / "csv" / "metrics.csv").exists()
+
+
+def test_no_callbacks_and_test_only_switches(train_in_process):
+    metrics, run_dir = train_in_process("callbacks=none", "trainer.enable_checkpointing=false", "debug=limit")
+    assert read_metrics(run_dir)["best_checkpoint"] is None and "test/acc" in metrics
+    assert not (run_dir / "checkpoints").exists()
+    metrics, _ = train_in_process("test=false", "debug=limit")
+    assert not any(k.startswith("test/") for k in metrics)
+
+
+def test_same_seed_same_result(train_in_process):
+    a, _ = train_in_process("seed=7", "trainer.deterministic=true", *LIMIT)
+    b, _ = train_in_process("seed=7", "trainer.deterministic=true", *LIMIT)
+    c, _ = train_in_process("seed=8", "trainer.deterministic=true", *LIMIT)
+    assert a == b
+    assert a["train/loss"] != c["train/loss"]
+
+
+def test_resume_last_continues_training(train_in_process):
+    _, run_dir = train_in_process("trainer.max_epochs=2", "callbacks.early_stopping.patience=100")
+    _, second_dir = train_in_process(
+        "trainer.max_epochs=3", f"ckpt_path={run_dir}", "callbacks.early_stopping.patience=100"
+    )
+    resumed = read_metrics(second_dir)
+    assert resumed["epochs"] == 3 and resumed["steps"] == read_metrics(run_dir)["steps"] * 3 // 2
+
+
+class Waves(DataModule):
+    """y = sin(x) + cos(2x): a small regression problem."""
+
+    def load(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(600, 2, generator=g) * 6 - 3
+        y = torch.stack([x[:, 0].sin() + (2 * x[:, 1]).cos()], dim=1)
+        return [TensorDataset(x[i : i + 200], y[i : i + 200]) for i in (0, 200, 400)]
+
+
+def test_regressor_learns(tmp_path):
+    dm = Waves(task="regression", input_shape=[2], num_targets=1, batch_size=32)
+    task = Regressor(
+        input_shape=[2],
+        num_targets=1,
+        net={"arch": "mlp", "hidden_sizes": [64, 64]},
+        optimizer={"name": "adamw", "lr": 1e-2},
+        scheduler=None,
+    )
+    trainer = L.Trainer(
+        max_epochs=40,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(task, datamodule=dm)
+    (result,) = trainer.test(task, datamodule=dm, verbose=False)
+    assert (
+        result["test/mse"] < 0.05
+        and result["test/mae"] < 0.2
+        and result["test/loss"] == pytest.approx(result["test/mse"])
+    )

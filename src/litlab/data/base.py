@@ -1,14 +1,16 @@
 """The LightningDataModule every dataset shares: splits, loaders and the model's I/O shape."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from litlab.data.loader import ShardSampler, TensorLoader
+from litlab.data.transforms import TransformDataset, compose
 
 
 class DataModule(L.LightningDataModule):
@@ -39,6 +41,9 @@ class DataModule(L.LightningDataModule):
         prefetch_factor: int | None = None,
         drop_last: bool = False,
         seed: int | None = 0,
+        on_device: bool = False,
+        transforms: Sequence[Mapping[str, Any]] | None = None,
+        batch_transforms: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -55,6 +60,10 @@ class DataModule(L.LightningDataModule):
         }
         self.drop_last, self.seed = drop_last, seed or 0
         self.splits: dict[str, Dataset] = {}
+        self.on_device = on_device
+        # Per sample (in the loader's workers) and per batch (on the device, after transfer).
+        self.transforms = compose(transforms)
+        self.batch_transforms = compose(batch_transforms)
 
     def load(self) -> tuple[Dataset, Dataset, Dataset]:
         """The train, val and test datasets."""
@@ -65,6 +74,25 @@ class DataModule(L.LightningDataModule):
             self.splits = dict(zip(("train", "val", "test"), self.load(), strict=True))
             for split, dataset in self.splits.items():
                 self.check(split, dataset)
+            self.splits = {split: self.prepare(split, dataset) for split, dataset in self.splits.items()}
+
+    def prepare(self, split: str, dataset: Dataset) -> Dataset:
+        """Move in-memory tensors to the device once (``on_device``), or wrap per-sample transforms."""
+        transform = self.transforms and self.transforms.select(train=split == "train")
+        if transform:
+            return TransformDataset(dataset, transform)
+        if self.on_device and isinstance(dataset, TensorDataset) and self.trainer is not None:
+            return TensorDataset(*(t.to(self.trainer.strategy.root_device) for t in dataset.tensors))
+        return dataset
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        transform = self.batch_transforms and self.batch_transforms.select(
+            train=bool(self.trainer and self.trainer.training)
+        )
+        if not transform:
+            return batch
+        x, *rest = batch
+        return (transform(x), *rest)
 
     def check(self, split: str, dataset: Dataset) -> None:
         """Reject labels outside ``[0, num_classes)`` before training starts."""
@@ -83,6 +111,10 @@ class DataModule(L.LightningDataModule):
         sampler = ShardSampler(len(dataset), shuffle=train, seed=self.seed, rank=rank, world_size=world, pad=train)
         batch_size = self.batch_size if train else self.eval_batch_size
         drop_last = self.drop_last and train
+        if isinstance(dataset, IterableDataset):
+            # A stream shards itself across ranks and workers: no sampler, and it yields whole batches.
+            dataset.shard(rank, world, self.loader_kwargs["num_workers"], batch_size, drop_last)
+            return DataLoader(dataset, batch_size=None, collate_fn=self.collate_fn, **self.loader_kwargs)
         if isinstance(dataset, TensorDataset) and self.collate_fn is None:
             return TensorLoader(dataset.tensors, sampler, batch_size, drop_last)
         return DataLoader(
@@ -102,18 +134,31 @@ class DataModule(L.LightningDataModule):
         return self._loader("test")
 
 
-def split_tensors(
-    tensors: Sequence[Tensor], fractions: Sequence[float], seed: int = 0
-) -> list[TensorDataset]:
-    """Seeded random split of aligned tensors into ``TensorDataset``s by ``(val, test)`` fractions.
+def split_sizes(n: int, sizes: Sequence[float], names: Sequence[str] = ("val", "test")) -> list[int]:
+    """Sample counts from sizes that are fractions (floats in ``[0, 1)``) or counts (integers)."""
+    counts = []
+    for name, size in zip(names, sizes, strict=True):
+        if isinstance(size, bool) or not isinstance(size, Real) or size < 0:
+            raise ValueError(f"{name} split {size!r} must be a fraction in [0, 1) or a count >= 0")
+        if not isinstance(size, Integral) and size >= 1:
+            raise ValueError(f"{name} split {size!r} must be a fraction in [0, 1); give a count as an integer")
+        counts.append(int(size) if isinstance(size, Integral) else round(size * n))
+    if sum(counts) >= n:
+        raise ValueError(
+            f"split {dict(zip(names, sizes, strict=True))} takes {sum(counts)} of {n} samples and leaves no training samples"
+        )
+    return counts
 
+
+def split_tensors(tensors: Sequence[Tensor], fractions: Sequence[float], seed: int = 0) -> list[TensorDataset]:
+    """Seeded random split of aligned tensors into train, val, test ``TensorDataset``s.
+
+    ``fractions`` are the ``(val, test)`` sizes, each a fraction (float) or a count (int).
     The split uses its own seed (``data.split_seed``), not the run's, so runs of a seed sweep
     are all scored on the same test set.
     """
     n = len(tensors[0])
-    n_val, n_test = (round(f * n) for f in fractions)
-    if n_val + n_test >= n:
-        raise ValueError(f"split fractions {list(fractions)} leave no training samples out of {n}")
+    n_val, n_test = split_sizes(n, fractions)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     parts = order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
     return [TensorDataset(*(t[idx] for t in tensors)) for idx in parts]

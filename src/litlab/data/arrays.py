@@ -1,0 +1,139 @@
+"""In-memory arrays: an ``.npz``, a ``.pt`` dict, a folder of ``<key>.npy`` files, or arrays passed in code.
+
+Keys are ``x, y`` (split here, seeded) or ``x_train, y_train`` with optional ``x_val, y_val``
+and ``x_test, y_test`` (a split not given is carved from the training arrays).
+"""
+
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import TensorDataset
+
+from litlab.data.base import DataModule, split_tensors
+
+SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+KEYS = ("x", "y", *SPLIT_KEYS)
+
+
+def _npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable .npy file (corrupt or truncated?): {e}") from None
+
+
+def read_arrays(path: str | Path) -> dict[str, Tensor]:
+    """The arrays stored at ``path`` (``.npz``, ``.pt`` or a folder of ``.npy``), by key."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"data.path={path}: no such file or folder")
+    if path.is_dir():
+        files = sorted(path.glob("*.npy"))
+        if not files:
+            raise FileNotFoundError(f"data.path={path} holds no .npy files (expected x.npy, y.npy or x_train.npy, ...)")
+        return {f.stem: torch.from_numpy(_npy(f)) for f in files}
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: torch.from_numpy(z[k]) for k in z.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path} is not a readable .npz file (corrupt or truncated?): {e}") from None
+    if path.suffix == ".pt":
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises RuntimeError, pickle errors, EOFError... for a bad file
+            raise ValueError(f"{path} is not a readable .pt file (corrupt or truncated?): {e}") from None
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"{path} must hold a dict of tensors keyed {KEYS}, not a {type(obj).__name__}")
+        return {k: torch.as_tensor(v) for k, v in obj.items()}
+    if path.suffix == ".npy":
+        raise ValueError(
+            f"data.path={path}: give the folder holding x.npy and y.npy (or x_train.npy, ...), not one file"
+        )
+    raise ValueError(f"data.path={path}: expected a .npz or .pt file or a folder of .npy files")
+
+
+class ArraysDataModule(DataModule):
+    """Arrays held in memory (the fast path); ``input_shape`` and ``num_classes`` are checked against them.
+
+    ``val_split``/``test_split`` are fractions (``0.1``) or counts (``5000``) of the training arrays.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        arrays: Mapping[str, Any] | None = None,
+        val_split: float = 0.1,
+        test_split: float = 0.1,
+        split_seed: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (path is None) == (arrays is None):
+            raise ValueError("data=arrays needs exactly one of data.path=<.npz|.pt|folder of .npy> or arrays=")
+        if self.task == "classification" and self.num_classes is None:
+            raise ValueError("data=arrays with data.task=classification needs data.num_classes=<number of classes>")
+        self.path, self.arrays = path, arrays
+        self.sizes, self.split_seed = (val_split, test_split), split_seed
+
+    def read(self) -> dict[str, Tensor]:
+        if self.arrays is not None:
+            return {k: torch.as_tensor(v) for k, v in self.arrays.items()}
+        return read_arrays(self.path)
+
+    def load(self) -> list[TensorDataset]:
+        arrays, source = self.read(), self.path or "arrays"
+        unknown = set(arrays) - set(KEYS)
+        if unknown:
+            raise ValueError(f"{source}: unknown keys {sorted(unknown)}; allowed: {list(KEYS)}")
+        prefix = "" if "x" in arrays else "_train"
+        for key in (f"x{prefix}", f"y{prefix}"):
+            if key not in arrays:
+                raise ValueError(
+                    f"{source} has keys {sorted(arrays)} but needs 'x' and 'y', or 'x_train' and 'y_train'"
+                )
+        given = {}
+        for split in ("val", "test"):
+            if f"x_{split}" in arrays or f"y_{split}" in arrays:
+                given[split] = self.pair(arrays, f"_{split}", source)
+        pool = self.pair(arrays, prefix, source)
+        sizes = [0 if split in given else size for split, size in zip(("val", "test"), self.sizes, strict=True)]
+        train, val, test = split_tensors(pool, sizes, self.split_seed)
+        return [
+            train,
+            TensorDataset(*given["val"]) if "val" in given else val,
+            TensorDataset(*given["test"]) if "test" in given else test,
+        ]
+
+    def pair(self, arrays: Mapping[str, Tensor], suffix: str, source: str) -> tuple[Tensor, Tensor]:
+        """``(x, y)`` of one split, typed for the task and checked against the config."""
+        xk, yk = f"x{suffix}", f"y{suffix}"
+        if xk not in arrays or yk not in arrays:
+            raise ValueError(f"{source}: {xk!r} and {yk!r} must be given together")
+        x, y = arrays[xk], arrays[yk]
+        if len(x) != len(y):
+            raise ValueError(f"{source}: {xk} has {len(x)} samples but {yk} has {len(y)}: lengths must agree")
+        if list(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"{source}: {xk} samples have shape {list(x.shape[1:])} but data.input_shape={self.input_shape}"
+            )
+        x = x.long() if self.vocab_size is not None else x.float()
+        if self.task == "classification":
+            if y.dim() != 1 or (y.is_floating_point() and not torch.equal(y, y.round())):
+                raise ValueError(
+                    f"{source}: {yk} must be one integer class label per sample, got shape {list(y.shape)}"
+                )
+            y = y.long()
+        else:
+            y = y.float()
+            width = y[0].numel() if len(y) else 1
+            if self.num_targets is not None and width != self.num_targets:
+                raise ValueError(
+                    f"{source}: {yk} has {width} targets per sample but data.num_targets={self.num_targets}"
+                )
+        return x, y

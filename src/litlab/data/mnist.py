@@ -1,0 +1,116 @@
+"""MNIST and Fashion-MNIST from the four IDX files (``.gz`` or not), downloaded when missing."""
+
+import gzip
+import math
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import TensorDataset
+
+from litlab.data.base import DataModule, split_tensors
+from litlab.data.download import download
+
+FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file of unsigned bytes as an array; corrupt or truncated files are named in the error."""
+    path = Path(path)
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path} is corrupt or truncated: {e}") from None
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header is incomplete")
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = memoryview(data)[4 + 4 * ndim :]
+    if len(body) != math.prod(dims):
+        raise ValueError(
+            f"{path} is truncated or corrupt: its header says {list(dims)} ({math.prod(dims)} bytes), found {len(body)}"
+        )
+    return np.frombuffer(body, np.uint8).reshape(dims)
+
+
+def find_idx(data_dir: Path, name: str) -> dict[str, Path] | None:
+    """The four files in ``data_dir`` or ``data_dir/<name>/raw``, each ``.gz`` or not; None when incomplete."""
+    for folder in (data_dir, data_dir / name / "raw"):
+        found = {}
+        for key, stem in FILES.items():
+            for candidate in (folder / stem, folder / f"{stem}.gz"):
+                if candidate.is_file():
+                    found[key] = candidate
+                    break
+        if len(found) == len(FILES):
+            return found
+    return None
+
+
+class MNISTDataModule(DataModule):
+    """MNIST-format data (``name`` MNIST or FashionMNIST): 60k train split into train/val, 10k test.
+
+    Pixels are scaled to [0, 1] and standardised with the training split's mean and std.
+    """
+
+    def __init__(
+        self,
+        name: str = "MNIST",
+        url: str | None = None,
+        md5: Mapping[str, str] | None = None,
+        download: bool = True,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name, self.url, self.md5, self.download = name, url, dict(md5 or {}), download
+        self.val_size, self.split_seed = val_size, split_seed
+
+    def files(self) -> dict[str, Path]:
+        data_dir = Path(self.data_dir)
+        found = find_idx(data_dir, self.name)
+        if found is not None:
+            return found
+        raw = data_dir / self.name / "raw"
+        if not self.download or not self.url:
+            raise FileNotFoundError(
+                f"{self.name} files {[f'{s}[.gz]' for s in FILES.values()]} are not in {data_dir} nor {raw}; "
+                "put them there or set data.download=true"
+            )
+        for stem in FILES.values():
+            file = f"{stem}.gz"
+            if not (raw / file).is_file():
+                download(self.url.rstrip("/") + "/" + file, raw / file, md5=self.md5.get(file))
+        return {key: raw / f"{stem}.gz" for key, stem in FILES.items()}
+
+    def load(self) -> list[TensorDataset]:
+        files = self.files()
+        arrays = {key: torch.from_numpy(read_idx(path).copy()) for key, path in files.items()}
+        for split in ("train", "test"):
+            x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+            if len(x) != len(y):
+                raise ValueError(
+                    f"{files[f'{split}_x']} has {len(x)} images but {files[f'{split}_y']} has {len(y)} labels"
+                )
+        x_train = arrays["train_x"].float().div_(255)
+        mean, std = x_train.mean(), x_train.std()
+
+        def prep(x: Tensor) -> Tensor:
+            return ((x.float() / 255 - mean) / std).unsqueeze(1)
+
+        train, val, _ = split_tensors(
+            (prep(arrays["train_x"]), arrays["train_y"].long()), (self.val_size, 0), self.split_seed
+        )
+        return [train, val, TensorDataset(prep(arrays["test_x"]), arrays["test_y"].long())]

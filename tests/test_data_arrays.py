@@ -1,0 +1,221 @@
+"""data=arrays: files or arrays in memory, given or seeded splits, checked against the config."""
+
+import numpy as np
+import pytest
+import torch
+from datafiles import write_mnist
+
+from litlab.data import ArraysDataModule, MNISTDataModule, read_idx, split_sizes
+
+SHAPE = [1, 4, 4]
+
+
+def blobs(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two separable classes: the sign of the first pixel."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *SHAPE)).astype(np.float32)
+    y = (x[:, 0, 0, 0] > 0).astype(np.int64)
+    x[:, 0, 0, 0] += np.where(y == 1, 2.0, -2.0)
+    return x, y
+
+
+def module(**kwargs) -> ArraysDataModule:
+    kwargs = {"input_shape": SHAPE, "num_classes": 2, **kwargs}
+    dm = ArraysDataModule(**kwargs)
+    dm.setup("fit")
+    return dm
+
+
+def sizes(dm: ArraysDataModule) -> list[int]:
+    return [len(dm.splits[s]) for s in ("train", "val", "test")]
+
+
+def test_split_by_fractions_and_counts_is_seeded():
+    x, y = blobs(200)
+    assert sizes(module(arrays={"x": x, "y": y}, val_split=0.1, test_split=0.25)) == [130, 20, 50]
+    a, b = (module(arrays={"x": x, "y": y}, val_split=7, test_split=3) for _ in range(2))
+    assert sizes(a) == [190, 7, 3]
+    assert torch.equal(a.splits["val"].tensors[0], b.splits["val"].tensors[0])
+    c = module(arrays={"x": x, "y": y}, val_split=7, test_split=3, split_seed=1)
+    assert not torch.equal(a.splits["val"].tensors[0], c.splits["val"].tensors[0])
+    # Every sample lands in exactly one split.
+    rows = torch.cat([a.splits[s].tensors[0] for s in ("train", "val", "test")]).flatten(1)
+    assert torch.equal(rows.sum(0), torch.from_numpy(x).flatten(1).sum(0)) or torch.allclose(
+        rows.sum(0), torch.from_numpy(x).flatten(1).sum(0), atol=1e-3
+    )
+
+
+@pytest.mark.parametrize("fmt", ["npz", "pt", "npy_folder"])
+def test_given_splits_from_each_file_format(tmp_path, fmt):
+    x, y = blobs(100)
+    arrays = {
+        "x_train": x[:60],
+        "y_train": y[:60],
+        "x_val": x[60:80],
+        "y_val": y[60:80],
+        "x_test": x[80:],
+        "y_test": y[80:],
+    }
+    if fmt == "npz":
+        path = tmp_path / "d.npz"
+        np.savez(path, **arrays)
+    elif fmt == "pt":
+        path = tmp_path / "d.pt"
+        torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, path)
+    else:
+        path = tmp_path / "arrays"
+        path.mkdir()
+        for k, v in arrays.items():
+            np.save(path / f"{k}.npy", v)
+    dm = module(path=str(path))
+    assert sizes(dm) == [60, 20, 20]
+    assert torch.equal(dm.splits["test"].tensors[0], torch.from_numpy(x[80:]))
+    assert dm.splits["train"].tensors[1].dtype == torch.int64
+
+
+def test_missing_split_is_carved_from_train(tmp_path):
+    x, y = blobs(100)
+    np.savez(tmp_path / "d.npz", x_train=x[:80], y_train=y[:80], x_test=x[80:], y_test=y[80:])
+    assert sizes(module(path=str(tmp_path / "d.npz"), val_split=10)) == [70, 10, 20]
+
+
+def test_arrays_train_and_learn(train_in_process, tmp_path):
+    x, y = blobs(400)
+    np.savez(tmp_path / "blobs.npz", x=x, y=y)
+    metrics, _ = train_in_process(
+        "data=arrays", f"data.path={tmp_path / 'blobs.npz'}", f"data.input_shape={SHAPE}", "data.num_classes=2",
+        "trainer.max_epochs=3", "logger=none", "callbacks=none", "trainer.enable_checkpointing=false",
+    )  # fmt: skip
+    assert metrics["test/acc"] > 0.9
+
+
+def test_regression_arrays(tmp_path):
+    x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    dm = module(
+        arrays={"x": x, "y": x.sum(1, keepdims=True)},
+        task="regression",
+        input_shape=[3],
+        num_classes=None,
+        num_targets=1,
+    )
+    assert dm.splits["train"].tensors[1].dtype == torch.float32
+    with pytest.raises(ValueError, match="num_targets=2"):
+        module(arrays={"x": x, "y": x[:, :1]}, task="regression", input_shape=[3], num_classes=None, num_targets=2)
+
+
+# Bad input: each gives one readable error naming the problem, before training starts.
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope.npz"):
+        module(path=str(tmp_path / "nope.npz"))
+
+
+def test_corrupt_and_truncated_files_are_named(tmp_path):
+    x, y = blobs(50)
+    good = tmp_path / "good.npz"
+    np.savez(good, x=x, y=y)
+    (tmp_path / "trunc.npz").write_bytes(good.read_bytes()[:300])
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    (tmp_path / "npys").mkdir()
+    np.save(tmp_path / "npys" / "x.npy", x)
+    (tmp_path / "npys" / "y.npy").write_bytes((tmp_path / "npys" / "x.npy").read_bytes()[:100])
+    for name in ("trunc.npz", "junk.pt", "npys"):
+        with pytest.raises(ValueError, match=r"(trunc\.npz|junk\.pt|y\.npy).*(corrupt|truncated)"):
+            module(path=str(tmp_path / name))
+
+
+def test_length_mismatch():
+    x, y = blobs(50)
+    with pytest.raises(ValueError, match="x has 50 samples but y has 49"):
+        module(arrays={"x": x, "y": y[:49]})
+
+
+def test_labels_outside_num_classes():
+    x, y = blobs(50)
+    with pytest.raises(ValueError, match=r"labels span \[0, 1\] but data.num_classes=1"):
+        module(arrays={"x": x, "y": y}, num_classes=1)
+    with pytest.raises(ValueError, match=r"labels span \[-1"):
+        module(arrays={"x": x, "y": y - 1})
+
+
+def test_shape_mismatch_and_bad_keys():
+    x, y = blobs(50)
+    with pytest.raises(ValueError, match=r"shape \[1, 4, 4\] but data.input_shape=\[16\]"):
+        module(arrays={"x": x, "y": y}, input_shape=[16])
+    with pytest.raises(ValueError, match="unknown keys \\['labels'\\]"):
+        module(arrays={"x": x, "labels": y})
+    with pytest.raises(ValueError, match="'x_val' and 'y_val' must be given together"):
+        module(arrays={"x_train": x, "y_train": y, "x_val": x})
+    with pytest.raises(ValueError, match=r"needs data.num_classes"):
+        ArraysDataModule(arrays={"x": x, "y": y}, input_shape=SHAPE)
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ((0.5, 0.5), "leaves no training samples"),
+        ((60, 0), "takes 60 of 50"),
+        ((1.5, 0), "fraction in \\[0, 1\\)"),
+        ((-1, 0), ">= 0"),
+    ],
+)
+def test_split_that_does_not_add_up(split, message):
+    with pytest.raises(ValueError, match=message):
+        split_sizes(50, split)
+    x, y = blobs(50)
+    with pytest.raises(ValueError, match=message):
+        module(arrays={"x": x, "y": y}, val_split=split[0], test_split=split[1])
+
+
+# MNIST-format files, made here.
+
+
+@pytest.mark.parametrize(("gz", "layout"), [(True, "flat"), (False, "raw")])
+def test_mnist_reads_idx_in_both_layouts(tmp_path, gz, layout):
+    folder = tmp_path if layout == "flat" else tmp_path / "MNIST" / "raw"
+    write_mnist(folder, n_train=60, n_test=20, gz=gz)
+    dm = MNISTDataModule(data_dir=str(tmp_path), val_size=10, download=False, num_classes=10, input_shape=[1, 28, 28])
+    dm.setup("fit")
+    assert sizes(dm) == [50, 10, 20]
+    x = dm.splits["train"].tensors[0]
+    assert x.shape == (50, 1, 28, 28) and abs(float(x.mean())) < 0.1
+
+
+def test_mnist_missing_files_named(tmp_path):
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, num_classes=10)
+    with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte.*MNIST/raw"):
+        dm.setup("fit")
+
+
+def test_mnist_truncated_and_corrupt_files_named(tmp_path):
+    paths = write_mnist(tmp_path, gz=False)
+    path = paths["train-images-idx3-ubyte"]
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte is truncated"):
+        read_idx(path)
+    path.write_bytes(b"GARBAGE!")
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte is not an IDX file"):
+        read_idx(path)
+    gz = write_mnist(tmp_path / "g")["t10k-labels-idx1-ubyte"]
+    gz.write_bytes(gz.read_bytes()[:-4])
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\.gz is corrupt or truncated"):
+        read_idx(gz)
+
+
+def test_mnist_images_and_labels_disagree(tmp_path):
+    write_mnist(tmp_path, gz=False)
+    write_mnist(tmp_path / "other", n_train=30, gz=False)
+    (tmp_path / "other" / "train-labels-idx1-ubyte").replace(tmp_path / "train-labels-idx1-ubyte")
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, val_size=5, num_classes=10)
+    with pytest.raises(ValueError, match=r"60 images but .*train-labels-idx1-ubyte has 30 labels"):
+        dm.setup("fit")
+
+
+def test_mnist_mlp_experiment(train_in_process, tmp_path):
+    write_mnist(tmp_path / "mnist", n_train=300, n_test=50)
+    metrics, _ = train_in_process(
+        "experiment=mnist_mlp", f"data.data_dir={tmp_path / 'mnist'}", "data.download=false", "data.val_size=50",
+        "trainer.max_epochs=1", "logger=none", "callbacks=none", "trainer.enable_checkpointing=false",
+    )  # fmt: skip
+    assert "test/acc" in metrics

@@ -102,9 +102,7 @@ class DataModule(L.LightningDataModule):
         return self._loader("test")
 
 
-def split_tensors(
-    tensors: Sequence[Tensor], fractions: Sequence[float], seed: int = 0
-) -> list[TensorDataset]:
+def split_tensors(tensors: Sequence[Tensor], fractions: Sequence[float], seed: int = 0) -> list[TensorDataset]:
     """Seeded random split of aligned tensors into ``TensorDataset``s by ``(val, test)`` fractions.
 
     The split uses its own seed (``data.split_seed``), not the run's, so runs of a seed sweep

@@ -108,13 +108,13 @@ class DataModule(L.LightningDataModule):
     def _loader(self, split: str) -> TensorLoader | DataLoader:
         dataset, train = self.splits[split], split == "train"
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        sampler = ShardSampler(len(dataset), shuffle=train, seed=self.seed, rank=rank, world_size=world, pad=train)
         batch_size = self.batch_size if train else self.eval_batch_size
         drop_last = self.drop_last and train
         if isinstance(dataset, IterableDataset):
             # A stream shards itself across ranks and workers: no sampler, and it yields whole batches.
             dataset.shard(rank, world, self.loader_kwargs["num_workers"], batch_size, drop_last)
             return DataLoader(dataset, batch_size=None, collate_fn=self.collate_fn, **self.loader_kwargs)
+        sampler = ShardSampler(len(dataset), shuffle=train, seed=self.seed, rank=rank, world_size=world, pad=train)
         if isinstance(dataset, TensorDataset) and self.collate_fn is None:
             return TensorLoader(dataset.tensors, sampler, batch_size, drop_last)
         return DataLoader(
@@ -144,9 +144,8 @@ def split_sizes(n: int, sizes: Sequence[float], names: Sequence[str] = ("val", "
             raise ValueError(f"{name} split {size!r} must be a fraction in [0, 1); give a count as an integer")
         counts.append(int(size) if isinstance(size, Integral) else round(size * n))
     if sum(counts) >= n:
-        raise ValueError(
-            f"split {dict(zip(names, sizes, strict=True))} takes {sum(counts)} of {n} samples and leaves no training samples"
-        )
+        asked = dict(zip(names, sizes, strict=True))
+        raise ValueError(f"split {asked} takes {sum(counts)} of {n} samples and leaves no training samples")
     return counts
 
 

@@ -1,6 +1,7 @@
 """Batching: a rank-aware sampler, and the fast path for data held in tensors."""
 
 from collections.abc import Iterator, Sequence
+
 import torch
 from torch import Tensor
 from torch.utils.data import Sampler
@@ -14,7 +15,9 @@ class ShardSampler(Sampler[int]):
     are exact, so no sample is counted twice in the reduced metrics.
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = False) -> None:
+    def __init__(
+        self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = False
+    ) -> None:
         self.n, self.shuffle, self.seed = n, shuffle, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
         self.epoch = 0
@@ -49,7 +52,9 @@ class TensorLoader:
     indexing (the "fast path"). Lightning sets the epoch through ``sampler.set_epoch``.
     """
 
-    def __init__(self, tensors: Sequence[Tensor], sampler: ShardSampler, batch_size: int, drop_last: bool = False) -> None:
+    def __init__(
+        self, tensors: Sequence[Tensor], sampler: ShardSampler, batch_size: int, drop_last: bool = False
+    ) -> None:
         self.tensors, self.sampler = tuple(tensors), sampler
         self.batch_sampler = None  # DataLoader's attributes, which Lightning inspects
         self.batch_size, self.drop_last = batch_size, drop_last

@@ -5,6 +5,7 @@ from litlab.data.base import DataModule, split_sizes, split_tensors
 from litlab.data.collate import pad_collate
 from litlab.data.digits import DigitsDataModule
 from litlab.data.download import DownloadError, download
+from litlab.data.folder import FolderDataModule, FolderDataset
 from litlab.data.loader import ShardSampler, TensorLoader
 from litlab.data.mnist import MNISTDataModule, read_idx
 from litlab.data.streaming import StreamDataset
@@ -17,6 +18,8 @@ __all__ = [
     "DataModule",
     "DigitsDataModule",
     "DownloadError",
+    "FolderDataModule",
+    "FolderDataset",
     "MNISTDataModule",
     "SequenceDataModule",
     "ShardSampler",

@@ -2,6 +2,7 @@
 
 from litlab.data.arrays import ArraysDataModule, read_arrays
 from litlab.data.base import DataModule, split_sizes, split_tensors
+from litlab.data.cifar import CIFAR10DataModule
 from litlab.data.collate import pad_collate
 from litlab.data.digits import DigitsDataModule
 from litlab.data.download import DownloadError, download
@@ -15,6 +16,7 @@ from litlab.data.transforms import TRANSFORMS
 __all__ = [
     "TRANSFORMS",
     "ArraysDataModule",
+    "CIFAR10DataModule",
     "DataModule",
     "DigitsDataModule",
     "DownloadError",

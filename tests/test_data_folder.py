@@ -6,30 +6,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from datafiles import write_tree
 
 from litlab.data import FolderDataModule, SyntheticDataModule
 from litlab.data.folder import INDEX_FILE
 from litlab.data.transforms import build_transform, compose
 
 NO_OUTPUT = ("logger=none", "callbacks=none", "trainer.enable_checkpointing=false")
-
-
-def write_tree(root, fmt: str, per_class: int = 6, classes=("cat", "dog"), shape=(1, 8, 8)) -> None:
-    """``root/<class>/<i>.<fmt>``; class k's images are bright where k's are dark, so they are learnable."""
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(classes):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            x = rng.integers(0, 100, shape).astype(np.uint8) + np.uint8(150 * k)
-            path = root / name / f"{i}.{fmt}"
-            if fmt == "npy":
-                np.save(path, x.astype(np.float32) / 255)
-            elif fmt == "pt":
-                torch.save(torch.from_numpy(x).float() / 255, path)
-            else:
-                img = x[0] if shape[0] == 1 else x.transpose(1, 2, 0)
-                Image.fromarray(img).save(path)
 
 
 def folder(root, **kwargs) -> FolderDataModule:

@@ -159,8 +159,8 @@ def test_per_sample_transforms_leave_the_fast_path_and_batch_ones_run_on_transfe
 
 def test_transforms_from_the_command_line(train_in_process):
     metrics, _ = train_in_process(
-        "data=synthetic", "+data.transforms=[{name: gaussian_noise, std: 0.1}]",
-        "+data.batch_transforms=[{name: hflip}, {name: normalize, mean: 0.0, std: 1.0}]",
+        "data=synthetic", "data.transforms=[{name: gaussian_noise, std: 0.1}]",
+        "data.batch_transforms=[{name: hflip}, {name: normalize, mean: 0.0, std: 1.0}]",
         "trainer.max_epochs=1", *NO_OUTPUT,
     )  # fmt: skip
     assert "test/acc" in metrics

@@ -8,6 +8,7 @@ from litlab.data import SequenceDataModule, StreamDataset, SyntheticDataModule, 
 from litlab.models import Transformer
 
 NO_OUTPUT = ("logger=none", "callbacks=none", "trainer.enable_checkpointing=false")
+SMALL = ("data.num_train=1000", "data.num_val=200", "data.num_test=200")
 
 
 def identity(indices: torch.Tensor) -> torch.Tensor:
@@ -54,12 +55,21 @@ def test_stream_reads_the_same_samples_as_memory():
     assert len(batches) == len(stream.val_dataloader()) == 2
 
 
+def test_stream_applies_per_sample_transforms_to_its_batches():
+    kw = {"input_shape": [1, 4, 4], "num_classes": 3, "num_train": 20, "batch_size": 8, "streaming": True}
+    plain, flipped = SyntheticDataModule(**kw), SyntheticDataModule(**kw, transforms=[{"name": "hflip", "p": 1.0}])
+    for dm in (plain, flipped):
+        dm.setup("fit")
+    x, _ = next(iter(plain.train_dataloader()))
+    assert torch.equal(next(iter(flipped.train_dataloader()))[0], x.flip(-1))
+
+
 def test_teacher_labels_are_learnable_and_balanced(train_in_process):
     dm = SyntheticDataModule(input_shape=[1, 8, 8], num_classes=4)
     dm.setup("fit")
     counts = torch.bincount(dm.splits["train"].tensors[1], minlength=4)
     assert counts.min() > 0.1 * counts.sum(), counts
-    metrics, _ = train_in_process("data=synthetic", "trainer.max_epochs=3", *NO_OUTPUT)
+    metrics, _ = train_in_process("data=synthetic", "trainer.max_epochs=3", *SMALL, *NO_OUTPUT)
     assert metrics["test/acc"] > 0.6  # chance is 0.25
 
 
@@ -67,13 +77,13 @@ def test_regression_learns_below_the_target_variance(train_in_process):
     dm = SyntheticDataModule(task="regression", input_shape=[1, 8, 8], num_targets=2, noise=0.05)
     dm.setup("fit")
     variance = float(dm.splits["test"].tensors[1].var())
-    metrics, _ = train_in_process("data=synthetic_regression", "trainer.max_epochs=4", *NO_OUTPUT)
+    metrics, _ = train_in_process("data=synthetic_regression", "trainer.max_epochs=4", *SMALL, *NO_OUTPUT)
     assert metrics["test/mse"] < 0.5 * variance
 
 
 def test_streaming_trains_with_workers(train_in_process):
     metrics, _ = train_in_process(
-        "data=synthetic_stream", "data.num_workers=2", "data.persistent_workers=true", "trainer.max_epochs=2",
+        "data=synthetic_stream", "data.num_workers=2", "data.persistent_workers=true", "trainer.max_epochs=1",
         *NO_OUTPUT,
     )  # fmt: skip
     assert metrics["test/acc"] > 0.4

@@ -81,7 +81,9 @@ class DataModule(L.LightningDataModule):
     def prepare(self, split: str, dataset: Dataset) -> Dataset:
         """Move in-memory tensors to the device once (``on_device``), or wrap per-sample transforms."""
         transform = self.transforms and self.transforms.select(train=split == "train")
-        if transform:
+        if transform and isinstance(dataset, IterableDataset):
+            dataset.transform = transform  # a stream yields batches: its worker transforms each whole
+        elif transform:
             return TransformDataset(dataset, transform)
         if self.on_device and isinstance(dataset, TensorDataset) and self.trainer is not None:
             return TensorDataset(*(t.to(self.trainer.strategy.root_device) for t in dataset.tensors))

@@ -27,6 +27,7 @@ class StreamDataset(IterableDataset):
         self, source: Callable[[Tensor], Any], num_samples: int, batch_size: int = 64, offset: int = 0
     ) -> None:
         self.source, self.num_samples, self.offset = source, num_samples, offset
+        self.transform: Callable[[Tensor], Tensor] | None = None
         self.shard(batch_size=batch_size)
 
     def shard(
@@ -71,4 +72,7 @@ class StreamDataset(IterableDataset):
         for b in self.worker_batches(worker):
             b %= self.num_batches
             stop = min((b + 1) * self.batch_size, self.num_samples)
-            yield self.source(torch.arange(b * self.batch_size, stop) + self.offset)
+            batch = self.source(torch.arange(b * self.batch_size, stop) + self.offset)
+            if self.transform is not None:  # set by the DataModule from data.transforms
+                batch = (self.transform(batch[0]), *batch[1:])
+            yield batch

@@ -13,6 +13,10 @@ from omegaconf import DictConfig, open_dict
 
 from litlab.config import config_dir
 
+# Set before torch loads (it is not loaded yet; CLI subprocesses inherit it): tiny models on a few
+# shared cores gain nothing from more intra-op threads, only contention (the suite ran 6x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 

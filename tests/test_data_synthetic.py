@@ -110,6 +110,15 @@ def test_sequence_batches_carry_a_mask_the_transformer_uses():
     assert torch.allclose(net(x, mask), net(longer, longer_mask), atol=1e-5)
 
 
+def test_sequences_stream_padded_batches():
+    kw = {"vocab_size": 3, "num_classes": 2, "input_shape": [16], "max_len": 16, "batch_size": 8, "num_train": 30}
+    memory, stream = SequenceDataModule(**kw), SequenceDataModule(**kw, streaming=True, num_workers=2)
+    memory.setup("fit"), stream.setup("fit")
+    batches = list(stream.val_dataloader())
+    assert all(len(b) == 3 and b[0].shape == b[2].shape for b in batches)
+    assert sum(int(b[2].sum()) for b in batches) == sum(len(t) for t, _ in memory.splits["val"].samples)
+
+
 @pytest.mark.parametrize("kind", ["parity", "count", "majority"])
 def test_sequence_labels_follow_the_rule(kind):
     dm = SequenceDataModule(kind=kind, vocab_size=3, num_classes=17, input_shape=[16], max_len=16, num_train=50)

@@ -138,6 +138,9 @@ def bad_input(kind, d):
     if kind == "wrong shape":
         np.save(d / "a.npy", np.zeros((3, 8, 8), np.float32))
         return d / "a.npy", r"a\.npy: inputs of shape \(3, 8, 8\) do not fit the model, which takes \(N, 1, 8, 8\)"
+    if kind == "empty":
+        np.save(d / "a.npy", np.zeros((0, 1, 8, 8), np.float32))
+        return d / "a.npy", r"a\.npy: holds no samples"
     if kind == "npz without x":
         np.savez(d / "a.npz", y=np.zeros(3))
         return d / "a.npz", r"a\.npz: an \.npz needs an array named 'x'"
@@ -173,3 +176,15 @@ def test_bad_split_and_token_ids_are_refused(ckpts, tmp_path):
     np.save(tmp_path / "ids.npy", np.array([[1, 2, 25]]))
     with pytest.raises(ValueError, match=r"ids\.npy: token ids span \[1, 25\], the vocabulary is \[0, 20\)"):
         predict(config("predict", tmp_path / "p2", f"ckpt_path={tmp_path / 'tokens.ckpt'}", "input=ids.npy"))
+
+
+def test_inputs_of_a_checkpoint_without_data_config_need_normalize_false(ckpts, digits, tmp_path):
+    """Without the training data, predict cannot know the normalization: it says so instead of guessing."""
+    ckpt = torch.load(ckpts["mlp"], weights_only=True)
+    torch.save({**ckpt, "config": {}}, tmp_path / "bare.ckpt")
+    np.save(tmp_path / "x.npy", digits.splits["test"].tensors[0][:5].numpy())  # already normalized
+    with pytest.raises(ValueError, match=r"no data config to take the input normalization from.*normalize=false"):
+        predict(config("predict", tmp_path / "p1", f"ckpt_path={tmp_path / 'bare.ckpt'}", "input=x.npy"))
+    _, _, table = run_predict(tmp_path / "p2", f"ckpt_path={tmp_path / 'bare.ckpt'}", "input=x.npy", "normalize=false")
+    _, _, split = run_predict(tmp_path / "p3", f"ckpt_path={ckpts['mlp']}")
+    np.testing.assert_allclose(table["probs"], split["probs"][:5], atol=1e-6)

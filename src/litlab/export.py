@@ -292,8 +292,13 @@ def parity_batch(cfg: DictConfig, datamodule: Any, spec: InputSpec) -> Inputs:
         raise ValueError(f"parity_samples={n} must be at least 3 (the check also runs a smaller batch)")
     if cfg.input is not None:
         b = path_inputs(cfg.input, spec, cfg.normalize)
-        return Inputs(b.x[:n], None if b.mask is None else b.mask[:n], b.names[:n])
-    return next(split_batches(datamodule, "test", n))
+        batch = Inputs(b.x[:n], None if b.mask is None else b.mask[:n], b.names[:n])
+    else:
+        batch = next(split_batches(datamodule, "test", n))
+    if len(batch.x) < 3:
+        source = f"input={cfg.input}" if cfg.input is not None else "the test split"
+        raise ValueError(f"the parity check needs at least 3 real inputs; {source} has {len(batch.x)}")
+    return batch
 
 
 def sidecar(ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: InputSpec, data_cfg: Any) -> dict:
@@ -353,7 +358,7 @@ def export(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     from litlab.inputs import data_config, load_datamodule
-    from litlab.predict import input_spec
+    from litlab.predict import checked_spec, input_spec
     from litlab.tasks import load_task
 
     fmt = check_request(cfg)
@@ -362,7 +367,7 @@ def export(cfg: DictConfig) -> dict:
     task = load_task(ckpt_path, map_location="cpu").eval()
     data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
     datamodule = load_datamodule(data_cfg)
-    spec = input_spec(task, datamodule)
+    spec = checked_spec(task, datamodule, cfg.normalize) if cfg.input is not None else input_spec(task, datamodule)
     batch = parity_batch(cfg, datamodule, spec)
     module = wrap(task.net, spec)
     example = tuple(a[:2] for a in batch.args())

@@ -143,6 +143,8 @@ def _read_array_file(path: Path) -> tuple[Tensor, Tensor | None]:
 
 def _check(x: Tensor, mask: Tensor | None, spec: InputSpec, source: str) -> tuple[Tensor, Tensor | None]:
     """Cast to the model's dtype and reject shapes the model cannot take, naming the source."""
+    if x.dim() == 0 or len(x) == 0:
+        raise ValueError(f"{source}: holds no samples")
     if spec.tokens:
         if x.dim() != 2 or x.is_floating_point():
             raise ValueError(f"{source}: token ids must be an integer array (N, T), got {tuple(x.shape)} {x.dtype}")

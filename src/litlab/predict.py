@@ -40,6 +40,17 @@ def input_spec(task: Any, datamodule: Any):
     return InputSpec(list(hp.input_shape), hp.get("vocab_size"), getattr(datamodule, "normalization", None))
 
 
+def checked_spec(task: Any, datamodule: Any, normalize: bool):
+    """The input spec for files given on the command line, refusing to guess a missing normalization."""
+    spec = input_spec(task, datamodule)
+    if normalize and not spec.tokens and datamodule is None:
+        raise ValueError(
+            "the checkpoint stores no data config to take the input normalization from: "
+            "give data=<the training data> or, for inputs that need none, normalize=false"
+        )
+    return spec
+
+
 def run_model(task: Any, batches: Iterable[Any], device: str) -> tuple[list, np.ndarray, np.ndarray | None]:
     """Names, outputs (probabilities for a classifier, values for a regressor) and labels of all rows."""
     import torch
@@ -117,11 +128,12 @@ def predict(cfg: DictConfig) -> Path:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
     # map_location: a checkpoint written on a GPU loads on a machine without one.
-    task = load_task(ckpt_path, map_location=cfg.device).eval()
+    task = load_task(ckpt_path, map_location="cpu").to(cfg.device).eval()
     data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
     datamodule = load_datamodule(data_cfg)
     if cfg.input is not None:
-        batches = batched(path_inputs(cfg.input, input_spec(task, datamodule), cfg.normalize), cfg.batch_size)
+        spec = checked_spec(task, datamodule, cfg.normalize)
+        batches = batched(path_inputs(cfg.input, spec, cfg.normalize), cfg.batch_size)
     else:
         batches = split_batches(datamodule, cfg.split, cfg.batch_size)
     names, outputs, labels = run_model(task, batches, cfg.device)

@@ -129,11 +129,11 @@ def test_dynamic_quantization_shrinks_linear_layers_and_reports_accuracy(ckpts, 
     meta = export(config("export", run_dir, f"ckpt_path={ckpts[net]}", "format=torchscript", "quantize=dynamic"))
     q = meta["quantization"]
     assert q["bytes"]["int8_linear"] == (run_dir / "model.pt").stat().st_size
-    if net == "mlp":  # 50k Linear weights: int8 is about a quarter of float32
-        assert q["size_reduction"] > 2.5
     acc = q["test_acc"]
     assert acc["change"] == pytest.approx(acc["int8_linear"] - acc["float32"])
-    assert acc["float32"] > 0.5 and abs(acc["change"]) < 0.05
+    assert abs(acc["change"]) < 0.05
+    if net == "mlp":  # 50k Linear weights: int8 is about a quarter of float32; and a trained model
+        assert q["size_reduction"] > 2.5 and acc["float32"] > 0.5
     out = capsys.readouterr().out
     assert "quantized:" in out and f"{acc['float32']:.4f} -> {acc['int8_linear']:.4f}" in out
     model = load_as_user(run_dir / "model.pt", meta)
@@ -192,8 +192,9 @@ def test_bad_requests_are_refused(ckpts, tmp_path, overrides, message):
 def test_cli_exports_a_gpu_checkpoint_on_cpu_with_no_unexplained_warning(ckpts, tmp_path):
     """The console script, in its own process (no CUDA there either), on a checkpoint written on a GPU."""
     gpu_ckpt = tmp_path / "gpu.ckpt"
+    checkpoint = torch.load(ckpts["cnn"], weights_only=True)  # (trains it on first use: not while saving as on a GPU)
     with saving_as_if_on_gpu():
-        torch.save(torch.load(ckpts["cnn"], weights_only=True), gpu_ckpt)
+        torch.save(checkpoint, gpu_ckpt)
     with pytest.raises(RuntimeError, match="CUDA"):
         torch.load(gpu_ckpt, weights_only=True)  # what a GPU checkpoint does without map_location
 

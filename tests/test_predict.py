@@ -104,8 +104,9 @@ def test_predict_token_sequences_with_padding(tmp_path):
 
 def test_gpu_checkpoint_predicts_on_cpu(ckpts, tmp_path):
     gpu_ckpt = tmp_path / "gpu.ckpt"
+    checkpoint = torch.load(ckpts["mlp"], weights_only=True)  # (trains it on first use: not while saving as on a GPU)
     with saving_as_if_on_gpu():
-        torch.save(torch.load(ckpts["mlp"], weights_only=True), gpu_ckpt)
+        torch.save(checkpoint, gpu_ckpt)
     with pytest.raises(RuntimeError, match="CUDA"):
         torch.load(gpu_ckpt, weights_only=True)  # no map_location: what litlab-predict must not do
     _, _, table = run_predict(tmp_path, f"ckpt_path={gpu_ckpt}")
@@ -117,8 +118,9 @@ def test_gpu_checkpoint_predicts_on_cpu(ckpts, tmp_path):
 def test_cli_predicts_from_a_gpu_checkpoint(ckpts, tmp_path):
     """The console script, in its own process, as the README shows it."""
     gpu_ckpt = tmp_path / "gpu.ckpt"
+    checkpoint = torch.load(ckpts["cnn"], weights_only=True)  # (trains it on first use: not while saving as on a GPU)
     with saving_as_if_on_gpu():
-        torch.save(torch.load(ckpts["cnn"], weights_only=True), gpu_ckpt)
+        torch.save(checkpoint, gpu_ckpt)
     proc = cli("litlab-predict", f"ckpt_path={gpu_ckpt}", cwd=tmp_path)
     (run_dir,) = (tmp_path / "logs" / "predict" / "runs").iterdir()
     assert f"359 predictions for split=test: {run_dir / 'predictions.csv'}" in proc.stdout

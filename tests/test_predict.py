@@ -190,3 +190,28 @@ def test_inputs_of_a_checkpoint_without_data_config_need_normalize_false(ckpts, 
     _, _, table = run_predict(tmp_path / "p2", f"ckpt_path={tmp_path / 'bare.ckpt'}", "input=x.npy", "normalize=false")
     _, _, split = run_predict(tmp_path / "p3", f"ckpt_path={ckpts['mlp']}")
     np.testing.assert_allclose(table["probs"], split["probs"][:5], atol=1e-6)
+    # data=... on the command line supplies what the checkpoint lacks.
+    _, _, table = run_predict(tmp_path / "p4", f"ckpt_path={tmp_path / 'bare.ckpt'}", "data=digits")
+    np.testing.assert_array_equal(table, split)
+
+
+def test_regression_predictions_and_export(tmp_path):
+    from litlab.export import export
+    from litlab.tasks import Regressor
+
+    torch.manual_seed(0)
+    task = Regressor([4], 2, {"arch": "mlp", "hidden_sizes": [8]}, {"name": "adamw", "lr": 1e-3}).eval()
+    hp = dict(task.hparams)
+    torch.save({"task": "regression", "hyper_parameters": hp, "state_dict": task.state_dict(), "config": {}}, "r.ckpt")
+    x = torch.randn(6, 4)
+    np.save(tmp_path / "x.npy", x.numpy())
+    header, rows, table = run_predict(tmp_path, "ckpt_path=r.ckpt", "input=x.npy", "normalize=false")
+    assert header == ["index", "output_0", "output_1"] and len(rows) == 6
+    assert table.dtype.names == ("index", "outputs") and table["outputs"].shape == (6, 2)
+    with torch.inference_mode():
+        np.testing.assert_allclose(table["outputs"], task(x).numpy(), atol=1e-6)
+    meta = export(
+        config("export", tmp_path / "export", "ckpt_path=r.ckpt", "format=pt2", "input=x.npy", "normalize=false")
+    )
+    assert meta["output"] == {"name": "outputs", "shape": ["batch", 2], "meaning": "predicted values"}
+    assert meta["classes"] is None and meta["inputs"][0]["shape"] == ["batch", 4]

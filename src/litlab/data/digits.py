@@ -45,4 +45,6 @@ class DigitsDataModule(DataModule):
         splits = split_tensors(load_digits(), self.fractions, self.split_seed)
         x_train = splits[0].tensors[0]
         mean, std = x_train.mean(), x_train.std()
+        # Read by litlab-export/-predict: inputs scaled to [0, 1] become (x - mean) / std.
+        self.normalization = {"mean": [float(mean)], "std": [float(std)]}
         return [TensorDataset((x - mean) / std, y) for x, y in (s.tensors for s in splits)]

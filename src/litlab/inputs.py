@@ -1,0 +1,212 @@
+"""Inputs for inference: a checkpoint's data split, or a folder or array file named on the command line.
+
+Every source yields the same thing: ``Inputs`` batches of ``x`` (model-ready, normalized),
+an optional padding ``mask`` (True = real token), optional labels, and a name per row
+(its index in the split or array, or its file name in the folder).
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+ARRAY_SUFFIXES = (".npy", ".npz", ".pt")
+
+
+@dataclass
+class Inputs:
+    """One batch of model inputs with the names of its rows."""
+
+    x: Tensor
+    mask: Tensor | None
+    names: list[str] | list[int]
+    y: Tensor | None = None
+
+    def args(self) -> tuple[Tensor, ...]:
+        return (self.x,) if self.mask is None else (self.x, self.mask)
+
+
+@dataclass
+class InputSpec:
+    """What the model takes: from the checkpoint (shape, vocabulary) and the data (normalization)."""
+
+    input_shape: list[int]
+    vocab_size: int | None = None
+    normalization: dict[str, list[float]] | None = None
+
+    @property
+    def tokens(self) -> bool:
+        return self.vocab_size is not None
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """``(x - mean) / std`` per channel for inputs scaled to [0, 1]; token ids pass through."""
+        if self.tokens or not self.normalization:
+            return x
+        shape = (-1,) + (1,) * (len(self.input_shape) - 1)
+        mean = torch.tensor(self.normalization["mean"]).view(shape)
+        std = torch.tensor(self.normalization["std"]).view(shape)
+        return (x - mean) / std
+
+
+def checkpoint_config(ckpt_path: str) -> dict[str, Any]:
+    """The resolved run config stored in a litlab checkpoint (empty if none)."""
+    return torch.load(ckpt_path, map_location="cpu", weights_only=True).get("config") or {}
+
+
+def data_config(cfg: DictConfig, ckpt_path: str, required: bool = True) -> DictConfig | None:
+    """``data=...`` from the command line, else the data config the checkpoint was trained with."""
+    data = cfg.get("data") or OmegaConf.create(checkpoint_config(ckpt_path).get("data"))
+    if not data and required:
+        raise ValueError(f"{ckpt_path} stores no data config: give one, e.g. data=digits, or input=<folder or file>")
+    return data or None
+
+
+def load_datamodule(data_cfg: DictConfig | None) -> Any:
+    """The instantiated and set-up DataModule of ``data_cfg``, or None."""
+    from hydra.utils import instantiate
+
+    if not data_cfg:
+        return None
+    datamodule = instantiate(data_cfg)
+    datamodule.setup("predict")
+    return datamodule
+
+
+def split_batches(datamodule: Any, split: str, batch_size: int) -> Iterator[Inputs]:
+    """The rows of ``split`` in their stored order (no shuffling, even for train), in batches."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    if split not in datamodule.splits:
+        raise ValueError(
+            f"split={split!r} is not a split of {type(datamodule).__name__}; choose one of {sorted(datamodule.splits)}"
+        )
+    dataset = datamodule.splits[split]
+    if isinstance(dataset, TensorDataset) and datamodule.collate_fn is None:
+        tensors = dataset.tensors
+        batches = (tuple(t[i : i + batch_size] for t in tensors) for i in range(0, len(dataset), batch_size))
+    else:
+        batches = iter(DataLoader(dataset, batch_size, shuffle=False, collate_fn=datamodule.collate_fn))
+    start = 0
+    for x, y, *mask in batches:
+        yield Inputs(x, mask[0] if mask else None, list(range(start, start + len(x))), y)
+        start += len(x)
+
+
+def _read_image(path: Path, spec: InputSpec) -> Tensor:
+    from PIL import Image
+
+    channels, height, width = spec.input_shape
+    with Image.open(path) as image:
+        image = image.convert("L" if channels == 1 else "RGB")
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(array.reshape(height, width, -1)).permute(2, 0, 1)
+
+
+def _read_npy(path: Path, spec: InputSpec) -> Tensor:
+    return torch.from_numpy(np.load(path, allow_pickle=False))
+
+
+#: How a file in an input folder becomes one sample (scaled to [0, 1], not yet normalized).
+SAMPLE_READERS: dict[str, Callable[[Path, InputSpec], Tensor]] = {
+    **dict.fromkeys(IMAGE_SUFFIXES, _read_image),
+    ".npy": _read_npy,
+}
+
+
+def _read_array_file(path: Path) -> tuple[Tensor, Tensor | None]:
+    """``x`` (and ``mask``) from ``.npy``, ``.npz`` (keys ``x``, optional ``mask``) or ``.pt``."""
+    if path.suffix == ".npy":
+        return torch.from_numpy(np.load(path, allow_pickle=False)), None
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            if "x" not in arrays:
+                raise ValueError(
+                    f"input={path}: an .npz needs an array named 'x' (and optionally 'mask'), found {sorted(arrays)}"
+                )
+            mask = torch.from_numpy(arrays["mask"]) if "mask" in arrays else None
+            return torch.from_numpy(arrays["x"]), mask
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(data, Tensor):
+        return data, None
+    if isinstance(data, dict) and isinstance(data.get("x"), Tensor):
+        return data["x"], data.get("mask")
+    raise ValueError(f"input={path}: a .pt file must hold a tensor or a dict with a tensor 'x' (and optionally 'mask')")
+
+
+def _check(x: Tensor, mask: Tensor | None, spec: InputSpec, source: str) -> tuple[Tensor, Tensor | None]:
+    """Cast to the model's dtype and reject shapes the model cannot take, naming the source."""
+    if x.dim() == 0 or len(x) == 0:
+        raise ValueError(f"{source}: holds no samples")
+    if spec.tokens:
+        if x.dim() != 2 or x.is_floating_point():
+            raise ValueError(f"{source}: token ids must be an integer array (N, T), got {tuple(x.shape)} {x.dtype}")
+        if mask is not None and mask.shape != x.shape:
+            raise ValueError(f"{source}: mask shape {tuple(mask.shape)} differs from x shape {tuple(x.shape)}")
+        if len(x) and (x.min() < 0 or x.max() >= spec.vocab_size):
+            raise ValueError(
+                f"{source}: token ids span [{int(x.min())}, {int(x.max())}], the vocabulary is [0, {spec.vocab_size})"
+            )
+        return x.long(), None if mask is None else mask.bool()
+    if tuple(x.shape[1:]) != tuple(spec.input_shape):
+        expected = ", ".join(map(str, ["N", *spec.input_shape]))
+        raise ValueError(f"{source}: inputs of shape {tuple(x.shape)} do not fit the model, which takes ({expected})")
+    return x.float(), None
+
+
+def path_inputs(path: str | Path, spec: InputSpec, normalize: bool = True) -> Inputs:
+    """All samples of a folder (one file each, sorted by name) or of one array file, as one batch."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in SAMPLE_READERS and p.is_file())
+        if not files:
+            raise FileNotFoundError(f"input={path}: no {'/'.join(SAMPLE_READERS)} files in this folder")
+        if spec.tokens and any(p.suffix.lower() != ".npy" for p in files):
+            raise ValueError(f"input={path}: a token model reads .npy files of token ids, not images")
+        samples = []
+        for p in files:
+            try:
+                samples.append(SAMPLE_READERS[p.suffix.lower()](p, spec))
+            except (OSError, ValueError) as e:
+                raise ValueError(f"input={path}: cannot read {p.name}: {e}") from e
+        if spec.tokens:
+            return _padded(samples, spec, [str(p.relative_to(path)) for p in files], str(path))
+        shapes = {tuple(s.shape): p.name for s, p in zip(samples, files, strict=True)}
+        if len(shapes) > 1:
+            raise ValueError(f"input={path}: samples differ in shape (shape: an example file): {shapes}")
+        x, _ = _check(torch.stack(samples), None, spec, f"input={path}")
+        return Inputs(spec.normalize(x) if normalize else x, None, [str(p.relative_to(path)) for p in files])
+    if not path.is_file():
+        raise FileNotFoundError(f"input={path}: no such folder or file")
+    if path.suffix not in ARRAY_SUFFIXES:
+        raise ValueError(f"input={path}: an input file must be one of {ARRAY_SUFFIXES}, or give a folder of images")
+    x, mask = _check(*_read_array_file(path), spec, f"input={path}")
+    if normalize:
+        x = spec.normalize(x)
+    return Inputs(x, mask, list(range(len(x))))
+
+
+def _padded(samples: list[Tensor], spec: InputSpec, names: list[str], source: str) -> Inputs:
+    """Token sequences of different lengths, right-padded with 0 and masked."""
+    length = max(len(s) for s in samples)
+    x = torch.zeros(len(samples), length, dtype=torch.long)
+    mask = torch.zeros(len(samples), length, dtype=torch.bool)
+    for i, s in enumerate(samples):
+        x[i, : len(s)], mask[i, : len(s)] = s.reshape(-1), True
+    x, mask = _check(x, mask, spec, f"input={source}")
+    return Inputs(x, mask, names)
+
+
+def batched(inputs: Inputs, batch_size: int) -> Iterator[Inputs]:
+    """``inputs`` cut into batches of at most ``batch_size`` rows."""
+    for i in range(0, len(inputs.x), batch_size):
+        mask = None if inputs.mask is None else inputs.mask[i : i + batch_size]
+        y = None if inputs.y is None else inputs.y[i : i + batch_size]
+        yield Inputs(inputs.x[i : i + batch_size], mask, inputs.names[i : i + batch_size], y)

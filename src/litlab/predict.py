@@ -1,0 +1,153 @@
+"""``litlab-predict ckpt_path=PATH``: predictions for a split, a folder or an array file, as CSV and ``.npy``.
+
+Runs on ``device`` (CPU by default) whatever device the checkpoint was trained on: its tensors
+are mapped there when it is loaded. The data config stored in the checkpoint is used unless
+``data=...`` is given; it supplies the split, the class names and the input normalization.
+"""
+
+import csv
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from litlab.config import config_dir
+from litlab.runs import resolve_checkpoint
+
+log = logging.getLogger(__name__)
+
+CSV_FILE, NPY_FILE = "predictions.csv", "predictions.npy"
+
+
+def class_names(data_cfg: DictConfig | dict | None, num_classes: int) -> list[str]:
+    """``data.classes`` when the data config names them, else ``"0"``, ``"1"``, ..."""
+    names = (data_cfg or {}).get("classes")
+    if names is not None and len(names) != num_classes:
+        raise ValueError(f"data.classes has {len(names)} names but the model predicts {num_classes} classes")
+    return [str(n) for n in names] if names is not None else [str(i) for i in range(num_classes)]
+
+
+def input_spec(task: Any, datamodule: Any):
+    """What ``task`` takes as input, with the normalization its data applied."""
+    from litlab.inputs import InputSpec
+
+    hp = task.hparams
+    return InputSpec(list(hp.input_shape), hp.get("vocab_size"), getattr(datamodule, "normalization", None))
+
+
+def checked_spec(task: Any, datamodule: Any, normalize: bool):
+    """The input spec for files given on the command line, refusing to guess a missing normalization."""
+    spec = input_spec(task, datamodule)
+    if normalize and not spec.tokens and datamodule is None:
+        raise ValueError(
+            "the checkpoint stores no data config to take the input normalization from: "
+            "give data=<the training data> or, for inputs that need none, normalize=false"
+        )
+    return spec
+
+
+def run_model(task: Any, batches: Iterable[Any], device: str) -> tuple[list, np.ndarray, np.ndarray | None]:
+    """Names, outputs (probabilities for a classifier, values for a regressor) and labels of all rows."""
+    import torch
+
+    names, outputs, labels = [], [], []
+    with torch.inference_mode():
+        for b in batches:
+            out = task(*(t.to(device) for t in b.args())).float()
+            outputs.append((out.softmax(-1) if task.name == "classification" else out).cpu().numpy())
+            names += list(b.names)
+            if b.y is not None:
+                labels.append(b.y.cpu().numpy())
+    return names, np.concatenate(outputs), np.concatenate(labels) if labels else None
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_predictions(
+    out_dir: Path, names: list, outputs: np.ndarray, labels: np.ndarray | None, classes: list[str] | None
+) -> None:
+    """``predictions.csv`` (one row per input) and ``predictions.npy`` (a structured array, same rows)."""
+    key = "index" if names and isinstance(names[0], int) else "file"
+    fields: list[tuple] = [(key, np.int64 if key == "index" else f"U{max(map(len, map(str, names)), default=1)}")]
+    if classes is not None:
+        fields += [("class", np.int64), ("probs", np.float32, (len(classes),))]
+    else:
+        fields += [("outputs", np.float32, (outputs.shape[1],))]
+    if labels is not None:
+        fields.append(("target", labels.dtype, labels.shape[1:]))
+    table = np.zeros(len(names), dtype=fields)
+    table[key] = names
+    if classes is not None:
+        table["class"], table["probs"] = outputs.argmax(1), outputs
+        header = [key, "class", "label", *(f"prob_{c}" for c in classes)]
+        rows = [
+            [n, int(k), classes[k], *(f"{p:.6g}" for p in row)]
+            for n, k, row in zip(names, table["class"], outputs, strict=True)
+        ]
+    else:
+        table["outputs"] = outputs
+        header = [key, *(f"output_{i}" for i in range(outputs.shape[1]))]
+        rows = [[n, *(f"{v:.6g}" for v in row)] for n, row in zip(names, outputs, strict=True)]
+    if labels is not None:
+        table["target"] = labels
+        header.append("target")
+        rows = [[*r, t.tolist()] for r, t in zip(rows, labels, strict=True)]
+
+    def write_csv(path: Path) -> None:
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+
+    def write_npy(path: Path) -> None:
+        with open(path, "wb") as f:
+            np.save(f, table, allow_pickle=False)
+
+    _write_atomic(out_dir / CSV_FILE, write_csv)
+    _write_atomic(out_dir / NPY_FILE, write_npy)
+
+
+def predict(cfg: DictConfig) -> Path:
+    """Write the predictions ``cfg`` asks for into the run directory; returns the CSV's path."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from litlab.inputs import batched, data_config, load_datamodule, path_inputs, split_batches
+    from litlab.tasks import load_task
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
+    # map_location: a checkpoint written on a GPU loads on a machine without one.
+    task = load_task(ckpt_path, map_location="cpu").to(cfg.device).eval()
+    data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
+    datamodule = load_datamodule(data_cfg)
+    if cfg.input is not None:
+        spec = checked_spec(task, datamodule, cfg.normalize)
+        batches = batched(path_inputs(cfg.input, spec, cfg.normalize), cfg.batch_size)
+    else:
+        batches = split_batches(datamodule, cfg.split, cfg.batch_size)
+    names, outputs, labels = run_model(task, batches, cfg.device)
+    classes = class_names(data_cfg, outputs.shape[1]) if task.name == "classification" else None
+    write_predictions(out_dir, names, outputs, labels, classes)
+    source = cfg.input if cfg.input is not None else f"split={cfg.split}"
+    print(f"{len(names)} predictions for {source}: {out_dir / CSV_FILE}, {out_dir / NPY_FILE}")
+    return out_dir / CSV_FILE
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
+def main(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+if __name__ == "__main__":
+    main()

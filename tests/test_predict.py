@@ -1,0 +1,217 @@
+"""litlab-predict: a split, a folder of images, an array file; CSV and .npy outputs; GPU checkpoints on CPU."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from conftest import cli
+from omegaconf import OmegaConf
+from PIL import Image
+from trained import Checkpoints, config, saving_as_if_on_gpu
+
+from litlab.inputs import load_datamodule
+from litlab.predict import predict
+from litlab.tasks import load_task
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    return Checkpoints(tmp_path_factory.mktemp("ckpts"))
+
+
+@pytest.fixture(scope="module")
+def digits(ckpts):
+    return load_datamodule(OmegaConf.create(torch.load(ckpts["mlp"], weights_only=True)["config"]["data"]))
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def run_predict(tmp_path, *overrides):
+    run_dir = tmp_path / "predict"
+    csv_path = predict(config("predict", run_dir, *overrides))
+    return (*read_csv(csv_path), np.load(run_dir / "predictions.npy"))
+
+
+def test_predict_a_split_writes_csv_and_npy(ckpts, digits, tmp_path):
+    header, rows, table = run_predict(tmp_path, f"ckpt_path={ckpts['mlp']}", "split=val")
+    x, y = digits.splits["val"].tensors
+    n = len(y)
+    assert header == ["index", "class", "label", *(f"prob_{i}" for i in range(10)), "target"]
+    assert len(rows) == n and [int(r[0]) for r in rows] == list(range(n))
+    assert (
+        table.shape == (n,)
+        and table["probs"].shape == (n, 10)
+        and table.dtype.names == ("index", "class", "probs", "target")
+    )
+    np.testing.assert_allclose(table["probs"].sum(1), 1.0, atol=1e-5)
+    assert (table["class"] == table["probs"].argmax(1)).all()
+    assert [int(r[1]) for r in rows] == table["class"].tolist() and [int(r[-1]) for r in rows] == y.tolist()
+    np.testing.assert_allclose(np.array([r[3:13] for r in rows], dtype=np.float32), table["probs"], rtol=1e-5)
+    with torch.inference_mode():
+        expected = load_task(ckpts["mlp"]).eval()(x).softmax(-1).numpy()
+    np.testing.assert_allclose(table["probs"], expected, atol=1e-6)
+    assert (table["class"] == table["target"]).mean() > 0.5, "a trained model, not noise"
+
+
+def test_predict_the_train_split_keeps_its_stored_order(ckpts, digits, tmp_path):
+    _, _, table = run_predict(tmp_path, f"ckpt_path={ckpts['cnn']}", "split=train", "batch_size=100")
+    assert table["index"].tolist() == list(range(len(digits.splits["train"])))
+    assert table["target"].tolist() == digits.splits["train"].tensors[1].tolist()
+
+
+def test_predict_an_array_file_and_a_folder_of_images(ckpts, digits, tmp_path):
+    """Both hold inputs scaled to [0, 1]; predict normalizes them as the training data was."""
+    x = digits.splits["test"].tensors[0][:20]
+    mean, std = digits.normalization["mean"][0], digits.normalization["std"][0]
+    x01 = (x * std + mean).clamp(0, 1)
+    np.save(tmp_path / "inputs.npy", x01.numpy())
+    (tmp_path / "images" / "sub").mkdir(parents=True)
+    for i, image in enumerate(x01[:, 0]):
+        folder = tmp_path / "images" / ("sub" if i % 2 else "")
+        Image.fromarray((image.numpy() * 255).round().astype(np.uint8), mode="L").save(folder / f"digit_{i:02d}.png")
+    ckpt = f"ckpt_path={ckpts['cnn']}"
+    _, _, split = run_predict(tmp_path / "a", ckpt, "split=test")
+
+    header, rows, table = run_predict(tmp_path / "b", ckpt, f"input={tmp_path / 'inputs.npy'}")
+    assert header[:3] == ["index", "class", "label"] and "target" not in header and len(rows) == 20
+    np.testing.assert_allclose(table["probs"], split["probs"][:20], atol=1e-5)
+
+    header, rows, table = run_predict(tmp_path / "c", ckpt, f"input={tmp_path / 'images'}")
+    assert header[0] == "file" and [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert {r[0] for r in rows} == {f"digit_{i:02d}.png" if i % 2 == 0 else f"sub/digit_{i:02d}.png" for i in range(20)}
+    assert table["file"].tolist() == [r[0] for r in rows]
+    order = [int(name[-6:-4]) for name in table["file"]]
+    # 8-bit pixels: rounding moves an input by at most 1/510 of its range.
+    np.testing.assert_allclose(table["probs"], split["probs"][order], atol=0.02)
+
+
+def test_predict_token_sequences_with_padding(tmp_path):
+    from test_export import padded_tokens, token_checkpoint
+
+    task = token_checkpoint(tmp_path / "tokens.ckpt")
+    x, mask = padded_tokens(n=7)
+    np.savez(tmp_path / "tokens.npz", x=x.numpy(), mask=mask.numpy())
+    _, rows, table = run_predict(tmp_path, f"ckpt_path={tmp_path / 'tokens.ckpt'}", "input=tokens.npz")
+    assert len(rows) == 7 and table["probs"].shape == (7, 3)
+    with torch.inference_mode():
+        np.testing.assert_allclose(table["probs"], task(x, mask).softmax(-1).numpy(), atol=1e-6)
+
+
+def test_gpu_checkpoint_predicts_on_cpu(ckpts, tmp_path):
+    gpu_ckpt = tmp_path / "gpu.ckpt"
+    checkpoint = torch.load(ckpts["mlp"], weights_only=True)  # (trains it on first use: not while saving as on a GPU)
+    with saving_as_if_on_gpu():
+        torch.save(checkpoint, gpu_ckpt)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(gpu_ckpt, weights_only=True)  # no map_location: what litlab-predict must not do
+    _, _, table = run_predict(tmp_path, f"ckpt_path={gpu_ckpt}")
+    _, _, reference = run_predict(tmp_path / "cpu", f"ckpt_path={ckpts['mlp']}")
+    np.testing.assert_array_equal(table, reference)
+
+
+@pytest.mark.slow
+def test_cli_predicts_from_a_gpu_checkpoint(ckpts, tmp_path):
+    """The console script, in its own process, as the README shows it."""
+    gpu_ckpt = tmp_path / "gpu.ckpt"
+    checkpoint = torch.load(ckpts["cnn"], weights_only=True)  # (trains it on first use: not while saving as on a GPU)
+    with saving_as_if_on_gpu():
+        torch.save(checkpoint, gpu_ckpt)
+    proc = cli("litlab-predict", f"ckpt_path={gpu_ckpt}", cwd=tmp_path)
+    (run_dir,) = (tmp_path / "logs" / "predict" / "runs").iterdir()
+    assert f"359 predictions for split=test: {run_dir / 'predictions.csv'}" in proc.stdout
+    assert "Warning" not in proc.stdout + proc.stderr
+    assert np.load(run_dir / "predictions.npy")["probs"].shape == (359, 10)
+
+
+def test_cli_help_lists_the_predict_options(tmp_path):
+    out = cli("litlab-predict", "--help", cwd=tmp_path).stdout
+    assert "litlab-predict" in out and "split: test" in out and "device: cpu" in out
+
+
+def bad_input(kind, d):
+    """A file or folder that predict must refuse, and the message that names it."""
+    if kind == "missing":
+        return d / "missing", r"input=.*missing: no such folder or file"
+    if kind == "wrong shape":
+        np.save(d / "a.npy", np.zeros((3, 8, 8), np.float32))
+        return d / "a.npy", r"a\.npy: inputs of shape \(3, 8, 8\) do not fit the model, which takes \(N, 1, 8, 8\)"
+    if kind == "empty":
+        np.save(d / "a.npy", np.zeros((0, 1, 8, 8), np.float32))
+        return d / "a.npy", r"a\.npy: holds no samples"
+    if kind == "npz without x":
+        np.savez(d / "a.npz", y=np.zeros(3))
+        return d / "a.npz", r"a\.npz: an \.npz needs an array named 'x'"
+    if kind == "unknown suffix":
+        (d / "a.txt").write_text("1,2")
+        return d / "a.txt", r"a\.txt: an input file must be one of"
+    if kind == "empty folder":
+        (d / "empty").mkdir()
+        return d / "empty", r"empty: no .* files in this folder"
+    (d / "bad").mkdir()
+    (d / "bad" / "x.png").write_text("not a png")
+    return d / "bad", r"cannot read x\.png"
+
+
+@pytest.mark.parametrize(
+    "kind", ["missing", "wrong shape", "npz without x", "unknown suffix", "empty folder", "corrupt"]
+)
+def test_bad_inputs_are_refused_by_name(ckpts, tmp_path, kind):
+    path, message = bad_input(kind, tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        predict(config("predict", tmp_path / "predict", f"ckpt_path={ckpts['mlp']}", f"input={path}"))
+    assert not list((tmp_path / "predict").iterdir())
+
+
+def test_bad_split_and_token_ids_are_refused(ckpts, tmp_path):
+    with pytest.raises(
+        ValueError, match=r"split='dev' is not a split of DigitsDataModule; choose one of \['test', 'train', 'val'\]"
+    ):
+        predict(config("predict", tmp_path / "p1", f"ckpt_path={ckpts['mlp']}", "split=dev"))
+    from test_export import token_checkpoint
+
+    token_checkpoint(tmp_path / "tokens.ckpt")
+    np.save(tmp_path / "ids.npy", np.array([[1, 2, 25]]))
+    with pytest.raises(ValueError, match=r"ids\.npy: token ids span \[1, 25\], the vocabulary is \[0, 20\)"):
+        predict(config("predict", tmp_path / "p2", f"ckpt_path={tmp_path / 'tokens.ckpt'}", "input=ids.npy"))
+
+
+def test_inputs_of_a_checkpoint_without_data_config_need_normalize_false(ckpts, digits, tmp_path):
+    """Without the training data, predict cannot know the normalization: it says so instead of guessing."""
+    ckpt = torch.load(ckpts["mlp"], weights_only=True)
+    torch.save({**ckpt, "config": {}}, tmp_path / "bare.ckpt")
+    np.save(tmp_path / "x.npy", digits.splits["test"].tensors[0][:5].numpy())  # already normalized
+    with pytest.raises(ValueError, match=r"no data config to take the input normalization from.*normalize=false"):
+        predict(config("predict", tmp_path / "p1", f"ckpt_path={tmp_path / 'bare.ckpt'}", "input=x.npy"))
+    _, _, table = run_predict(tmp_path / "p2", f"ckpt_path={tmp_path / 'bare.ckpt'}", "input=x.npy", "normalize=false")
+    _, _, split = run_predict(tmp_path / "p3", f"ckpt_path={ckpts['mlp']}")
+    np.testing.assert_allclose(table["probs"], split["probs"][:5], atol=1e-6)
+    # data=... on the command line supplies what the checkpoint lacks.
+    _, _, table = run_predict(tmp_path / "p4", f"ckpt_path={tmp_path / 'bare.ckpt'}", "data=digits")
+    np.testing.assert_array_equal(table, split)
+
+
+def test_regression_predictions_and_export(tmp_path):
+    from litlab.export import export
+    from litlab.tasks import Regressor
+
+    torch.manual_seed(0)
+    task = Regressor([4], 2, {"arch": "mlp", "hidden_sizes": [8]}, {"name": "adamw", "lr": 1e-3}).eval()
+    hp = dict(task.hparams)
+    torch.save({"task": "regression", "hyper_parameters": hp, "state_dict": task.state_dict(), "config": {}}, "r.ckpt")
+    x = torch.randn(6, 4)
+    np.save(tmp_path / "x.npy", x.numpy())
+    header, rows, table = run_predict(tmp_path, "ckpt_path=r.ckpt", "input=x.npy", "normalize=false")
+    assert header == ["index", "output_0", "output_1"] and len(rows) == 6
+    assert table.dtype.names == ("index", "outputs") and table["outputs"].shape == (6, 2)
+    with torch.inference_mode():
+        np.testing.assert_allclose(table["outputs"], task(x).numpy(), atol=1e-6)
+    meta = export(
+        config("export", tmp_path / "export", "ckpt_path=r.ckpt", "format=pt2", "input=x.npy", "normalize=false")
+    )
+    assert meta["output"] == {"name": "outputs", "shape": ["batch", 2], "meaning": "predicted values"}
+    assert meta["classes"] is None and meta["inputs"][0]["shape"] == ["batch", 4]

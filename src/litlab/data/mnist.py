@@ -106,6 +106,8 @@ class MNISTDataModule(DataModule):
                 )
         x_train = arrays["train_x"].float().div_(255)
         mean, std = x_train.mean(), x_train.std()
+        # Read by litlab-export/-predict: inputs scaled to [0, 1] become (x - mean) / std.
+        self.normalization = {"mean": [float(mean)], "std": [float(std)]}
 
         def prep(x: Tensor) -> Tensor:
             return ((x.float() / 255 - mean) / std).unsqueeze(1)

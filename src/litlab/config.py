@@ -5,6 +5,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from litlab.jobs import parallel_jobs
+
 
 def config_dir() -> Path:
     """The ``conf/`` tree: packaged inside the wheel, or the source checkout's for an editable install."""
@@ -19,6 +21,8 @@ def _dirname(overrides: str) -> str:
 
 if not OmegaConf.has_resolver("dirname"):
     OmegaConf.register_new_resolver("dirname", _dirname)
+if not OmegaConf.has_resolver("parallel_jobs"):
+    OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs)
 
 
 def to_plain(cfg: DictConfig | None) -> Any:

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from litlab.runs import METRICS_FILE, write_json_atomic
 log = logging.getLogger(__name__)
 
 ERROR_FILE = "error.txt"
+
+# conf/hydra/launcher/*.yaml extend the launcher plugins' configs of the same name on purpose
+# (Hydra merges them: "automatic schema matching"); its deprecation notice would print on every sweep.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 
 
 def usable_cores() -> int:

@@ -63,7 +63,10 @@ def log_hparams(trainer: Any, cfg: DictConfig, metrics: dict[str, float]) -> Non
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_metrics({k: v for k, v in metrics.items() if k.endswith("_best")}, step=trainer.global_step)
-            for summary in hparams(params, dict.fromkeys(metrics, 0.0)):
+            # Session summaries only: without a per-run "experiment" summary TensorBoard builds the
+            # HParams table from all runs, so a sweep's columns are the union of every job's hparams.
+            _, session_start, session_end = hparams(params, dict.fromkeys(metrics, 0.0))
+            for summary in (session_start, session_end):
                 logger.experiment._get_file_writer().add_summary(summary)  # as Lightning does
             logger.experiment.flush()
 

@@ -96,3 +96,11 @@ def test_slurm_launcher_and_trainer_follow_the_allocation(tmp_path):
     plugin = Plugins.instance()._instantiate(launcher)
     assert type(plugin).__name__ == "SlurmLauncher"
     assert plugin.params["timeout_min"] == 30 and plugin.params["tasks_per_node"] == 4
+
+
+def test_long_overrides_make_a_valid_directory_name():
+    from litlab.config import _dirname
+
+    long = ",".join(f"model.net.key_{i}=0.123456789" for i in range(20))
+    assert len(_dirname(long).encode()) <= 203 and _dirname(long).startswith("model.net.key_0=")
+    assert _dirname("model/optimizer=sgd,seed=1") == "model.optimizer=sgd,seed=1"

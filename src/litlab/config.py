@@ -16,7 +16,9 @@ def config_dir() -> Path:
 
 def _dirname(overrides: str) -> str:
     # Group overrides such as model/optimizer=sgd must not nest the sweep job's directory.
-    return overrides.replace("/", ".") or "defaults"
+    name = overrides.replace("/", ".") or "defaults"
+    # A file name holds at most 255 bytes (long Optuna overrides); the job number in front keeps cut names apart.
+    return name if len(name.encode()) <= 200 else name.encode()[:200].decode(errors="ignore") + "..."
 
 
 if not OmegaConf.has_resolver("dirname"):

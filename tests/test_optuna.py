@@ -11,6 +11,7 @@ MLP_SIZES = {"[64]", "[256]", "[64,64]", "[256,256]", "[64,64,64]", "[256,256,25
 
 
 def search(cwd: Path, *overrides: str) -> tuple[str, Path, dict]:
+    cwd.mkdir(exist_ok=True)
     proc = cli("litlab-train", "-m", "print_config=false", "debug=limit", "hparams_search=optuna", *overrides, cwd=cwd)
     (sweep_dir,) = (cwd / "logs" / "train" / "multiruns").iterdir()
     return proc.stdout, sweep_dir, OmegaConf.to_container(OmegaConf.load(sweep_dir / "optuna_results.yaml"))

@@ -220,12 +220,21 @@ class Report:
         numeric = [
             k for k in self.swept if k != "seed" and all(_number(j.overrides.get(k)) is not None for j in self.jobs)
         ]
-        fig, axes = plt.subplots(1, 1 + len(numeric), figsize=(6 + 4 * len(numeric), 4.5), squeeze=False)
+        fig, axes = plt.subplots(
+            1,
+            1 + len(numeric),
+            figsize=(7 + 4 * len(numeric), 4.5),
+            squeeze=False,
+            width_ratios=[7] + [4] * len(numeric),
+        )
         ax, tag = axes[0][0], self.curve_tag()
         for job in self.jobs:
             steps, values = read_curve(job.path, tag)
+            label = self.label(job)
+            # Long labels (Optuna trials) would swamp the plot: the job number points to the table.
+            label = f"#{job.number}" + (f" {label}" if len(label) <= 40 else "")
             if steps:
-                ax.plot(steps, values, marker=".", label=self.label(job) + ("" if job.status == "completed" else " *"))
+                ax.plot(steps, values, marker=".", label=label + ("" if job.status == "completed" else " *"))
         ax.set(xlabel="step", ylabel=tag, title=f"{tag} of every job (* not completed)")
         if len(self.jobs) <= 12:
             ax.legend(fontsize=7)

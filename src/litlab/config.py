@@ -5,6 +5,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from litlab.jobs import parallel_jobs
+
 
 def config_dir() -> Path:
     """The ``conf/`` tree: packaged inside the wheel, or the source checkout's for an editable install."""
@@ -14,11 +16,15 @@ def config_dir() -> Path:
 
 def _dirname(overrides: str) -> str:
     # Group overrides such as model/optimizer=sgd must not nest the sweep job's directory.
-    return overrides.replace("/", ".") or "defaults"
+    name = overrides.replace("/", ".") or "defaults"
+    # A file name holds at most 255 bytes (long Optuna overrides); the job number in front keeps cut names apart.
+    return name if len(name.encode()) <= 200 else name.encode()[:200].decode(errors="ignore") + "..."
 
 
 if not OmegaConf.has_resolver("dirname"):
     OmegaConf.register_new_resolver("dirname", _dirname)
+if not OmegaConf.has_resolver("parallel_jobs"):
+    OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs)
 
 
 def to_plain(cfg: DictConfig | None) -> Any:

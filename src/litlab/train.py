@@ -11,6 +11,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.config import config_dir, to_plain
+from litlab.jobs import run_job
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
 
@@ -62,7 +63,10 @@ def log_hparams(trainer: Any, cfg: DictConfig, metrics: dict[str, float]) -> Non
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_metrics({k: v for k, v in metrics.items() if k.endswith("_best")}, step=trainer.global_step)
-            for summary in hparams(params, dict.fromkeys(metrics, 0.0)):
+            # Session summaries only: without a per-run "experiment" summary TensorBoard builds the
+            # HParams table from all runs, so a sweep's columns are the union of every job's hparams.
+            _, session_start, session_end = hparams(params, dict.fromkeys(metrics, 0.0))
+            for summary in (session_start, session_end):
                 logger.experiment._get_file_writer().add_summary(summary)  # as Lightning does
             logger.experiment.flush()
 
@@ -122,8 +126,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
-    return metrics.get(cfg.optimized_metric)
+    return run_job(train, cfg)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""litlab's Optuna sweeper for Hydra (see sweeper.py)."""

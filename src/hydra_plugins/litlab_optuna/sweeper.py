@@ -1,0 +1,166 @@
+"""A Hydra sweeper that runs an Optuna study: ``litlab-train -m hparams_search=optuna``.
+
+Why not ``hydra-optuna-sweeper``: every release of it (up to 1.3.0) requires ``optuna<3``,
+which pip cannot install beside current Optuna. This sweeper is the part litlab needs,
+on Optuna's ask-and-tell API. The search space uses Hydra's sweep syntax, as that plugin's
+did: ``choice(...)`` (categorical), ``range(a, b[, step])`` (integers, ``b`` excluded) and
+``interval(a, b)`` (floats; ``tag(log, interval(a, b))`` for a log scale).
+
+Each batch of ``n_jobs`` trials goes to the configured launcher, so ``hydra/launcher=joblib``
+runs them in parallel. A trial whose job fails, or returns no finite value, is told to
+Optuna as failed and the search goes on. Optuna is imported only when a sweep starts: Hydra
+imports every plugin module on every start-up.
+"""
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
+RESULTS_FILE = "optuna_results.yaml"
+
+
+def distribution(override: Override) -> Any:
+    """The Optuna distribution of one sweep override (``key=choice(...)`` and so on)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    sweep = override.value()
+    if isinstance(sweep, ChoiceSweep):
+        # Choices as their override strings: lists and dicts become exact, hashable categories.
+        return CategoricalDistribution(list(override.sweep_string_iterator()))
+    if isinstance(sweep, RangeSweep):
+        values = [float(v) for v in override.sweep_iterator()]
+        if not all(v.is_integer() for v in values) or len(values) < 2:
+            return CategoricalDistribution(list(override.sweep_string_iterator()))
+        return IntDistribution(int(values[0]), int(values[-1]), step=int(sweep.step))
+    if isinstance(sweep, IntervalSweep):
+        return FloatDistribution(sweep.start, sweep.end, log="log" in sweep.tags)
+    raise ValueError(f"{override.input_line}: an Optuna search takes choice(), range() or interval(), not this sweep")
+
+
+def format_value(value: Any) -> str:
+    """A sampled value as an override: floats to 4 significant digits, so job names stay readable."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class OptunaSweeper(Sweeper):
+    """Samples ``params`` (plus ``net_params[model.net.arch]``) with an Optuna sampler."""
+
+    def __init__(
+        self,
+        direction: str = "minimize",
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        sampler: Any = None,
+        study_name: str | None = None,
+        storage: str | None = None,
+        params: dict[str, str] | None = None,
+        net_params: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        if str(direction) not in DIRECTIONS:
+            raise ValueError(f"hydra.sweeper.direction={direction!r}: choose one of {sorted(DIRECTIONS)}")
+        if n_trials < 1 or n_jobs < 1:
+            raise ValueError(f"hydra.sweeper.n_trials={n_trials} and n_jobs={n_jobs} must be positive")
+        self.direction, self.n_trials, self.n_jobs = DIRECTIONS[str(direction)], n_trials, n_jobs
+        self.sampler, self.study_name, self.storage = sampler, study_name, storage
+        self.params = dict(params or {})
+        self.net_params = {k: dict(v or {}) for k, v in (net_params or {}).items()}
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def search_space(self, arguments: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+        """The distributions to sample, and the fixed overrides every trial gets."""
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        arch = OmegaConf.select(self.config, "model.net.arch")
+        configured = {**self.params, **self.net_params.get(arch, {})}
+        command_line = parser.parse_overrides(list(arguments))
+        fixed = [o.input_line for o in command_line if not o.is_sweep_override()]
+        pinned = {o.get_key_element() for o in command_line if not o.is_sweep_override()}
+        space = {}
+        # Command-line sweeps add to the configured space; a plain key=value pins that key.
+        for o in [*parser.parse_overrides([f"{k}={v}" for k, v in configured.items()]), *command_line]:
+            if o.is_sweep_override() and o.get_key_element() not in pinned:
+                space[o.get_key_element()] = distribution(o)
+        if not space:
+            raise ValueError("hparams_search: the search space is empty (hydra.sweeper.params)")
+        return space, fixed
+
+    def sweep(self, arguments: list[str]) -> None:
+        import optuna
+
+        space, fixed = self.search_space(arguments)
+        # Resolving the sweep directory here also fixes its timestamp for every job.
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        study = optuna.create_study(
+            direction=self.direction,
+            sampler=self.sampler,  # Hydra instantiated its _target_ already
+            study_name=self.study_name,
+            storage=self.storage,
+            load_if_exists=self.storage is not None,
+        )
+        log.info("Optuna %s of %s over %s", self.direction, self.config.optimized_metric, ", ".join(space))
+        trials: list[dict[str, Any]] = []
+        while len(trials) < self.n_trials:
+            batch = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - len(trials)))]
+            overrides = [[f"{k}={format_value(v)}" for k, v in t.params.items()] for t in batch]
+            returns = self.launcher.launch([[*fixed, *o] for o in overrides], initial_job_idx=len(trials))
+            for trial, trial_overrides, ret in zip(batch, overrides, returns, strict=True):
+                trials.append(self._tell(study, trial, trial_overrides, ret))
+        self._save(study, trials, sweep_dir)
+
+    def _tell(self, study: Any, trial: Any, overrides: list[str], ret: JobReturn) -> dict[str, Any]:
+        import optuna
+
+        value = ret._return_value if ret.status == JobStatus.COMPLETED else None
+        record = {"number": trial.number, "overrides": overrides, "job_dir": _job_dir(ret)}
+        if isinstance(value, int | float) and math.isfinite(value):
+            study.tell(trial, float(value))
+            return {**record, "state": "complete", "value": float(value)}
+        reason = repr(ret._return_value) if ret.status == JobStatus.FAILED else f"returned {value!r}"
+        log.warning("Trial %d failed (%s): %s", trial.number, " ".join(overrides), reason)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return {**record, "state": "failed", "error": reason}
+
+    def _save(self, study: Any, trials: list[dict[str, Any]], sweep_dir: Path) -> None:
+        done = [t for t in trials if t["state"] == "complete"]
+        results: dict[str, Any] = {
+            "optimized_metric": self.config.optimized_metric,
+            "direction": self.direction,
+            "n_trials": len(trials),
+            "n_failed": len(trials) - len(done),
+            "trials": trials,
+        }
+        if done:
+            best = (min if self.direction == "minimize" else max)(done, key=lambda t: t["value"])
+            best_of = {"best_value": best["value"], "best_overrides": best["overrides"], "best_job": best["job_dir"]}
+            results = best_of | results
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
+        if not done:
+            raise RuntimeError(f"all {len(trials)} Optuna trials failed; each job directory holds its error.txt")
+        print(
+            f"Best of {len(trials)} trials ({results['n_failed']} failed): "
+            f"{self.config.optimized_metric}={best['value']:.4g} with {' '.join(best['overrides'])}\n"
+            f"  job: {best['job_dir']}\n  saved: {sweep_dir / RESULTS_FILE}"
+        )
+
+
+def _job_dir(ret: JobReturn) -> str | None:
+    return OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg is not None else None

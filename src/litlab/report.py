@@ -1,0 +1,311 @@
+"""``litlab-report [SWEEP_DIR]``: a sweep's jobs in one table, grouped over seeds, with plots.
+
+Reads each job directory as it is (``metrics.json``, ``error.txt``, ``.hydra/overrides.yaml``,
+TensorBoard events), so it works on a sweep that is still running and on one whose jobs
+crashed. Writes ``report.md``, ``report.csv`` and ``report.png`` into the sweep directory.
+"""
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from litlab.jobs import ERROR_FILE
+from litlab.runs import METRICS_FILE
+
+#: Metric names that are better when larger; anything else is minimized.
+MAXIMIZED = ("acc", "f1", "auc", "precision", "recall", "r2", "accuracy")
+
+
+@dataclass
+class Job:
+    """One job directory of a sweep, as far as it got."""
+
+    path: Path
+    overrides: dict[str, str]
+    status: str  # completed | failed | interrupted | running
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def number(self) -> int:
+        head = self.path.name.split("_", 1)[0]
+        return int(head) if head.isdigit() else -1
+
+
+def newest_sweep(log_dir: Path) -> Path:
+    """The newest ``<log_dir>/<task_name>/multiruns/<timestamp>`` (timestamps sort by name)."""
+    sweeps = [p for p in log_dir.glob("*/multiruns/*") if p.is_dir()]
+    if not sweeps:
+        raise FileNotFoundError(f"no sweep under {log_dir}/<task_name>/multiruns/: run `litlab-train -m ...` first")
+    return max(sweeps, key=lambda p: (p.name, p.stat().st_mtime))
+
+
+def read_overrides(job_dir: Path) -> dict[str, str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    from omegaconf import OmegaConf
+
+    pairs = (str(line).split("=", 1) for line in OmegaConf.load(path))
+    return {k.lstrip("+~"): v for k, v in (p if len(p) == 2 else (p[0], "") for p in pairs)}
+
+
+def read_job(job_dir: Path) -> Job:
+    overrides = read_overrides(job_dir)
+    summary: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):  # not written yet
+        summary = json.loads((job_dir / METRICS_FILE).read_text())
+    error_file = job_dir / ERROR_FILE
+    # No metrics.json and no error.txt: still running (or killed without a trace).
+    status = summary.get("status", "completed") if summary else "failed" if error_file.is_file() else "running"
+    error = summary.get("error", "")
+    if status != "completed" and not error and error_file.is_file():
+        lines = error_file.read_text().strip().splitlines()
+        error = lines[-1] if lines else ""
+    metrics = {k: float(v) for k, v in summary.get("metrics", {}).items()}
+    return Job(job_dir, overrides, status, metrics, error)
+
+
+def read_sweep(sweep_dir: Path) -> list[Job]:
+    """Every job that has started: directories holding Hydra's ``.hydra`` record."""
+    jobs = [read_job(p) for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
+    return sorted(jobs, key=lambda j: (j.number, j.path.name))
+
+
+def swept_keys(jobs: list[Job]) -> list[str]:
+    """Override keys whose value differs between jobs, in first-seen order."""
+    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides))
+    return [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
+
+
+def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
+    """``optimized_metric`` and the checkpoint's monitor/mode from the sweep's ``multirun.yaml``."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return {}
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(path)
+    keys = {"metric": "optimized_metric", "monitor": "callbacks.model_checkpoint.monitor"}
+    keys["mode"] = "callbacks.model_checkpoint.mode"
+    return {k: OmegaConf.select(cfg, v, default=None, throw_on_resolution_failure=False) for k, v in keys.items()}
+
+
+def direction(metric: str, settings: dict[str, Any]) -> str:
+    """``min`` or ``max`` for ``metric``: the checkpoint's mode for ``<monitor>_best``, else by its name."""
+    if settings.get("monitor") and metric == f"{settings['monitor']}_best" and settings.get("mode") in ("min", "max"):
+        return settings["mode"]
+    name = metric.split("/")[-1].removesuffix("_best")
+    return "max" if name in MAXIMIZED else "min"
+
+
+def fmt(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.4g}"
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{statistics.fmean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *map(line, rows)])
+
+
+@dataclass
+class Report:
+    sweep_dir: Path
+    jobs: list[Job]
+    metric: str
+    mode: str
+
+    @property
+    def swept(self) -> list[str]:
+        return swept_keys(self.jobs)
+
+    def label(self, job: Job, skip: tuple[str, ...] = ()) -> str:
+        return ",".join(f"{k}={job.overrides.get(k, '')}" for k in self.swept if k not in skip) or job.path.name
+
+    def metric_columns(self) -> list[str]:
+        seen = dict.fromkeys(k for j in self.jobs for k in j.metrics if k.startswith("test/"))
+        return [self.metric, *(k for k in seen if k != self.metric)]
+
+    def ranked(self) -> list[Job]:
+        """Completed jobs best first, then running ones, then the failed."""
+        sign = 1 if self.mode == "min" else -1
+
+        def key(job: Job) -> tuple[int, float, int]:
+            value = job.metrics.get(self.metric)
+            if job.status == "completed" and value is not None and not math.isnan(value):
+                return (0, sign * value, job.number)
+            return (1 if job.status == "running" else 2, 0.0, job.number)
+
+        return sorted(self.jobs, key=key)
+
+    def groups(self) -> list[tuple[str, list[Job]]]:
+        """Completed jobs grouped by their swept overrides other than ``seed``."""
+        if "seed" not in self.swept:
+            return []
+        groups: dict[str, list[Job]] = {}
+        for job in self.jobs:
+            if job.status == "completed":
+                groups.setdefault(self.label(job, skip=("seed",)), []).append(job)
+        sign = 1 if self.mode == "min" else -1
+        values = {k: [j.metrics[self.metric] for j in v if self.metric in j.metrics] for k, v in groups.items()}
+        return sorted(groups.items(), key=lambda kv: sign * statistics.fmean(values[kv[0]] or [math.inf * sign]))
+
+    def markdown(self) -> str:
+        counts = {s: sum(j.status == s for j in self.jobs) for s in ("completed", "running", "failed", "interrupted")}
+        common = {k: v for k, v in (self.jobs[0].overrides.items() if self.jobs else []) if k not in self.swept}
+        columns = self.metric_columns()
+        tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        out = [
+            f"# Sweep report: {self.sweep_dir}",
+            "",
+            f"{len(self.jobs)} jobs ({tally}), sorted by {self.metric} ({self.mode}).",
+        ]
+        if common:
+            out.append(f"Common to all jobs: {' '.join(f'{k}={v}' for k, v in common.items())}")
+        rows = [
+            [str(j.number), self.label(j), j.status, *(fmt(j.metrics.get(c)) for c in columns)] for j in self.ranked()
+        ]
+        out += ["", "## Jobs", "", table(["#", "overrides", "status", *columns], rows)]
+        if groups := self.groups():
+            rows = [
+                [name, str(len(jobs)), *(mean_std([j.metrics[c] for j in jobs if c in j.metrics]) for c in columns)]
+                for name, jobs in groups
+            ]
+            out += ["", "## Grouped over seeds (mean ± std)", "", table(["overrides", "n", *columns], rows)]
+        failed = [j for j in self.jobs if j.status in ("failed", "interrupted")]
+        if failed:
+            rows = [[str(j.number), self.label(j), j.status, j.error] for j in failed]
+            out += ["", "## Failed jobs", "", table(["#", "overrides", "status", "error"], rows)]
+        return "\n".join(out) + "\n"
+
+    def write_csv(self, path: Path) -> None:
+        metrics = list(dict.fromkeys(k for j in self.jobs for k in sorted(j.metrics)))
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["job", "status", *self.swept, *metrics, "error"])
+            for j in self.ranked():
+                values = [j.metrics.get(m, "") for m in metrics]
+                writer.writerow(
+                    [j.path.name, j.status, *(j.overrides.get(k, "") for k in self.swept), *values, j.error]
+                )
+
+    def curve_tag(self) -> str:
+        name = self.metric.removesuffix("_best")
+        return name if name.startswith("val/") else "val/loss"
+
+    def plot(self, path: Path) -> None:
+        """Validation curve of every job, and the metric against each swept numeric parameter."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        numeric = [
+            k for k in self.swept if k != "seed" and all(_number(j.overrides.get(k)) is not None for j in self.jobs)
+        ]
+        fig, axes = plt.subplots(
+            1,
+            1 + len(numeric),
+            figsize=(7 + 4 * len(numeric), 4.5),
+            squeeze=False,
+            width_ratios=[7] + [4] * len(numeric),
+        )
+        ax, tag = axes[0][0], self.curve_tag()
+        for job in self.jobs:
+            steps, values = read_curve(job.path, tag)
+            label = self.label(job)
+            # Long labels (Optuna trials) would swamp the plot: the job number points to the table.
+            label = f"#{job.number}" + (f" {label}" if len(label) <= 40 else "")
+            if steps:
+                ax.plot(steps, values, marker=".", label=label + ("" if job.status == "completed" else " *"))
+        ax.set(xlabel="step", ylabel=tag, title=f"{tag} of every job (* not completed)")
+        if len(self.jobs) <= 12:
+            ax.legend(fontsize=7)
+        done = [j for j in self.jobs if self.metric in j.metrics]
+        for ax, key in zip(axes[0][1:], numeric, strict=True):
+            xs = [_number(j.overrides[key]) for j in done]
+            ax.scatter(xs, [j.metrics[self.metric] for j in done])
+            positive = [x for x in xs if x and x > 0]
+            if len(positive) == len(xs) and xs and max(xs) / min(xs) > 20:
+                ax.set_xscale("log")
+            ax.set(xlabel=key, ylabel=self.metric, title=f"{self.metric} vs {key}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def read_curve(job_dir: Path, tag: str) -> tuple[list[int], list[float]]:
+    """The scalar ``tag`` from a job's TensorBoard events (empty when it has none yet)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(job_dir), size_guidance={"scalars": 0, "images": 1, "tensors": 1})
+    acc.Reload()
+    if tag not in acc.Tags()["scalars"]:
+        return [], []
+    events = acc.Scalars(tag)
+    return [e.step for e in events], [e.value for e in events]
+
+
+def report(sweep_dir: Path, metric: str | None = None, mode: str | None = None, plot: bool = True) -> Report:
+    """Read a sweep and write its report files next to its jobs."""
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep directory {sweep_dir} does not exist")
+    jobs = read_sweep(sweep_dir)
+    if not jobs:
+        raise FileNotFoundError(f"{sweep_dir} holds no job directories (with .hydra/): is it a multirun directory?")
+    settings = sweep_settings(sweep_dir)
+    metric = metric or settings.get("metric") or "val/loss_best"
+    result = Report(sweep_dir, jobs, metric, mode or direction(metric, settings))
+    (sweep_dir / "report.md").write_text(result.markdown() + "\n![curves and parameters](report.png)\n")
+    result.write_csv(sweep_dir / "report.csv")
+    if plot:
+        result.plot(sweep_dir / "report.png")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="litlab-report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", nargs="?", type=Path, help="a multirun directory (default: the newest)")
+    parser.add_argument("--log-dir", type=Path, default=Path("logs"), help="where to look for the newest sweep")
+    parser.add_argument("--metric", help="sort and group by this metric (default: the sweep's optimized_metric)")
+    parser.add_argument("--mode", choices=("min", "max"), help="whether smaller or larger --metric is better")
+    parser.add_argument("--no-plot", action="store_true", help="skip report.png")
+    args = parser.parse_args(argv)
+    try:
+        sweep_dir = args.sweep_dir or newest_sweep(args.log_dir)
+        result = report(sweep_dir, args.metric, args.mode, plot=not args.no_plot)
+    except FileNotFoundError as e:
+        print(f"litlab-report: {e}", file=sys.stderr)
+        return 2
+    print(result.markdown())
+    print(f"Written: {sweep_dir}/report.md, report.csv" + ("" if args.no_plot else ", report.png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

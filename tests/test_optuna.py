@@ -1,0 +1,55 @@
+"""hparams_search=optuna: a real, seeded Optuna search of a few trials through litlab-train -m."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import cli
+from omegaconf import OmegaConf
+
+MLP_SIZES = {"[64]", "[256]", "[64,64]", "[256,256]", "[64,64,64]", "[256,256,256]"}
+
+
+def search(cwd: Path, *overrides: str) -> tuple[str, Path, dict]:
+    cwd.mkdir(exist_ok=True)
+    proc = cli("litlab-train", "-m", "print_config=false", "debug=limit", "hparams_search=optuna", *overrides, cwd=cwd)
+    (sweep_dir,) = (cwd / "logs" / "train" / "multiruns").iterdir()
+    return proc.stdout, sweep_dir, OmegaConf.to_container(OmegaConf.load(sweep_dir / "optuna_results.yaml"))
+
+
+def test_optuna_search_samples_the_space_and_saves_the_best(tmp_path):
+    # A command-line sweep joins the configured space; batch_size=0 makes its trials fail.
+    stdout, sweep_dir, results = search(tmp_path, "hydra.sweeper.n_trials=3", "data.batch_size=choice(0,32)")
+    trials = results["trials"]
+    assert [t["number"] for t in trials] == [0, 1, 2] and results["direction"] == "minimize"
+    for t in trials:
+        params = dict(o.split("=", 1) for o in t["overrides"])
+        assert set(params) == {"model.optimizer.lr", "model.net.dropout", "data.batch_size", "model.net.hidden_sizes"}
+        assert 1e-4 <= float(params["model.optimizer.lr"]) <= 3e-2 and 0 <= float(params["model.net.dropout"]) <= 0.5
+        assert params["model.net.hidden_sizes"] in MLP_SIZES and params["data.batch_size"] in {"0", "32"}
+        job = Path(t["job_dir"])
+        assert job.parent == sweep_dir and job.name.startswith(f"{t['number']}_")
+        summary = json.loads((job / "metrics.json").read_text())
+        if params["data.batch_size"] == "0":  # recorded as failed, and the search went on
+            assert t["state"] == "failed" and summary["status"] == "failed" and "batch_size" in t["error"]
+        else:
+            assert t["state"] == "complete" and t["value"] == summary["metrics"]["val/loss_best"]
+    done = [t for t in trials if t["state"] == "complete"]
+    assert done, "with this seed at least one trial has batch_size=32"
+    best = min(done, key=lambda t: t["value"])
+    assert results["best_value"] == best["value"] and results["best_overrides"] == best["overrides"]
+    assert results["n_failed"] == 3 - len(done)
+    assert f"Best of 3 trials ({3 - len(done)} failed): val/loss_best={best['value']:.4g}" in stdout
+
+
+@pytest.mark.slow
+def test_optuna_search_is_reproducible_with_its_seed(tmp_path):
+    runs = [search(tmp_path / str(i), "hydra.sweeper.n_trials=2", "model=cnn")[2] for i in range(2)]
+    assert [t["overrides"] for t in runs[0]["trials"]] == [t["overrides"] for t in runs[1]["trials"]]
+    assert any(o.startswith("model.net.channels=") for o in runs[0]["trials"][0]["overrides"])
+
+
+def test_optuna_bad_search_space_is_one_readable_error(tmp_path):
+    proc = cli("litlab-train", "-m", "hparams_search=optuna", "data.batch_size=glob(*)", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "data.batch_size=glob(*): an Optuna search takes choice(), range() or interval()" in proc.stderr

@@ -1,0 +1,191 @@
+"""A real multirun with a failing job: job directories, the error record, the report, TensorBoard."""
+
+import csv
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import BIN, FAST, cli, compose_cfg
+
+from litlab.jobs import run_job
+from litlab.report import main as report_main
+from litlab.report import report
+
+# seed=oops fails in seed_everything, after Hydra made the job's directory: one failing job per model.
+SWEEP = ["-m", "print_config=false", "debug=limit", "model=mlp,cnn", "seed=1,2,oops"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    cwd = tmp_path_factory.mktemp("sweep")
+    proc = cli("litlab-train", *SWEEP, cwd=cwd, check=False)
+    (sweep_dir,) = (cwd / "logs" / "train" / "multiruns").iterdir()
+    return proc, sweep_dir
+
+
+def jobs(sweep_dir: Path) -> dict[str, Path]:
+    return {p.name: p for p in sweep_dir.iterdir() if p.is_dir()}
+
+
+def test_every_job_is_a_complete_run_directory(sweep):
+    _, sweep_dir = sweep
+    names = sorted(jobs(sweep_dir), key=lambda n: int(n.split("_")[0]))
+    combos = [(m, s) for m in ("mlp", "cnn") for s in (1, 2, "oops")]
+    assert names == [f"{i}_debug=limit,model={m},seed={s}" for i, (m, s) in enumerate(combos)]
+    for name, job in jobs(sweep_dir).items():
+        if name.endswith("oops"):
+            continue
+        summary = json.loads((job / "metrics.json").read_text())
+        # Each job wrote only into its own directory, with its own config.
+        assert summary["run_dir"] == str(job)
+        assert Path(summary["best_checkpoint"]).parent == job / "checkpoints"
+        ckpt = torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)
+        model, seed = name.split(",")[1:]
+        assert f"model={ckpt['config']['model']['net']['arch']}" == model and f"seed={ckpt['config']['seed']}" == seed
+        assert list(job.glob("events.out.tfevents.*")) and (job / ".hydra" / "config.yaml").is_file()
+        assert "test/acc" in summary["metrics"]
+
+
+def test_failing_job_is_recorded_and_does_not_stop_the_others(sweep):
+    proc, sweep_dir = sweep
+    assert proc.returncode == 1, "a sweep with a failed job exits non-zero, after all jobs ran"
+    failed = {n: p for n, p in jobs(sweep_dir).items() if n.endswith("oops")}
+    assert set(failed) == {"2_debug=limit,model=mlp,seed=oops", "5_debug=limit,model=cnn,seed=oops"}
+    for job in failed.values():
+        summary = json.loads((job / "metrics.json").read_text())
+        assert summary["status"] == "failed" and "ValueError" in summary["error"] and "oops" in summary["error"]
+        assert "Traceback" in (job / "error.txt").read_text()
+    # The cnn jobs after the failed mlp job still ran to the end.
+    assert (sweep_dir / "3_debug=limit,model=cnn,seed=1" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_failed_job_reraises_after_recording(tmp_path):
+    cfg = compose_cfg([*FAST], tmp_path / "run")
+
+    def broken(cfg):
+        raise RuntimeError("deliberate")
+
+    with pytest.raises(RuntimeError, match="deliberate"):
+        run_job(broken, cfg)
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary == {"run_dir": str(tmp_path / "run"), "status": "failed", "error": "RuntimeError: deliberate"}
+    assert "raise RuntimeError" in (tmp_path / "run" / "error.txt").read_text()
+
+
+@pytest.mark.slow
+def test_single_run_error_exits_nonzero_and_is_recorded(tmp_path):
+    proc = cli("litlab-train", "print_config=false", "seed=oops", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "invalid literal for int()" in proc.stderr
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_report_ranks_groups_and_lists_failures(sweep):
+    _, sweep_dir = sweep
+    proc = cli("litlab-report", cwd=sweep_dir.parents[3])  # default: the newest sweep under ./logs
+    text = (sweep_dir / "report.md").read_text()
+    assert text.split("![curves")[0].strip() in proc.stdout
+    assert "6 jobs (4 completed, 2 failed), sorted by val/loss_best (min)" in text
+    assert (sweep_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    rows = list(csv.DictReader((sweep_dir / "report.csv").open()))
+    assert [r["status"] for r in rows] == ["completed"] * 4 + ["failed"] * 2
+    values = [float(r["val/loss_best"]) for r in rows[:4]]
+    assert values == sorted(values)
+    assert all("oops" in r["error"] for r in rows[4:])
+
+    # Grouped over seeds: mean ± std of the two seeds of each model, n = 2.
+    grouped = text.split("## Grouped over seeds")[1].split("## Failed jobs")[0]
+    for model in ("mlp", "cnn"):
+        seeds = [float(r["val/loss_best"]) for r in rows if r["model"] == model and r["status"] == "completed"]
+        row = next(line for line in grouped.splitlines() if line.startswith(f"| model={model} |"))
+        assert f"| 2 | {statistics.fmean(seeds):.4g} ± {statistics.stdev(seeds):.2g} |" in row
+    failed = text.split("## Failed jobs")[1]
+    assert "model=mlp,seed=oops" in failed and "invalid literal for int()" in failed
+
+
+def test_report_on_a_sweep_still_running(sweep, tmp_path):
+    _, sweep_dir = sweep
+    partial = tmp_path / "partial"
+    shutil.copytree(sweep_dir, partial)
+    # A job that has started but not finished: Hydra's record and some curves, no metrics.json yet.
+    (partial / "4_debug=limit,model=cnn,seed=2" / "metrics.json").unlink()
+    shutil.rmtree(partial / "5_debug=limit,model=cnn,seed=oops")  # not started yet
+    result = report(partial)
+    status = {j.path.name.split("_")[0]: j.status for j in result.jobs}
+    assert status == {"0": "completed", "1": "completed", "2": "failed", "3": "completed", "4": "running"}
+    assert "| 4 | model=cnn,seed=2 | running |" in (partial / "report.md").read_text()
+    assert (partial / "report.png").is_file()
+
+
+def test_report_bad_input(tmp_path, capsys):
+    assert report_main([str(tmp_path / "nope")]) == 2
+    assert "nope does not exist" in capsys.readouterr().err
+    assert report_main(["--log-dir", str(tmp_path)]) == 2
+    assert "no sweep under" in capsys.readouterr().err
+    assert report_main([str(tmp_path)]) == 2
+    assert "holds no job directories" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, data: dict | None = None) -> object:
+    body = json.dumps(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_tensorboard_server_lists_runs_tags_images_and_hparams(sweep):
+    _, sweep_dir = sweep
+    port = free_port()
+    args = ["--logdir", str(sweep_dir), "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "0"]
+    server = subprocess.Popen([str(BIN / "tensorboard"), *args, "--load_fast", "false"], stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/data"
+    done = sorted(n for n in jobs(sweep_dir) if not n.endswith("oops"))
+    try:
+        deadline, runs = time.monotonic() + 90, []
+        while time.monotonic() < deadline and sorted(runs) != done:
+            time.sleep(0.5)
+            try:
+                runs = get(f"{url}/runs")
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+        # Each job is a run named by its overrides.
+        assert sorted(runs) == done
+        scalars = get(f"{url}/plugin/scalars/tags")
+        images = get(f"{url}/plugin/images/tags")
+        for run in done:
+            assert {"train/loss", "val/loss", "val/acc", "test/acc", "val/loss_best"} <= set(scalars[run])
+            assert {"val/confusion_matrix", "test/misclassified"} <= set(images[run])
+        # The HParams tab: every job with its hyperparameters and final metrics.
+        experiment = get(f"{url}/plugin/hparams/experiment", {"experimentName": ""})
+        hparams = {h["name"]: h for h in experiment["hparamInfos"]}
+        # The union of all jobs' hparams (mlp's hidden_sizes and cnn's channels), the swept ones marked.
+        assert {"model.net.hidden_sizes", "model.net.channels", "model.optimizer.lr", "data.batch_size"} <= set(hparams)
+        assert hparams["seed"]["differs"] and hparams["model.net.arch"]["differs"]
+        assert {"test/acc", "val/loss_best"} <= {m["name"]["tag"] for m in experiment["metricInfos"]}
+        query = {"experimentName": "", "sliceSize": 100, "includeMetrics": True, "colParams": []}
+        query["allowedStatuses"] = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+        groups = get(f"{url}/plugin/hparams/session_groups", query)
+        sessions = {s["name"]: s for g in groups["sessionGroups"] for s in g["sessions"]}
+        assert sorted(sessions) == done
+        for run in done:
+            values = {m["name"]["tag"]: m["value"] for m in sessions[run]["metricValues"]}
+            expected = json.loads((sweep_dir / run / "metrics.json").read_text())["metrics"]["test/acc"]
+            assert values["test/acc"] == pytest.approx(expected)
+    finally:
+        server.kill()
+        server.wait(timeout=10)

@@ -33,3 +33,9 @@ def test_atomic_json_keeps_the_old_file_when_writing_fails(tmp_path):
         write_json_atomic(path, {"a": object()})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_atomic_json_has_the_mode_of_a_plain_file(tmp_path):
+    write_json_atomic(tmp_path / "a.json", {})
+    (tmp_path / "b.json").write_text("{}")
+    assert (tmp_path / "a.json").stat().st_mode == (tmp_path / "b.json").stat().st_mode

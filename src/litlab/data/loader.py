@@ -1,6 +1,7 @@
 """Batching: a rank-aware sampler, and the fast path for data held in tensors."""
 
 from collections.abc import Iterator, Sequence
+
 import torch
 from torch import Tensor
 from torch.utils.data import Sampler
@@ -14,7 +15,9 @@ class ShardSampler(Sampler[int]):
     are exact, so no sample is counted twice in the reduced metrics.
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = False) -> None:
+    def __init__(
+        self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = False
+    ) -> None:
         self.n, self.shuffle, self.seed = n, shuffle, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
         self.epoch = 0
@@ -49,10 +52,20 @@ class TensorLoader:
     indexing (the "fast path"). Lightning sets the epoch through ``sampler.set_epoch``.
     """
 
-    def __init__(self, tensors: Sequence[Tensor], sampler: ShardSampler, batch_size: int, drop_last: bool = False) -> None:
+    def __init__(
+        self, tensors: Sequence[Tensor], sampler: ShardSampler, batch_size: int, drop_last: bool = False
+    ) -> None:
         self.tensors, self.sampler = tuple(tensors), sampler
         self.batch_sampler = None  # DataLoader's attributes, which Lightning inspects
         self.batch_size, self.drop_last = batch_size, drop_last
+        self._yielded, self._resume_at = 0, None
+
+    def state_dict(self) -> dict[str, int]:
+        """How far this epoch got; Lightning keeps it in checkpoints, so a mid-epoch resume skips ahead."""
+        return {"epoch": self.sampler.epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (state["epoch"], state["batches"])
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -60,6 +73,10 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         index = self.sampler.indices().to(self.tensors[0].device)
-        for i in range(len(self)):
+        # The order is a function of (seed, epoch), so resuming is skipping the batches already seen.
+        resume, self._resume_at = self._resume_at, None
+        start = resume[1] if resume and resume[0] == self.sampler.epoch else 0
+        for i in range(start, len(self)):
+            self._yielded = i + 1
             batch = index[i * self.batch_size : (i + 1) * self.batch_size]
             yield tuple(t[batch] for t in self.tensors)

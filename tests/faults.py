@@ -2,7 +2,7 @@
 
 FAULT_KILL_AT_STEP=k     SIGKILL this process as training step k starts.
 FAULT_SIGNAL_AT_STEP=k:SIG  send SIG (TERM, USR1) to this process as step k starts.
-FAULT_KILL_IN_SAVE=n     SIGKILL in the middle of writing the n-th checkpoint file.
+FAULT_KILL_IN_SAVE=n     SIGKILL in the middle of the n-th write of last.ckpt.
 """
 
 import io
@@ -35,8 +35,9 @@ real_save = torch.save
 def faulty_save(obj, f, *args, **kwargs):
     """Write half of the checkpoint's bytes, then die as a preempted node would."""
     global saves
-    saves += 1
-    if os.environ.get("FAULT_KILL_IN_SAVE") != str(saves):
+    target = os.readlink(f"/proc/self/fd/{f.fileno()}") if hasattr(f, "fileno") else str(f)
+    saves += "last.ckpt" in target
+    if os.environ.get("FAULT_KILL_IN_SAVE") != str(saves) or "last.ckpt" not in target:
         return real_save(obj, f, *args, **kwargs)
     buffer = io.BytesIO()
     real_save(obj, buffer, *args, **kwargs)

@@ -9,6 +9,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+
 log = logging.getLogger(__name__)
 
 #: Overrides that say where a run is, not what it is: never carried over from the old run.
@@ -47,26 +49,34 @@ def requeued_checkpoint(run_dir: str | Path) -> str | None:
     return str(last) if last.is_file() else None
 
 
-def batches_that_stepped(checkpoint: dict[str, Any]) -> int:
-    """The logging step a checkpoint was saved at (what Lightning's loggers count in)."""
-    loop = checkpoint.get("loops", {}).get("fit_loop", {})
-    return int(loop.get("epoch_loop.state_dict", {}).get("_batches_that_stepped", checkpoint.get("global_step", 0)))
+class PurgeRepeatedSteps(L.Callback):
+    """Make TensorBoard drop what the dead run logged after its checkpoint; the resumed run logs it again.
 
-
-def prepare_resume(loggers: list[Any], checkpoint: str) -> None:
-    """Make TensorBoard drop the steps logged after ``checkpoint`` by the run that died.
-
-    A ``SummaryWriter(purge_step=s)`` marks its file so that readers discard earlier events at
-    steps >= s; the resumed run logs those steps again, so each step shows once.
+    At the first training batch after the restore, each TensorBoard file gets the marker that
+    ``SummaryWriter(purge_step=s)`` writes: readers then discard earlier events at steps >= s.
+    The step is only known then: Lightning adjusts its logging step while restarting the loop.
     """
-    from lightning.pytorch.loggers import TensorBoardLogger
 
-    from litlab.checkpoint import load_checkpoint
+    def __init__(self) -> None:
+        self.pending = True
 
-    step = batches_that_stepped(load_checkpoint(checkpoint))
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger._kwargs["purge_step"] = step  # passed on to SummaryWriter, which is created lazily
-    for stale in Path(checkpoint).parent.glob(".*.tmp"):  # partial writes of the run that died
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if not self.pending:
+            return
+        self.pending = False
+        from lightning.pytorch.loggers import TensorBoardLogger
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                writer = logger.experiment._get_file_writer()
+                writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+                writer.flush()
+        log.info(f"Resumed at step {step}; TensorBoard hides what the interrupted run logged from there on")
+
+
+def remove_partial_writes(checkpoint: str | Path) -> None:
+    """Temporary files of checkpoint writes that a crash cut short (``litlab.checkpoint``)."""
+    for stale in Path(checkpoint).parent.glob(".*.tmp"):
         stale.unlink(missing_ok=True)
-    log.info(f"Resuming from {checkpoint} (step {step})")

@@ -77,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from litlab.callbacks import ExactResume, Preemption, StoreConfig
     from litlab.distributed import start_children_in_job_dir
-    from litlab.resume import prepare_resume, requeued_checkpoint
+    from litlab.resume import PurgeRepeatedSteps, remove_partial_writes, requeued_checkpoint
 
     quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
@@ -93,9 +93,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
     loggers = instantiate_all(cfg.get("logger"))
-    if ckpt_path:
-        prepare_resume(loggers, ckpt_path)
     callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg)), ExactResume(), Preemption(run_dir)]
+    if ckpt_path:
+        remove_partial_writes(ckpt_path)
+        callbacks.append(PurgeRepeatedSteps())
     if not loggers:
         # Lightning refuses a LearningRateMonitor without a logger; with logger=none there is nowhere to log to.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

@@ -189,10 +189,14 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
     from hydra.errors import HydraException
     from omegaconf import open_dict
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(args)
-    except HydraException as e:
-        raise ConfigError(str(e).splitlines()[0]) from None
+    parser = OverridesParser.create()
+    for arg in args:  # one at a time, to name the one that does not parse
+        try:
+            parser.parse_override(arg)
+        except HydraException as e:
+            reason = str(e).splitlines()[0]
+            raise ConfigError(f"{arg}: cannot parse it ({reason}); see Hydra's override grammar") from None
+    parsed = parser.parse_overrides(args)
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]

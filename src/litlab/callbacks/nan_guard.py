@@ -63,7 +63,7 @@ class NanGuard(L.Callback):
         if self.skipping:
             optimizer.zero_grad(set_to_none=True)  # parameters without a gradient are left as they are
             return
-        if self.log_grad_norm and trainer.global_step % trainer.log_every_n_steps == 0:
+        if self.log_grad_norm and (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
             grads = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None]
             if grads:
                 norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))

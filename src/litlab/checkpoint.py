@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,9 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message runs to a page; its first line names the offending global.
-        reason = str(e).strip().splitlines()[0]
+        # torch's message runs to a page; one line of it names what the file wanted to import.
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        reason = f"it imports {found.group(1)}" if found else str(e).strip().splitlines()[-1]
         raise UnsafeCheckpointError(
             f"{path} holds pickled Python objects, which could run code when loaded; litlab loads only tensors "
             f"and plain containers (weights_only=True) and refuses it ({reason})"

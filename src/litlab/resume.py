@@ -76,7 +76,10 @@ class PurgeRepeatedSteps(L.Callback):
         log.info(f"Resumed at step {step}; TensorBoard hides what the interrupted run logged from there on")
 
 
-def remove_partial_writes(checkpoint: str | Path) -> None:
-    """Temporary files of checkpoint writes that a crash cut short (``litlab.checkpoint``)."""
-    for stale in Path(checkpoint).parent.glob(".*.tmp"):
+def prepare_resume(checkpoint: str | Path) -> None:
+    """Clear what a crash left beside ``checkpoint``; a resumed run expects its own files there."""
+    import warnings
+
+    for stale in Path(checkpoint).parent.glob(".*.tmp"):  # writes cut short (litlab.checkpoint)
         stale.unlink(missing_ok=True)
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")

@@ -77,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from litlab.callbacks import ExactResume, Preemption, StoreConfig
     from litlab.distributed import start_children_in_job_dir
-    from litlab.resume import PurgeRepeatedSteps, remove_partial_writes, requeued_checkpoint
+    from litlab.resume import PurgeRepeatedSteps, prepare_resume, requeued_checkpoint
 
     quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
@@ -95,7 +95,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg)), ExactResume(), Preemption(run_dir)]
     if ckpt_path:
-        remove_partial_writes(ckpt_path)
+        prepare_resume(ckpt_path)
         callbacks.append(PurgeRepeatedSteps())
     if not loggers:
         # Lightning refuses a LearningRateMonitor without a logger; with logger=none there is nowhere to log to.

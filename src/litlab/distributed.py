@@ -7,6 +7,7 @@ and ``hydra.run.dir`` is not the job's directory (each child would make a stray
 ``runs/<timestamp>`` directory). A child here gets this job's own overrides and directory.
 """
 
+import os
 import sys
 
 from hydra.core.hydra_config import HydraConfig
@@ -33,8 +34,30 @@ def child_command(local_rank: int) -> tuple[list[str], str]:
     return command, get_original_cwd()
 
 
+#: What Lightning's launcher writes into the parent's environment.
+LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+_env_before_first_job: dict[str, str | None] | None = None
+
+
 def start_children_in_job_dir() -> None:
-    """Make Lightning's subprocess launcher use ``child_command``."""
+    """Make Lightning's subprocess launcher use ``child_command``; undo what a previous job left.
+
+    The jobs of a multirun share one process. After a DDP job its process group is still up
+    and ``LOCAL_RANK`` is still set, so the next job would reuse a group whose other ranks
+    are gone, or wait for ranks started "externally" that never come.
+    """
+    global _env_before_first_job
+    import torch.distributed as dist
     from lightning.pytorch.strategies.launchers import subprocess_script
 
     subprocess_script._hydra_subprocess_cmd = child_command
+    if _env_before_first_job is None:
+        _env_before_first_job = {k: os.environ.get(k) for k in LAUNCHER_ENV}
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in _env_before_first_job.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

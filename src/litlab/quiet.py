@@ -22,3 +22,6 @@ def quiet_lightning() -> None:
     if _not_an_advert not in rank_zero.filters:
         rank_zero.addFilter(_not_an_advert)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    # Under DDP Lightning asks for sync_dist=True on epoch metrics; litlab's are torchmetrics
+    # meters, already reduced across ranks when computed (tasks/metrics.py).
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")

@@ -3,6 +3,7 @@
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,25 @@ class Preemption(L.Callback):
     def __init__(self, run_dir: str, resume_hint: str = "litlab-train ckpt_path={run_dir}") -> None:
         self.run_dir, self.resume_hint = run_dir, resume_hint
         self.saved: str | None = None
+        self._previous: Any = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if sys.platform == "win32" or stage != "fit":
+        self._previous = None
+        if sys.platform == "win32" or stage != "fit" or threading.current_thread() is not threading.main_thread():
             return
         if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):  # SIGUSR1's default action kills
-            signal.signal(signal.SIGUSR1, lambda signum, frame: signal.getsignal(signal.SIGTERM)(signum, frame))
+            self._previous = signal.signal(signal.SIGUSR1, self._as_sigterm)
+
+    @staticmethod
+    def _as_sigterm(signum: int, frame: Any) -> None:
+        handler = signal.getsignal(signal.SIGTERM)  # Lightning's, while fitting
+        if callable(handler):
+            handler(signum, frame)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGUSR1, self._previous)
+            self._previous = None
 
     def _path(self, trainer: L.Trainer) -> Path:
         dirpath = getattr(trainer.checkpoint_callback, "dirpath", None) or f"{self.run_dir}/checkpoints"

@@ -44,11 +44,12 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(train
 
 
 def test_skip_action_drops_the_bad_batches_and_finishes(train_in_process, nan_at):
-    nan_at(3, 7, 41)
-    metrics, run_dir = train_in_process(*QUICK, "callbacks.nan_guard.action=skip", "logger=none")
+    nan_at(3, 7)
+    metrics, run_dir = train_in_process("debug=limit", "callbacks.nan_guard.action=skip", "logger=none")
     assert all(math.isfinite(v) for v in metrics.values()), metrics
-    assert metrics["test/acc"] > 0.9
-    assert read_metrics(run_dir)["steps"] == 80
+    assert read_metrics(run_dir)["steps"] == 10
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
 
 
 def test_unknown_action_is_refused():

@@ -23,8 +23,8 @@ BAD = {
         "callbacks.early_stopping.monitor=val/accuracy: the classification task never logs it; did you mean val/acc?",
     ),
     "batch size 0": (["data.batch_size=0"], "data.batch_size=0: must be an integer >= 1"),
-    "negative lr": (["model.optimizer.lr=-0.1"], "model.optimizer.lr=-0.1: must be a number > 0"),
-    "lr not a number": (["model.optimizer.lr=fast"], "model.optimizer.lr=fast: must be a number > 0"),
+    "negative lr": (["model.optimizer.lr=-0.1"], "model.optimizer.lr=-0.1: must be a number >= 0"),
+    "lr not a number": (["model.optimizer.lr=fast"], "model.optimizer.lr=fast: must be a number >= 0"),
     "missing checkpoint": (["ckpt_path=nowhere.ckpt"], "ckpt_path=nowhere.ckpt: no such checkpoint file"),
     "no checkpoint to resume": (["ckpt_path=last"], "ckpt_path=last: no checkpoints/last.ckpt under"),
     "every_n_train_steps negative": (

@@ -35,11 +35,11 @@ def _int(lo: int, allow: tuple = ()) -> Callable[[Any], bool]:
     return lambda v: v in allow or (isinstance(v, int) and not isinstance(v, bool) and v >= lo)
 
 
-def _number(lo: float, strict: bool, allow_none: bool = False) -> Callable[[Any], bool]:
+def _number(lo: float, allow_none: bool = False) -> Callable[[Any], bool]:
     def ok(v: Any) -> bool:
         if v is None:
             return allow_none
-        return isinstance(v, Real) and not isinstance(v, bool) and (v > lo if strict else v >= lo)
+        return isinstance(v, Real) and not isinstance(v, bool) and v >= lo
 
     return ok
 
@@ -52,12 +52,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.log_every_n_steps": (_int(1), "an integer >= 1"),
     "trainer.accumulate_grad_batches": (_int(1), "an integer >= 1"),
     "trainer.check_val_every_n_epoch": (_int(1, (None,)), "an integer >= 1 or null"),
-    "trainer.gradient_clip_val": (_number(0, strict=False, allow_none=True), "a number >= 0 or null"),
+    "trainer.gradient_clip_val": (_number(0, allow_none=True), "a number >= 0 or null"),
     "data.batch_size": (_int(1), "an integer >= 1"),
     "data.eval_batch_size": (_int(1, (None,)), "an integer >= 1 or null"),
     "data.num_workers": (_int(0), "an integer >= 0"),
-    "model.optimizer.lr": (_number(0, strict=True), "a number > 0"),
-    "model.optimizer.weight_decay": (_number(0, strict=False), "a number >= 0"),
+    "model.optimizer.lr": (_number(0), "a number >= 0"),  # 0: a frozen-weights baseline
+    "model.optimizer.weight_decay": (_number(0), "a number >= 0"),
     "seed": (_int(0, (None,)), "an integer >= 0 or null"),
     "callbacks.model_checkpoint.every_n_train_steps": (_int(1, (None, 0)), "an integer >= 1 or null"),
     "callbacks.early_stopping.patience": (_int(0), "an integer >= 0"),

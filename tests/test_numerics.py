@@ -10,8 +10,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from litlab.callbacks import NonFiniteLossError
 from litlab.tasks import Classifier
 
-QUICK = ["trainer.max_epochs=2", "trainer.log_every_n_steps=5", "callbacks.progress_bar.refresh_rate=0"]
-
 
 @pytest.fixture
 def nan_at(monkeypatch):
@@ -30,17 +28,18 @@ def nan_at(monkeypatch):
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(train_in_process, nan_at, tmp_path):
-    nan_at(52)
-    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step 52 \(epoch 1, batch 12\)"):
-        train_in_process(*QUICK, "callbacks.model_checkpoint.every_n_train_steps=15")
+    nan_at(8)  # debug=limit: 5 steps an epoch, so epoch 1, batch 3
+    every_step = ["debug=limit", "trainer.max_epochs=3", "callbacks.model_checkpoint.every_n_train_steps=1"]
+    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step 8 \(epoch 1, batch 3\)"):
+        train_in_process(*every_step)
     (run_dir,) = tmp_path.glob("run*")
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["global_step"] == 45
+    assert last["global_step"] == 8, "the checkpoint of the step before the NaN"
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    norms = events.Scalars("grad/norm")
-    assert [e.step for e in norms][:3] == [4, 9, 14] and all(math.isfinite(e.value) for e in norms)
+    norms = events.Scalars("grad/norm")  # log_every_n_steps=1 under debug=limit
+    assert [e.step for e in norms] == list(range(8)) and all(math.isfinite(e.value) for e in norms)
 
 
 def test_skip_action_drops_the_bad_batches_and_finishes(train_in_process, nan_at):

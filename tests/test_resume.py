@@ -12,14 +12,15 @@ from conftest import FAST, cli, compose_cfg, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 FAULTS = Path(__file__).parent / "faults.py"
-# Two epochs of 40 steps; a checkpoint every 15 steps (Lightning holds the first ones back
-# until validation has produced the monitored val/loss, so the first is at step 45).
+# Two epochs of 20 steps; a checkpoint every 7 steps (Lightning holds the first ones back
+# until validation has produced the monitored val/loss: they are at steps 21, 28 and 35).
 RUN = [
     *FAST,
     "trainer.max_epochs=2",
+    "+trainer.limit_train_batches=20",
     "trainer.deterministic=true",
     "trainer.log_every_n_steps=5",
-    "callbacks.model_checkpoint.every_n_train_steps=15",
+    "callbacks.model_checkpoint.every_n_train_steps=7",
     "callbacks.progress_bar.refresh_rate=0",
 ]
 
@@ -61,7 +62,7 @@ def only_run(cwd: Path) -> Path:
 
 def assert_same_run(resumed: Path, reference: Path) -> None:
     assert read_metrics(resumed)["metrics"] == read_metrics(reference)["metrics"]
-    assert read_metrics(resumed)["steps"] == read_metrics(reference)["steps"] == 80
+    assert read_metrics(resumed)["steps"] == read_metrics(reference)["steps"] == 40
     got, want = scalars(resumed), scalars(reference)
     assert set(got) == set(want)
     for tag in want:  # every step once, with the same value: nothing repeated, nothing missing
@@ -69,11 +70,11 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
 
 
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, reference):
-    killed = faulty(tmp_path, {"FAULT_KILL_AT_STEP": "52"})
+    killed = faulty(tmp_path, {"FAULT_KILL_AT_STEP": "30"})
     assert killed.returncode == -signal.SIGKILL
     run_dir = only_run(tmp_path)
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["global_step"] == 45, "the newest checkpoint is mid-epoch (epoch 1, batch 5)"
+    assert last["global_step"] == 28, "the newest checkpoint is mid-epoch (epoch 1, batch 8)"
 
     proc = cli("litlab-train", "ckpt_path=last", cwd=tmp_path)  # the old overrides come back by themselves
     assert only_run(tmp_path) == run_dir, "resumed in the same run directory"
@@ -84,13 +85,13 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, referen
 
 @pytest.mark.slow
 def test_kill_9_while_writing_last_ckpt_keeps_the_previous_one(tmp_path, reference):
-    killed = faulty(tmp_path, {"FAULT_KILL_IN_SAVE": "2"})  # the write of last.ckpt at step 60
+    killed = faulty(tmp_path, {"FAULT_KILL_IN_SAVE": "2"})  # the write of last.ckpt at step 28
     assert killed.returncode == -signal.SIGKILL
     run_dir = only_run(tmp_path)
     (partial,) = (run_dir / "checkpoints").glob(".last.ckpt.*.tmp")
     with pytest.raises(RuntimeError):
         torch.load(partial, weights_only=True)  # what an in-place write would have left as last.ckpt
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 45
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 21
 
     cli("litlab-train", f"ckpt_path={run_dir}", cwd=tmp_path)
     assert not partial.exists()
@@ -109,7 +110,7 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", ["TERM", "USR1"])
 def test_preempted_run_resumes_exactly(tmp_path, reference, sig):
-    proc = faulty(tmp_path, {"FAULT_SIGNAL_AT_STEP": f"50:{sig}"})
+    proc = faulty(tmp_path, {"FAULT_SIGNAL_AT_STEP": f"30:{sig}"})
     assert proc.returncode == 0 and "Resume with" in proc.stderr, proc.stderr[-2000:]
     run_dir = only_run(tmp_path)
     cli("litlab-train", f"ckpt_path={run_dir}", cwd=tmp_path)

@@ -18,16 +18,16 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint ``cfg.ckpt_path`` on the test split; returns the test metrics."""
-    import torch
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
+    from litlab.checkpoint import load_checkpoint
     from litlab.tasks import load_task
 
     quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
-    stored = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("config", {})
+    stored = load_checkpoint(ckpt_path).get("config", {})
     data_cfg = cfg.get("data") or OmegaConf.create(stored.get("data"))
     if not data_cfg:
         raise ValueError(f"{ckpt_path} stores no data config: give one, e.g. data=digits")

@@ -9,7 +9,7 @@ def _not_an_advert(record: logging.LogRecord) -> bool:
 
 
 def quiet_lightning() -> None:
-    """Silence three kinds of noise that a default run would otherwise print.
+    """Silence the noise that a run would otherwise print, each for the reason given.
 
     - ``import lightning`` adds a console handler to its package logger whose records also
       reach the root logger that Hydra sets up: every message would be printed twice.
@@ -18,6 +18,8 @@ def quiet_lightning() -> None:
       the warning is about Lightning's own code, nothing a litlab user can change.
     - Lightning warns that any ``IterableDataset`` with ``__len__`` may miscount under workers;
       litlab's ``StreamDataset`` shards by worker itself, so its length is exact.
+    - Under DDP Lightning asks for ``sync_dist=True`` on epoch metrics; litlab's are torchmetrics
+      meters, already reduced across ranks when computed (tasks/metrics.py).
     """
     logging.getLogger("lightning").handlers.clear()
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
@@ -25,3 +27,4 @@ def quiet_lightning() -> None:
         rank_zero.addFilter(_not_an_advert)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")

@@ -14,6 +14,7 @@ from litlab.config import config_dir, to_plain
 from litlab.jobs import run_job
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
+from litlab.validate import check_config, validated
 
 log = logging.getLogger(__name__)
 
@@ -78,23 +79,32 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from litlab.callbacks import StoreConfig
+    from litlab.callbacks import ExactResume, Preemption, StoreConfig
+    from litlab.distributed import start_children_in_job_dir
+    from litlab.resume import PurgeRepeatedSteps, prepare_resume, requeued_checkpoint
 
     quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
+    check_config(cfg)
     if cfg.print_config:
         print(OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # A requeued job (submitit, SLURM) finds its own last.ckpt and goes on from there.
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
+    ckpt_path = ckpt_path or requeued_checkpoint(run_dir)
 
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
     loggers = instantiate_all(cfg.get("logger"))
-    callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg))]
+    callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg)), ExactResume(), Preemption(run_dir)]
+    if ckpt_path:
+        prepare_resume(ckpt_path)
+        callbacks.append(PurgeRepeatedSteps())
     if not loggers:
         # Lightning refuses a LearningRateMonitor without a logger; with logger=none there is nowhere to log to.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    start_children_in_job_dir()
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.train:
@@ -124,6 +134,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+@validated
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     return run_job(train, cfg)

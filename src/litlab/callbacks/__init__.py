@@ -1,7 +1,18 @@
 """Lightning callbacks that litlab adds to the ones Lightning ships."""
 
 from litlab.callbacks.confusion_matrix import ConfusionMatrixImage
+from litlab.callbacks.exact_resume import ExactResume
 from litlab.callbacks.misclassified import MisclassifiedImages
+from litlab.callbacks.nan_guard import NanGuard, NonFiniteLossError
+from litlab.callbacks.preemption import Preemption
 from litlab.callbacks.store_config import StoreConfig
 
-__all__ = ["ConfusionMatrixImage", "MisclassifiedImages", "StoreConfig"]
+__all__ = [
+    "ConfusionMatrixImage",
+    "ExactResume",
+    "MisclassifiedImages",
+    "NanGuard",
+    "NonFiniteLossError",
+    "Preemption",
+    "StoreConfig",
+]

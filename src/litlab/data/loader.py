@@ -58,6 +58,14 @@ class TensorLoader:
         self.tensors, self.sampler = tuple(tensors), sampler
         self.batch_sampler = None  # DataLoader's attributes, which Lightning inspects
         self.batch_size, self.drop_last = batch_size, drop_last
+        self._yielded, self._resume_at = 0, None
+
+    def state_dict(self) -> dict[str, int]:
+        """How far this epoch got; Lightning keeps it in checkpoints, so a mid-epoch resume skips ahead."""
+        return {"epoch": self.sampler.epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (state["epoch"], state["batches"])
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -65,6 +73,10 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         index = self.sampler.indices().to(self.tensors[0].device)
-        for i in range(len(self)):
+        # The order is a function of (seed, epoch), so resuming is skipping the batches already seen.
+        resume, self._resume_at = self._resume_at, None
+        start = resume[1] if resume and resume[0] == self.sampler.epoch else 0
+        for i in range(start, len(self)):
+            self._yielded = i + 1
             batch = index[i * self.batch_size : (i + 1) * self.batch_size]
             yield tuple(t[batch] for t in self.tensors)

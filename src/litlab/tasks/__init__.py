@@ -13,7 +13,9 @@ TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classifier, Regressor)
 
 def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Task:
     """Rebuild the trained task stored in a litlab checkpoint, without Hydra."""
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    from litlab.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path, map_location=map_location)  # refuses pickled code
     name = checkpoint.get("task")
     if name not in TASKS:
         raise ValueError(f"{path} is not a litlab checkpoint: its 'task' is {name!r}, expected one of {sorted(TASKS)}")

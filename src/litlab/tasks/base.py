@@ -67,7 +67,7 @@ class Task(L.LightningModule):
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")
         # A per-step scalar only when the logger will write it: self.log costs on every call.
-        if self.global_step % self.trainer.log_every_n_steps == 0:
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps Lightning writes out
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 

@@ -1,0 +1,70 @@
+"""Save what Lightning's checkpoint leaves out, so a resumed run continues bit for bit."""
+
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+
+def rng_states() -> dict[str, Any]:
+    """Every RNG a training step draws from, as tensors and plain containers (``weights_only`` loads them)."""
+    np_state = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"].cpu())
+    kind, keys, *rest = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+
+
+class ExactResume(L.Callback):
+    """Puts the RNG states and the running epoch metrics under ``checkpoint["litlab_resume"]``.
+
+    Lightning restores weights, optimizer, scheduler and loop counters but not the RNGs
+    (dropout, augmentation) nor torchmetrics' accumulated states, which are not part of the
+    ``state_dict``: without them a run resumed mid-epoch would draw other dropout masks and
+    report that epoch's train metrics over the second half only.
+    """
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        meters = {
+            name: {k: getattr(m, k).clone() for k in m._defaults}
+            for name, m in pl_module.named_modules()
+            if isinstance(m, Metric)
+        }
+        checkpoint["litlab_resume"] = {"rng": rng_states(), "meters": meters}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning hands the saved train-loader state (mid-epoch position) to the loader only if
+        # the loader is first built after the restore; a scheduler that asks for
+        # trainer.estimated_stepping_batches builds it before, and the state would be dropped.
+        load = getattr(trainer.fit_loop, "_load_combined_loader_states", None)
+        if load is not None:
+            load()
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("litlab_resume")
+        if state is None:
+            return
+        set_rng_states(state["rng"])
+        modules = dict(pl_module.named_modules())
+        for name, values in state["meters"].items():
+            metric = modules.get(name)
+            for k, v in values.items() if isinstance(metric, Metric) else ():
+                setattr(metric, k, v.to(pl_module.device))
+                metric._update_count = max(metric._update_count, 1)

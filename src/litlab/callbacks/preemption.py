@@ -1,0 +1,74 @@
+"""SIGTERM / SIGUSR1 (what SLURM sends before preempting a job): checkpoint, say how to resume, exit."""
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+
+class Preemption(L.Callback):
+    """Saves ``last.ckpt`` at the end of the batch during which the signal came, then lets Lightning stop.
+
+    Lightning itself only notes SIGTERM and stops after the batch; SIGUSR1 is routed to the
+    same path unless a SLURM auto-requeue handler already owns it. The checkpoint is taken
+    in ``on_train_batch_end``, the point Lightning's own step checkpoints resume from exactly.
+    """
+
+    def __init__(self, run_dir: str, resume_hint: str = "litlab-train ckpt_path={run_dir}") -> None:
+        self.run_dir, self.resume_hint = run_dir, resume_hint
+        self.saved: str | None = None
+        self._previous: Any = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._previous = None
+        if sys.platform == "win32" or stage != "fit" or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):  # SIGUSR1's default action kills
+            self._previous = signal.signal(signal.SIGUSR1, self._as_sigterm)
+
+    @staticmethod
+    def _as_sigterm(signum: int, frame: Any) -> None:
+        handler = signal.getsignal(signal.SIGTERM)  # Lightning's, while fitting
+        if callable(handler):
+            handler(signum, frame)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGUSR1, self._previous)
+            self._previous = None
+
+    def _path(self, trainer: L.Trainer) -> Path:
+        dirpath = getattr(trainer.checkpoint_callback, "dirpath", None) or f"{self.run_dir}/checkpoints"
+        return Path(dirpath) / "last.ckpt"
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if self.saved is None:
+            self.saved = str(self._path(trainer))
+            trainer.save_checkpoint(self.saved)
+            # ModelCheckpoint must not later delete or re-version it on resume.
+            if trainer.checkpoint_callback is not None:
+                trainer.checkpoint_callback.last_model_path = self.saved
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        # Under DDP Lightning stops all ranks together at the next batch start; see on_exception.
+        if trainer.received_sigterm and trainer.world_size == 1:
+            self._save(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException):
+            return
+        self._save(trainer)  # all ranks raise together, so the collective save is safe
+        if trainer.is_global_zero:
+            message = (
+                f"Stopped by a termination signal at step {trainer.global_step}; checkpoint saved to {self.saved}. "
+                f"Resume with: {self.resume_hint.format(run_dir=self.run_dir)}"
+            )
+            log.warning(message)
+            print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,83 @@
+"""Checkpoint files: written atomically, read without unpickling code, onto the CPU by default."""
+
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import: os.umask can only be read by setting it
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint that holds pickled objects beyond tensors and plain containers."""
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """``torch.load(weights_only=True)``, onto ``map_location`` (a GPU checkpoint loads on a CPU-only machine).
+
+    Unpickling arbitrary objects can run arbitrary code, so a checkpoint holding any is refused.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message runs to a page; one line of it names what the file wanted to import.
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        reason = f"it imports {found.group(1)}" if found else str(e).strip().splitlines()[-1]
+        raise UnsafeCheckpointError(
+            f"{path} holds pickled Python objects, which could run code when loaded; litlab loads only tensors "
+            f"and plain containers (weights_only=True) and refuses it ({reason})"
+        ) from None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write to a temporary file beside the target, fsync, then ``os.replace``.
+
+    A crash (even SIGKILL or a power cut) during the write leaves the previous file intact,
+    never a truncated ``last.ckpt``; the temporary ``.<name>.*.tmp`` is removed on resume.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)  # remote storage: Lightning's way
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would make checkpoints private to their writer
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)  # the rename itself survives a power cut
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        if "://" in str(path):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Checkpoint file not found: {path}")
+        # Storages stay on the CPU; Lightning moves the restored states to the run's device.
+        return load_checkpoint(path, map_location=map_location or "cpu")

@@ -1,0 +1,63 @@
+"""DDP under Hydra: start the other ranks inside this job's run directory.
+
+Lightning starts ranks 1..N-1 by re-running the command line with ``hydra.run.dir`` set to
+``hydra.run.dir`` of the parent. In a multirun that is wrong twice: the parent's command
+line holds the whole sweep (``-m seed=1,2,3``: each child would start a sweep of its own)
+and ``hydra.run.dir`` is not the job's directory (each child would make a stray
+``runs/<timestamp>`` directory). A child here gets this job's own overrides and directory.
+"""
+
+import os
+import sys
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd, to_absolute_path
+
+
+def child_command(local_rank: int) -> tuple[list[str], str]:
+    """The command and working directory for DDP rank ``local_rank`` of the current Hydra job."""
+    import __main__
+
+    hydra = HydraConfig.get()
+    if __main__.__spec__ is None:
+        command = [sys.executable, to_absolute_path(sys.argv[0])]
+    else:
+        command = [sys.executable, "-m", __main__.__spec__.name]
+    command += [
+        *hydra.overrides.task,
+        f"hydra.run.dir='{hydra.runtime.output_dir}'",
+        f"hydra.job.name=train_ddp_process_{local_rank}",
+        "hydra.output_subdir=null",  # .hydra/ is the parent's to write
+        "hydra.job_logging.root.handlers=[console]",  # the log file too
+        "print_config=false",
+    ]
+    return command, get_original_cwd()
+
+
+#: What Lightning's launcher writes into the parent's environment.
+LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+_env_before_first_job: dict[str, str | None] | None = None
+
+
+def start_children_in_job_dir() -> None:
+    """Make Lightning's subprocess launcher use ``child_command``; undo what a previous job left.
+
+    The jobs of a multirun share one process. After a DDP job its process group is still up
+    and ``LOCAL_RANK`` is still set, so the next job would reuse a group whose other ranks
+    are gone, or wait for ranks started "externally" that never come.
+    """
+    global _env_before_first_job
+    import torch.distributed as dist
+    from lightning.pytorch.strategies.launchers import subprocess_script
+
+    subprocess_script._hydra_subprocess_cmd = child_command
+    if _env_before_first_job is None:
+        _env_before_first_job = {k: os.environ.get(k) for k in LAUNCHER_ENV}
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in _env_before_first_job.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

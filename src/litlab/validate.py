@@ -1,0 +1,281 @@
+"""Check a command line and its config before anything is built: one readable line per mistake.
+
+``check_command_line`` runs before ``@hydra.main`` (so a bad command line leaves no run
+directory behind) and ``check_config`` runs again inside ``train()`` (for configs composed
+in-process and for each job of a multirun, whose values the command line only lists).
+"""
+
+import difflib
+import functools
+import sys
+from collections.abc import Callable, Iterable
+from numbers import Real
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.config import config_dir
+
+_ABSENT = object()
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message is one line naming the key."""
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+# ---- rules on values: (key, check, what is allowed) -------------------------------------------
+
+
+def _int(lo: int, allow: tuple = ()) -> Callable[[Any], bool]:
+    return lambda v: v in allow or (isinstance(v, int) and not isinstance(v, bool) and v >= lo)
+
+
+def _number(lo: float, allow_none: bool = False) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        if v is None:
+            return allow_none
+        return isinstance(v, Real) and not isinstance(v, bool) and v >= lo
+
+    return ok
+
+
+#: Keys whose value must satisfy a check; a key absent from the config is not checked.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "trainer.max_epochs": (_int(-1, (None,)), "an integer >= 1, or -1 for no limit"),
+    "trainer.min_epochs": (_int(0, (None,)), "an integer >= 0"),
+    "trainer.max_steps": (_int(-1), "an integer >= 1, or -1 for no limit"),
+    "trainer.log_every_n_steps": (_int(1), "an integer >= 1"),
+    "trainer.accumulate_grad_batches": (_int(1), "an integer >= 1"),
+    "trainer.check_val_every_n_epoch": (_int(1, (None,)), "an integer >= 1 or null"),
+    "trainer.gradient_clip_val": (_number(0, allow_none=True), "a number >= 0 or null"),
+    "data.batch_size": (_int(1), "an integer >= 1"),
+    "data.eval_batch_size": (_int(1, (None,)), "an integer >= 1 or null"),
+    "data.num_workers": (_int(0), "an integer >= 0"),
+    "model.optimizer.lr": (_number(0), "a number >= 0"),  # 0: a frozen-weights baseline
+    "model.optimizer.weight_decay": (_number(0), "a number >= 0"),
+    "seed": (_int(0, (None,)), "an integer >= 0 or null"),
+    "callbacks.model_checkpoint.every_n_train_steps": (_int(1, (None, 0)), "an integer >= 1 or null"),
+    "callbacks.early_stopping.patience": (_int(0), "an integer >= 0"),
+}
+
+
+def _check_precision(value: Any) -> None:
+    from typing import get_args
+
+    from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+
+    allowed = [*get_args(_PRECISION_INPUT_STR), *get_args(_PRECISION_INPUT_STR_ALIAS)]
+    if str(value) not in allowed:
+        raise ConfigError(f"trainer.precision={value}: not a precision; choose one of {', '.join(allowed)}")
+
+
+#: Lightning's aliases: "gpu" is whichever GPU kind the machine has.
+ACCELERATOR_ALIASES = {"gpu": ("cuda", "mps")}
+
+
+def _check_accelerator(value: Any) -> None:
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    if value == "auto" or not isinstance(value, str):
+        return
+    names = sorted(AcceleratorRegistry.available_accelerators())
+    if value not in names and value not in ACCELERATOR_ALIASES:
+        choices = ", ".join(["auto", "gpu", *names])
+        raise ConfigError(f"trainer.accelerator={value}: not an accelerator; choose one of {choices}")
+    kinds = ACCELERATOR_ALIASES.get(value, (value,))
+    if not any(AcceleratorRegistry[k]["accelerator"].is_available() for k in kinds):
+        usable = [n for n in names if AcceleratorRegistry[n]["accelerator"].is_available()]
+        raise ConfigError(
+            f"trainer.accelerator={value}: no {value} device on this machine; use one of auto, {', '.join(usable)}"
+        )
+
+
+def logged_metrics(task_name: str) -> list[str]:
+    """The names a task logs during fit (what a callback may monitor)."""
+    import warnings
+
+    from litlab.tasks import TASKS
+
+    # The metric names come from the task's own metrics module, computed once on empty state.
+    metrics = TASKS[task_name].make_metrics(None, 2)  # type: ignore[arg-type]
+    metrics.sync_on_compute = metrics._to_sync = False  # a local object, whatever process group exists
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        names = ["loss", *metrics.compute()]
+    return [*(f"{stage}/{n}" for stage in ("train", "val") for n in names), "train/loss_step"]
+
+
+def _check_monitors(cfg: DictConfig) -> None:
+    from litlab.tasks import TASKS
+
+    task = OmegaConf.select(cfg, "data.task")
+    if task not in TASKS:
+        raise ConfigError(f"data.task={task}: not a task; choose one of {', '.join(sorted(TASKS))}")
+    logged = logged_metrics(task)
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        monitor = callback.get("monitor") if isinstance(callback, DictConfig) else None
+        if monitor is not None and monitor not in logged:
+            raise ConfigError(
+                f"callbacks.{name}.monitor={monitor}: the {task} task never logs it"
+                f"{_did_you_mean(monitor, logged)} (logged: {', '.join(logged)})"
+            )
+
+
+def _check_checkpoint(cfg: DictConfig) -> None:
+    from litlab.runs import resolve_checkpoint
+
+    if cfg.get("ckpt_path") is None:
+        return
+    try:
+        resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` for the first value in ``cfg`` that cannot work."""
+    for key, (ok, allowed) in RULES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT and not ok(value):
+            raise ConfigError(f"{key}={value}: must be {allowed}")
+    if "precision" in cfg.get("trainer", {}):
+        _check_precision(cfg.trainer.precision)
+    if "accelerator" in cfg.get("trainer", {}):
+        _check_accelerator(cfg.trainer.accelerator)
+    arch = OmegaConf.select(cfg, "model.net.arch")
+    if arch is not None:
+        from litlab.models import NETS
+
+        if arch not in NETS:
+            raise ConfigError(f"model.net.arch={arch}: not a network; choose one of {', '.join(sorted(NETS))}")
+    _check_monitors(cfg)
+    _check_checkpoint(cfg)
+
+
+# ---- the command line, before Hydra makes a run directory --------------------------------------
+
+
+def _keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, DictConfig):
+        out = []
+        for k in node:
+            path = f"{prefix}.{k}" if prefix else str(k)
+            out += [path, *_keys(node._get_node(k), path)]
+        return out
+    return []
+
+
+def _first(override: Any) -> str | None:
+    """The override with its first sweep value (``seed=1,2`` -> ``seed=1``); None for an unknown sweep."""
+    if not override.is_sweep_override():
+        return override.input_line
+    try:
+        value = next(iter(override.sweep_string_iterator()))
+    except Exception:  # interval() and other sweeps that only a sweeper can sample
+        return None
+    return f"{override.get_key_element()}={value}"
+
+
+def check_command_line(args: list[str], config_name: str = "train") -> DictConfig:
+    """The config ``args`` compose to (Hydra's overrides, no flags); ``ConfigError`` for the first bad one."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+
+    parser = OverridesParser.create()
+    for arg in args:  # one at a time, to name the one that does not parse
+        try:
+            parser.parse_override(arg)
+        except HydraException as e:
+            reason = str(e).splitlines()[0]
+            raise ConfigError(f"{arg}: cannot parse it ({reason}); see Hydra's override grammar") from None
+    parsed = parser.parse_overrides(args)
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]
+        for o in groups:
+            options = loader.get_group_options(o.key_or_group)
+            if o.is_delete():
+                continue
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            for value in values:
+                if value is not None and str(value) not in options:
+                    raise ConfigError(
+                        f"{o.key_or_group}={value}: no such option{_did_you_mean(str(value), options)}"
+                        f" (choose one of {', '.join(options)})"
+                    )
+        firsts = [_first(o) for o in parsed]
+        base = compose(config_name, overrides=[f for o, f in zip(parsed, firsts, strict=True) if o in groups and f])
+        keys = _keys(base)
+        for o in parsed:
+            key = o.key_or_group
+            if o in groups or o.is_add() or o.is_force_add() or key.startswith("hydra."):
+                continue
+            if (
+                OmegaConf.select(base, key, default=_ABSENT, throw_on_resolution_failure=False) is (_ABSENT)
+                and key not in keys
+            ):
+                raise ConfigError(f"{key}: no such key{_did_you_mean(key, keys)} (to add a new key: +{key}=...)")
+        try:
+            cfg = compose(config_name, overrides=[f for f in firsts if f], return_hydra_config=True)
+        except HydraException as e:
+            raise ConfigError(str(e).strip().splitlines()[0]) from None
+    if config_name != "train":
+        return cfg
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = cfg.hydra.runtime.cwd  # only paths.log_dir is read from here on
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    check_config(cfg)
+    return cfg
+
+
+def _command_line_overrides(argv: list[str]) -> list[str] | None:
+    """The overrides of a plain ``litlab-train [-m] key=value ...``; None when Hydra flags are used."""
+    args = [a for a in argv if a not in ("-m", "--multirun")]
+    return None if any(a.startswith("-") for a in args) else args
+
+
+def _resumed(args: list[str], cfg: DictConfig) -> list[str]:
+    from litlab.resume import resume_overrides
+    from litlab.runs import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
+    return args if checkpoint is None else resume_overrides(args, checkpoint)
+
+
+def validated(main: Callable[[], Any]) -> Callable[[], Any]:
+    """Wrap a ``@hydra.main`` entry point: bad overrides exit 2 with one line, before Hydra starts.
+
+    A single run given ``ckpt_path`` also gets the overrides that resume it in its own run
+    directory (``litlab.resume``).
+    """
+    import os
+
+    @functools.wraps(main)
+    def wrapper() -> Any:
+        overrides = _command_line_overrides(sys.argv[1:])
+        # DDP's child ranks re-run the entry point with the parent's (already checked) overrides.
+        if overrides is not None and "LOCAL_RANK" not in os.environ:
+            try:
+                cfg = check_command_line(overrides)
+                multirun = len(overrides) != len(sys.argv[1:])
+                if not multirun and cfg.get("ckpt_path") is not None:
+                    resumed = _resumed(overrides, cfg)
+                    if resumed != overrides:
+                        check_command_line(resumed)
+                        sys.argv[1:] = resumed
+            except ConfigError as e:
+                print(f"litlab: error: {e}", file=sys.stderr)
+                raise SystemExit(2) from None
+        return main()
+
+    return wrapper

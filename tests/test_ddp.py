@@ -1,0 +1,45 @@
+"""trainer=ddp_cpu: two gloo ranks from the command line and inside a multirun."""
+
+from pathlib import Path
+
+import pytest
+from conftest import FAST, cli, read_metrics
+
+pytestmark = pytest.mark.slow
+
+TEST_SAMPLES = 359  # digits' test split: 180 + 179 samples on the two ranks
+
+
+def one_tensorboard_run(run_dir: Path) -> None:
+    events = list(run_dir.rglob("events.out.tfevents.*"))
+    assert events and {e.parent for e in events} == {run_dir}
+
+
+def test_ddp_cpu_run_matches_single_process_accuracy(tmp_path):
+    for name in ("single", "ddp"):
+        (tmp_path / name).mkdir()
+    cli("litlab-train", *FAST, cwd=tmp_path / "single")
+    ddp_cwd = tmp_path / "ddp"
+    proc = cli("litlab-train", *FAST, "trainer=ddp_cpu", cwd=ddp_cwd)
+    assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    (run_dir,) = (ddp_cwd / "logs" / "train" / "runs").iterdir()  # no directory from the second rank
+    assert sorted(p.name for p in (ddp_cwd / "logs").rglob("metrics.json")) == ["metrics.json"]
+    one_tensorboard_run(run_dir)
+    acc = read_metrics(run_dir)["metrics"]["test/acc"]
+    # Reduced across ranks: a fraction of the whole test set, not of one rank's 180 samples.
+    assert abs(acc * TEST_SAMPLES - round(acc * TEST_SAMPLES)) < 1e-3
+    (single_dir,) = (tmp_path / "single" / "logs" / "train" / "runs").iterdir()
+    single_acc = read_metrics(single_dir)["metrics"]["test/acc"]
+    assert abs(acc - single_acc) <= 0.01, (acc, single_acc)
+
+
+def test_ddp_cpu_inside_a_multirun(tmp_path):
+    cli("litlab-train", "-m", *FAST, "trainer=ddp_cpu", "seed=1,2", "trainer.max_epochs=2", cwd=tmp_path)
+    logs = tmp_path / "logs" / "train"
+    assert not (logs / "runs").exists(), "no stray run directory from a child rank"
+    (sweep,) = (logs / "multiruns").iterdir()
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [j.name.split("_")[0] for j in jobs] == ["0", "1"]
+    for job in jobs:
+        assert read_metrics(job)["steps"] == 2 * 20  # 20 steps an epoch: each rank takes half the batches
+        one_tensorboard_run(job)

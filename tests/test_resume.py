@@ -1,0 +1,128 @@
+"""Fault injection: kill -9 mid-training and mid-write, SIGTERM; the resumed run equals an uninterrupted one."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, cli, compose_cfg, read_metrics
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+FAULTS = Path(__file__).parent / "faults.py"
+# Two epochs of 20 steps; a checkpoint every 7 steps (Lightning holds the first ones back
+# until validation has produced the monitored val/loss: they are at steps 21, 28 and 35).
+RUN = [
+    *FAST,
+    "trainer.max_epochs=2",
+    "+trainer.limit_train_batches=20",
+    "trainer.deterministic=true",
+    "trainer.log_every_n_steps=5",
+    "callbacks.model_checkpoint.every_n_train_steps=7",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
+def faulty(cwd: Path, env: dict[str, str], *overrides: str) -> subprocess.CompletedProcess:
+    """litlab-train with a fault from tests/faults.py, as a real process."""
+    return subprocess.run(
+        [sys.executable, str(FAULTS), *RUN, *overrides],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar of a run as TensorBoard shows it (purged steps dropped)."""
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run (in-process: same code, same config, faster)."""
+    from litlab.train import train
+
+    root = tmp_path_factory.mktemp("reference")
+    run_dir = root / "run"
+    train(compose_cfg([*RUN, f"paths.root_dir={root}"], run_dir))
+    return run_dir
+
+
+def only_run(cwd: Path) -> Path:
+    (run_dir,) = (cwd / "logs" / "train" / "runs").iterdir()
+    return run_dir
+
+
+def assert_same_run(resumed: Path, reference: Path) -> None:
+    assert read_metrics(resumed)["metrics"] == read_metrics(reference)["metrics"]
+    assert read_metrics(resumed)["steps"] == read_metrics(reference)["steps"] == 40
+    got, want = scalars(resumed), scalars(reference)
+    assert set(got) == set(want)
+    for tag in want:  # every step once, with the same value: nothing repeated, nothing missing
+        assert got[tag] == want[tag], tag
+
+
+def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, reference):
+    killed = faulty(tmp_path, {"FAULT_KILL_AT_STEP": "30"})
+    assert killed.returncode == -signal.SIGKILL
+    run_dir = only_run(tmp_path)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 28, "the newest checkpoint is mid-epoch (epoch 1, batch 8)"
+
+    proc = cli("litlab-train", "ckpt_path=last", cwd=tmp_path)  # the old overrides come back by themselves
+    assert only_run(tmp_path) == run_dir, "resumed in the same run directory"
+    assert f"Run directory: {run_dir}" in proc.stdout
+    assert not list((run_dir / "checkpoints").glob("*-v*.ckpt")), "no last-v1.ckpt beside last.ckpt"
+    assert_same_run(run_dir, reference)
+
+
+@pytest.mark.slow
+def test_kill_9_while_writing_last_ckpt_keeps_the_previous_one(tmp_path, reference):
+    killed = faulty(tmp_path, {"FAULT_KILL_IN_SAVE": "2"})  # the write of last.ckpt at step 28
+    assert killed.returncode == -signal.SIGKILL
+    run_dir = only_run(tmp_path)
+    (partial,) = (run_dir / "checkpoints").glob(".last.ckpt.*.tmp")
+    with pytest.raises(RuntimeError):
+        torch.load(partial, weights_only=True)  # what an in-place write would have left as last.ckpt
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 21
+
+    cli("litlab-train", f"ckpt_path={run_dir}", cwd=tmp_path)
+    assert not partial.exists()
+    assert_same_run(run_dir, reference)
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    proc = faulty(tmp_path, {"FAULT_SIGNAL_AT_STEP": "23:TERM"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_dir = only_run(tmp_path)
+    assert f"Resume with: litlab-train ckpt_path={run_dir}" in proc.stderr
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 24
+    assert not (run_dir / "metrics.json").exists(), "a stopped run reports no final metrics"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["TERM", "USR1"])
+def test_preempted_run_resumes_exactly(tmp_path, reference, sig):
+    proc = faulty(tmp_path, {"FAULT_SIGNAL_AT_STEP": f"30:{sig}"})
+    assert proc.returncode == 0 and "Resume with" in proc.stderr, proc.stderr[-2000:]
+    run_dir = only_run(tmp_path)
+    cli("litlab-train", f"ckpt_path={run_dir}", cwd=tmp_path)
+    assert_same_run(run_dir, reference)
+
+
+def test_requeued_job_resumes_from_its_own_last_ckpt(train_in_process):
+    """A requeued job (submitit) starts again in its run directory, with no ckpt_path given."""
+    from litlab.train import train
+
+    quick = ["debug=limit", "logger=none", "test=false"]
+    _, run_dir = train_in_process(*quick, "trainer.max_epochs=1")
+    assert read_metrics(run_dir)["steps"] == 5
+    train(compose_cfg([*FAST, f"paths.root_dir={run_dir.parent}", *quick, "trainer.max_epochs=2"], run_dir))
+    assert read_metrics(run_dir)["steps"] == 10, "went on from epoch 1 instead of starting over"

@@ -1,0 +1,85 @@
+"""Checkpoints load without unpickling code, and a GPU checkpoint loads on a CPU-only machine."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import read_metrics
+
+from litlab.checkpoint import UnsafeCheckpointError, load_checkpoint
+from litlab.tasks import load_task
+
+SRC = Path(__file__).parents[1] / "src"
+
+
+class Payload:
+    """What a malicious checkpoint holds: unpickling it would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A real litlab checkpoint (one short epoch)."""
+    from conftest import FAST, compose_cfg
+
+    from litlab.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    overrides = [*FAST, f"paths.root_dir={root}", "debug=limit", "logger=none", "test=false"]
+    train(compose_cfg(overrides, root / "run"))
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+def test_no_code_path_unpickles_freely():
+    offenders = [p for p in SRC.rglob("*.py") if "weights_only=False" in p.read_text()]
+    assert offenders == []
+
+
+def test_checkpoint_with_pickled_code_is_refused_everywhere(tmp_path, trained, train_in_process):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({**torch.load(trained, weights_only=True), "extra": Payload(marker)}, evil)
+
+    for load in (load_checkpoint, load_task):
+        with pytest.raises(UnsafeCheckpointError, match=r"evil.ckpt holds pickled .*it imports posix.system"):
+            load(evil)
+    with pytest.raises(UnsafeCheckpointError):  # resuming: Lightning reads through litlab's CheckpointIO
+        train_in_process(f"ckpt_path={evil}", "debug=limit", "logger=none")
+    assert not marker.exists(), "the payload ran"
+
+
+def save_as_if_on_gpu(checkpoint: dict, path: Path) -> None:
+    """torch.save with every storage tagged ``cuda:0``, byte for byte what a GPU run writes.
+
+    Tensors cannot be put on a GPU here (there is none), so the location tag that torch.save
+    records is forged through torch's own registry of storage taggers.
+    """
+    registry = torch.serialization._package_registry
+    torch.serialization.register_package(-1, lambda obj: "cuda:0", lambda obj, location: None)
+    entry = registry[0]
+    try:
+        torch.save(checkpoint, path)
+    finally:
+        registry.remove(entry)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the CPU-only machine")
+def test_gpu_checkpoint_loads_on_cpu(tmp_path, trained, train_in_process):
+    gpu = tmp_path / "gpu.ckpt"
+    save_as_if_on_gpu(torch.load(trained, weights_only=True), gpu)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(gpu, weights_only=True)  # the forgery is real: plain loading needs a GPU
+
+    task = load_task(gpu)
+    reference = load_task(trained)
+    for (name, a), b in zip(task.state_dict().items(), reference.state_dict().values(), strict=True):
+        assert a.device.type == "cpu" and torch.equal(a, b), name
+    # Lightning's resume path (Trainer.fit(ckpt_path=...)) reads it through litlab's CheckpointIO.
+    _, run_dir = train_in_process(f"ckpt_path={gpu}", "debug=limit", "trainer.max_epochs=3", "logger=none")
+    assert read_metrics(run_dir)["steps"] == 15, "went on from the GPU checkpoint's 10 steps"

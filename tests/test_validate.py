@@ -1,0 +1,74 @@
+"""A bad command line fails before anything is built: one line naming the key and what is allowed."""
+
+import pytest
+from conftest import cli
+
+from litlab.validate import ConfigError, check_command_line
+
+BAD = {
+    "unknown key, with a close one": (
+        ["trainer.max_epoch=3"],
+        "trainer.max_epoch: no such key; did you mean trainer.max_epochs?",
+    ),
+    "unknown top-level key": (["modle=cnn"], "modle: no such key; did you mean model?"),
+    "wrong type": (["trainer.max_epochs=ten"], "trainer.max_epochs=ten: must be an integer >= 1, or -1 for no limit"),
+    "invalid precision": (["trainer.precision=17"], "trainer.precision=17: not a precision; choose one of"),
+    "unknown model": (["model=resnet"], "model=resnet: no such option (choose one of cnn, mlp, transformer)"),
+    "unknown option in a sweep": (["model=mlp,resnet"], "model=resnet: no such option"),
+    "unknown nested group option": (["model/optimizer=lamb"], "model/optimizer=lamb: no such option"),
+    "gpu without a gpu": (["trainer.accelerator=gpu"], "trainer.accelerator=gpu: no gpu device on this machine"),
+    "unknown accelerator": (["trainer.accelerator=npu"], "trainer.accelerator=npu: not an accelerator; choose one of"),
+    "monitor never logged": (
+        ["callbacks.early_stopping.monitor=val/accuracy"],
+        "callbacks.early_stopping.monitor=val/accuracy: the classification task never logs it; did you mean val/acc?",
+    ),
+    "batch size 0": (["data.batch_size=0"], "data.batch_size=0: must be an integer >= 1"),
+    "negative lr": (["model.optimizer.lr=-0.1"], "model.optimizer.lr=-0.1: must be a number >= 0"),
+    "lr not a number": (["model.optimizer.lr=fast"], "model.optimizer.lr=fast: must be a number >= 0"),
+    "missing checkpoint": (["ckpt_path=nowhere.ckpt"], "ckpt_path=nowhere.ckpt: no such checkpoint file"),
+    "no checkpoint to resume": (["ckpt_path=last"], "ckpt_path=last: no checkpoints/last.ckpt under"),
+    "every_n_train_steps negative": (
+        ["callbacks.model_checkpoint.every_n_train_steps=-5"],
+        "callbacks.model_checkpoint.every_n_train_steps=-5: must be an integer >= 1 or null",
+    ),
+    "bad override syntax": (["trainer.max_epochs=[1"], "trainer.max_epochs=[1"),
+}
+
+
+@pytest.mark.parametrize("overrides,message", BAD.values(), ids=BAD.keys())
+def test_bad_override_is_one_line_naming_key_and_choices(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        check_command_line(overrides)
+    assert str(e.value).startswith(message) or message in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["seed=1,2,3"],
+        ["model=cnn", "model.net.channels=[8,16]"],
+        ["experiment=digits_cnn"],
+        ["model/optimizer=sgd", "trainer=ddp_cpu"],
+        ["+trainer.max_steps=5", "trainer.precision=bf16-mixed", "trainer.precision=32"],
+        ["callbacks.model_checkpoint.monitor=val/acc", "callbacks.model_checkpoint.mode=max"],
+        ["callbacks=none", "logger=none", "data.batch_size=1"],
+    ],
+)
+def test_good_command_lines_pass(overrides):
+    check_command_line(overrides)
+
+
+def test_cli_exits_2_with_one_line_and_leaves_no_run_directory(tmp_path):
+    proc = cli("litlab-train", "trainer.max_epochs=ten", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == "litlab: error: trainer.max_epochs=ten: must be an integer >= 1, or -1 for no limit\n"
+    assert not (tmp_path / "logs").exists()
+
+
+def test_in_process_train_checks_before_building_anything(train_in_process, monkeypatch):
+    import litlab.train
+
+    monkeypatch.setattr(litlab.train, "build_task", lambda cfg: pytest.fail("built the model"))
+    with pytest.raises(ConfigError, match=r"data.batch_size=0: must be an integer >= 1"):
+        train_in_process("data.batch_size=0")

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import read_metrics
+from trained import saving_as_if_on_gpu
 
 from litlab.checkpoint import UnsafeCheckpointError, load_checkpoint
 from litlab.tasks import load_task
@@ -55,18 +56,9 @@ def test_checkpoint_with_pickled_code_is_refused_everywhere(tmp_path, trained, t
 
 
 def save_as_if_on_gpu(checkpoint: dict, path: Path) -> None:
-    """torch.save with every storage tagged ``cuda:0``, byte for byte what a GPU run writes.
-
-    Tensors cannot be put on a GPU here (there is none), so the location tag that torch.save
-    records is forged through torch's own registry of storage taggers.
-    """
-    registry = torch.serialization._package_registry
-    torch.serialization.register_package(-1, lambda obj: "cuda:0", lambda obj, location: None)
-    entry = registry[0]
-    try:
+    """torch.save with every storage tagged ``cuda:0``, byte for byte what a GPU run writes."""
+    with saving_as_if_on_gpu():
         torch.save(checkpoint, path)
-    finally:
-        registry.remove(entry)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the CPU-only machine")

@@ -90,6 +90,11 @@ def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
         log.info("Parallel sweep: %d torch thread(s) for this job", threads)
     try:
         metrics = train(cfg)
+    except SystemExit as error:
+        # A clean exit (preemption: checkpoint saved, resume hint printed) is no failure.
+        if error.code not in (None, 0):
+            record_failure(run_dir, error)
+        raise
     except BaseException as error:
         record_failure(run_dir, error)
         raise

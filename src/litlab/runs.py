@@ -3,31 +3,58 @@
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 METRICS_FILE = "metrics.json"
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of one."""
+def _umask() -> int:
+    mask = os.umask(0)  # os.umask can only be read by setting it
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """A temporary file beside ``path`` that replaces it only once fully written and fsynced.
+
+    A crash (even SIGKILL or a power cut) during the write leaves the previous file intact and
+    at worst a ``.<name>.*.tmp`` beside it, never a truncated file under the final name.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    # mkstemp makes the file private (0600); give it the mode a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would make the file private to its writer
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)  # the rename itself survives a power cut
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of one."""
+    with atomic_file(path) as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 STAGE_PREFIXES = ("train/", "val/", "test/")

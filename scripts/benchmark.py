@@ -131,6 +131,7 @@ def raw_main(spec: dict[str, Any]) -> None:
     net = build_net(**spec["net"], input_shape=spec["input_shape"], num_outputs=spec["num_classes"])
     opt_cfg = dict(spec["optimizer"])
     name, lr, wd = opt_cfg.pop("name"), opt_cfg.pop("lr"), opt_cfg.pop("weight_decay", 0.0)
+    opt_cfg.pop("fused", None)  # litlab fuses only on CUDA; this loop runs on the CPU
     optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
     params = list(net.parameters())
     groups = [

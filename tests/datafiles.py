@@ -6,6 +6,8 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -49,3 +51,20 @@ def write_cifar(folder: Path, n_per_batch: int = 10, seed: int = 0) -> Path:
         with open(out / name, "wb") as f:
             pickle.dump(batch, f)
     return out
+
+
+def write_tree(root, fmt: str, per_class: int = 6, classes=("cat", "dog"), shape=(1, 8, 8)) -> None:
+    """``root/<class>/<i>.<fmt>``; each class a step brighter than the last, so they are learnable."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            x = rng.integers(0, 100, shape).astype(np.uint8) + np.uint8(150 * k // max(1, len(classes) - 1))
+            path = root / name / f"{i}.{fmt}"
+            if fmt == "npy":
+                np.save(path, x.astype(np.float32) / 255)
+            elif fmt == "pt":
+                torch.save(torch.from_numpy(x).float() / 255, path)
+            else:
+                img = x[0] if shape[0] == 1 else x.transpose(1, 2, 0)
+                Image.fromarray(img).save(path)

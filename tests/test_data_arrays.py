@@ -219,3 +219,14 @@ def test_mnist_mlp_experiment(train_in_process, tmp_path):
         "trainer.max_epochs=1", "logger=none", "callbacks=none", "trainer.enable_checkpointing=false",
     )  # fmt: skip
     assert "test/acc" in metrics
+
+
+def test_bad_data_fails_before_training_and_writes_nothing(train_in_process, tmp_path):
+    x, y = blobs(50)
+    np.savez(tmp_path / "bad.npz", x=x, y=y + 5)
+    with pytest.raises(ValueError, match=r"labels span \[5, 6\] but data.num_classes=2"):
+        train_in_process(
+            "data=arrays", f"data.path={tmp_path / 'bad.npz'}", f"data.input_shape={SHAPE}", "data.num_classes=2"
+        )
+    (run_dir,) = tmp_path.glob("run*")
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.json").exists()

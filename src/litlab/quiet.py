@@ -16,9 +16,12 @@ def quiet_lightning() -> None:
     - Lightning logs "Tip" adverts for its cloud products on every run.
     - Lightning 2.6 calls ``isinstance(treespec, LeafSpec)``, which torch>=2.10 deprecates;
       the warning is about Lightning's own code, nothing a litlab user can change.
+    - Lightning warns that any ``IterableDataset`` with ``__len__`` may miscount under workers;
+      litlab's ``StreamDataset`` shards by worker itself, so its length is exact.
     """
     logging.getLogger("lightning").handlers.clear()
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if _not_an_advert not in rank_zero.filters:
         rank_zero.addFilter(_not_an_advert)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")

@@ -40,6 +40,7 @@ class DataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         prefetch_factor: int | None = None,
         drop_last: bool = False,
+        shuffle: bool = True,
         seed: int | None = 0,
         on_device: bool = False,
         transforms: Sequence[Mapping[str, Any]] | None = None,
@@ -59,6 +60,7 @@ class DataModule(L.LightningDataModule):
             "prefetch_factor": prefetch_factor if num_workers > 0 else None,
         }
         self.drop_last, self.seed = drop_last, seed or 0
+        self.shuffle = shuffle  # the training split's; evaluation is never shuffled
         self.splits: dict[str, Dataset] = {}
         self.on_device = on_device
         # Per sample (in the loader's workers) and per batch (on the device, after transfer).
@@ -79,7 +81,9 @@ class DataModule(L.LightningDataModule):
     def prepare(self, split: str, dataset: Dataset) -> Dataset:
         """Move in-memory tensors to the device once (``on_device``), or wrap per-sample transforms."""
         transform = self.transforms and self.transforms.select(train=split == "train")
-        if transform:
+        if transform and isinstance(dataset, IterableDataset):
+            dataset.transform = transform  # a stream yields batches: its worker transforms each whole
+        elif transform:
             return TransformDataset(dataset, transform)
         if self.on_device and isinstance(dataset, TensorDataset) and self.trainer is not None:
             return TensorDataset(*(t.to(self.trainer.strategy.root_device) for t in dataset.tensors))
@@ -111,10 +115,11 @@ class DataModule(L.LightningDataModule):
         batch_size = self.batch_size if train else self.eval_batch_size
         drop_last = self.drop_last and train
         if isinstance(dataset, IterableDataset):
-            # A stream shards itself across ranks and workers: no sampler, and it yields whole batches.
-            dataset.shard(rank, world, self.loader_kwargs["num_workers"], batch_size, drop_last)
-            return DataLoader(dataset, batch_size=None, collate_fn=self.collate_fn, **self.loader_kwargs)
-        sampler = ShardSampler(len(dataset), shuffle=train, seed=self.seed, rank=rank, world_size=world, pad=train)
+            # A stream shards itself across ranks and workers and yields whole batches: no sampler, no collate.
+            dataset.shard(rank, world, self.loader_kwargs["num_workers"], batch_size, drop_last, pad=train)
+            return DataLoader(dataset, batch_size=None, **self.loader_kwargs)
+        shuffle = train and self.shuffle
+        sampler = ShardSampler(len(dataset), shuffle=shuffle, seed=self.seed, rank=rank, world_size=world, pad=train)
         if isinstance(dataset, TensorDataset) and self.collate_fn is None:
             return TensorLoader(dataset.tensors, sampler, batch_size, drop_last)
         return DataLoader(

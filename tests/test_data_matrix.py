@@ -1,0 +1,66 @@
+"""Every model on every data config it fits: composes and runs ``debug=fast_dev_run`` in-process.
+
+Data that needs files gets small ones written here; ``data=digits`` on every model is in
+test_training_features.py. Token sequences fit only the Transformer.
+"""
+
+import numpy as np
+import pytest
+from datafiles import write_cifar, write_mnist, write_tree
+
+IMAGE_DATA = [
+    "arrays",
+    "folder",
+    "synthetic",
+    "synthetic_regression",
+    "synthetic_stream",
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+]
+CASES = [(model, data) for data in IMAGE_DATA for model in ("mlp", "cnn", "transformer")] + [
+    ("transformer", "sequences")
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, list[str]]:
+    """Small files in each format, and the overrides that point each data config at them."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    np.savez(root / "arrays.npz", x=rng.normal(size=(40, 1, 8, 8)).astype(np.float32), y=rng.integers(0, 3, 40))
+    write_tree(root / "folder", "png", per_class=5, classes=("a", "b", "c"))
+    write_mnist(root / "MNIST" / "raw", n_train=40, n_test=10)
+    write_mnist(root / "FashionMNIST" / "raw", n_train=40, n_test=10, gz=False)
+    write_cifar(root, n_per_batch=8)
+    small = ["data.num_train=64", "data.num_val=32", "data.num_test=32"]
+    offline = [f"data.data_dir={root}", "data.download=false", "data.val_size=8"]
+    return {
+        "arrays": [f"data.path={root / 'arrays.npz'}", "data.input_shape=[1,8,8]", "data.num_classes=3"],
+        "folder": [
+            f"data.root={root / 'folder'}",
+            "data.input_shape=[1,8,8]",
+            "data.num_classes=3",
+            "data.val_split=3",
+        ],
+        "synthetic": small,
+        "synthetic_regression": small,
+        "synthetic_stream": small,
+        "sequences": small,
+        "mnist": offline,
+        "fashion_mnist": offline,
+        "cifar10": offline,
+    }
+
+
+@pytest.mark.parametrize(("model", "data"), CASES)
+def test_model_runs_on_data(train_in_process, files, model, data):
+    # Small batches and patches keep the 25 runs cheap; the shapes still go through every layer.
+    cheap = ["data.batch_size=16", "data.eval_batch_size=16"]
+    if model == "transformer" and data != "sequences":
+        cheap.append("model.net.patch_size=4")
+    metrics, _ = train_in_process(
+        f"model={model}", f"data={data}", "debug=fast_dev_run", "logger=none", *cheap, *files[data]
+    )
+    assert metrics, f"model={model} data={data} logged no metrics"
+    assert all(np.isfinite(v) for v in metrics.values())

@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -181,11 +182,16 @@ def raw_main(spec: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- running the two sides
 
 
+#: Set by ``--threads``: torch's intra-op threads in every child (OMP_NUM_THREADS).
+THREADS: int | None = None
+
+
 def run_process(cmd: list[str], log: Path, cwd: Path) -> dict[str, float]:
     """Run ``cmd``; its wall time, start time and peak resident memory (this child's own, via wait4)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)} if THREADS else None
     with open(log, "w") as out:
         start = time.time()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.time() - start
     code = os.waitstatus_to_exitcode(status)
@@ -342,7 +348,17 @@ def summarize(name: str, runs: dict[tuple[str, int], list[dict]], steps: int, E:
 
 
 def benchmark(args: argparse.Namespace) -> int:
+    global THREADS
+    THREADS = args.threads
     work = Path(tempfile.mkdtemp(prefix="litlab-bench-"))
+    try:
+        return measure(args, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, work: Path) -> int:
     data = write_data(work / "mnist_sized.npz", tuple(args.sizes))
     print(f"data: synthetic, sizes {args.sizes}, {data}; work dir {work}", flush=True)
     floors = []
@@ -394,6 +410,7 @@ def benchmark(args: argparse.Namespace) -> int:
     text = (
         f"Measured {info['date']} with `{cmd.strip()}`\n\n"
         f"- machine: {info['cpu']}; GPU: {info['gpu']}; {info['load']} at the end\n"
+        f"- torch threads per process: {args.threads or 'torch default'}\n"
         f"- versions: {info['versions']}\n"
         f"- data: synthetic MNIST-sized arrays ({' / '.join(map(str, args.sizes))} train/val/test, 1x28x28), "
         f"batch {args.batch_size}; medians of {args.repeats} interleaved repeats of {args.epochs}- and 1-epoch runs\n"
@@ -419,6 +436,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--parity-steps", type=int, default=50)
     p.add_argument("--tolerance", type=float, default=1e-5)
     p.add_argument("--parity-only", action="store_true")
+    p.add_argument("--threads", type=int, help="torch threads per process (default: torch's own choice)")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (data, logs, runs) for a look")
     p.add_argument("--litlab-extra", nargs="*", default=[], help="overrides for the litlab side only (tests)")
     p.add_argument("--out", default=str(ROOT / "docs" / "performance.md"), help="'' to write nothing")
     args = p.parse_args(argv)

@@ -5,6 +5,7 @@ from litlab.callbacks.exact_resume import ExactResume
 from litlab.callbacks.misclassified import MisclassifiedImages
 from litlab.callbacks.nan_guard import NanGuard, NonFiniteLossError
 from litlab.callbacks.preemption import Preemption
+from litlab.callbacks.step_timer import StepTimer
 from litlab.callbacks.store_config import StoreConfig
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "NanGuard",
     "NonFiniteLossError",
     "Preemption",
+    "StepTimer",
     "StoreConfig",
 ]

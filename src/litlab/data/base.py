@@ -163,6 +163,10 @@ def split_tensors(tensors: Sequence[Tensor], fractions: Sequence[float], seed: i
     """
     n = len(tensors[0])
     n_val, n_test = split_sizes(n, fractions)
+    if n_val == n_test == 0:
+        # Nothing to carve out (val and test given): no permuted copy of the training arrays.
+        empty = [t[:0] for t in tensors]
+        return [TensorDataset(*tensors), TensorDataset(*empty), TensorDataset(*empty)]
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     parts = order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
     return [TensorDataset(*(t[idx] for t in tensors)) for idx in parts]

@@ -47,6 +47,14 @@ class Task(L.LightningModule):
         # Kept out of the module tree (plain __dict__ entry) so state_dict keys stay "net.*".
         self.__dict__["_forward"] = torch.compile(self.net) if compile else self.net
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name around every hook call, some 50 times a step;
+        # nn.Module.__setattr__ first looks through parameters, modules and buffers (2 us each).
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def make_metrics(self, num_outputs: int) -> nn.Module:
         raise NotImplementedError
 

@@ -16,8 +16,13 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 }
 
 
-def build_optimizer(net: nn.Module, name: str, lr: float, weight_decay: float = 0.0, **kwargs: Any) -> Optimizer:
+def build_optimizer(
+    net: nn.Module, name: str, lr: float, weight_decay: float = 0.0, fused: bool | None = None, **kwargs: Any
+) -> Optimizer:
     """Optimizer ``name`` over ``net``; weight decay skips biases and norm weights.
+
+    ``fused=True`` takes torch's fused kernel (one launch for all parameters) when they are on
+    CUDA; elsewhere it is ignored, so one config runs on a laptop and on the GPU.
 
     Decaying a bias or a LayerNorm/BatchNorm gain only fights the normalisation, so (as in
     nanoGPT) only tensors with two or more dimensions (weights of linear, conv and embedding
@@ -30,6 +35,8 @@ def build_optimizer(net: nn.Module, name: str, lr: float, weight_decay: float = 
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+    if fused and all(p.is_cuda for p in params):
+        kwargs["fused"] = True
     return OPTIMIZERS[name]([g for g in groups if g["params"]], lr=lr, **kwargs)
 
 

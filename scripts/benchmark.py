@@ -1,0 +1,458 @@
+"""litlab beside a raw PyTorch loop on MNIST-sized data: per-step time, start-up, memory, parity.
+
+    python scripts/benchmark.py                      # MLP, CNN, Transformer; writes docs/performance.md
+    python scripts/benchmark.py --models mlp --repeats 3 --out /tmp/perf.md
+
+The data are synthetic (fixed seed) and MNIST-sized: 55k train, 5k val and 10k test images of
+1x28x28 whose labels come from a fixed random teacher, written once to an ``.npz`` that
+``litlab-train data=arrays`` reads. Every measurement is its own process: the raw loop is this
+file run as ``benchmark.py raw <spec>``, litlab is the ``litlab-train`` beside this interpreter.
+Both get the same net (built from the composed litlab config), the same seed and so the same
+initial weights, the same optimizer, batch size and batch order; the parity run checks that
+their losses agree to ``--tolerance`` for ``--parity-steps`` steps and exits 1 if they do not.
+
+Timing runs of 1 and 3 epochs are interleaved (raw, litlab, raw, litlab, import floor) and
+repeated; the table shows medians. Two per-step ratios are reported:
+
+- ``steady``: epoch wall time inside the process (epoch start to next epoch start, including
+  validation and checkpointing) of the epochs after the first, per training step;
+- ``3-1 epochs``: (time of a 3-epoch run - time of a 1-epoch run) / 2, the whole process timed
+  from outside, so start-up cancels (the issue-4 definition).
+"""
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MARK_BEGIN, MARK_END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
+
+#: litlab overrides per net. The CNN and the Transformer run ``limit`` batches per epoch
+#: (train, val): a full epoch of either takes minutes on 2 CPU cores, the ratio does not need it.
+NETS: dict[str, dict[str, Any]] = {
+    "mlp": {"overrides": ["experiment=mnist_mlp"], "limit": None},
+    "cnn": {
+        "overrides": ["model=cnn", "model/optimizer=adam", "model.scheduler=null", "model.net.dropout=0"],
+        "limit": (40, 8),
+    },
+    "transformer": {
+        "overrides": ["model=transformer", "model/optimizer=adam", "model.scheduler=null", "model.net.patch_size=4"],
+        "limit": (24, 6),
+    },
+}
+
+
+def common_overrides(data: Path, batch_size: int) -> list[str]:
+    return [
+        "data=arrays",
+        f"data.path={data}",
+        "data.input_shape=[1,28,28]",
+        "data.num_classes=10",
+        f"data.batch_size={batch_size}",
+        "trainer.accelerator=cpu",
+        "seed=0",
+        "test=false",
+        "print_config=false",
+    ]
+
+
+# ---------------------------------------------------------------- data
+
+
+def write_data(path: Path, sizes: tuple[int, int, int], seed: int = 0) -> Path:
+    """MNIST-shaped float32 images in [0, 1], labels from a fixed random linear teacher (learnable)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    teacher = rng.standard_normal((784, 10)).astype(np.float32)
+    arrays = {}
+    for split, n in zip(("train", "val", "test"), sizes, strict=True):
+        x = rng.random((n, 1, 28, 28), dtype=np.float32)
+        arrays[f"x_{split}"] = x
+        arrays[f"y_{split}"] = ((x.reshape(n, -1) - 0.5) @ teacher).argmax(1).astype(np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+# ---------------------------------------------------------------- the raw loop
+
+
+def raw_spec(overrides: list[str]) -> dict[str, Any]:
+    """What the raw loop needs from the litlab config composed with ``overrides``."""
+    from hydra import compose, initialize_config_dir
+
+    from litlab.config import config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    model = {k: cfg.model[k] for k in ("net", "optimizer")}
+    from omegaconf import OmegaConf
+
+    return {
+        **OmegaConf.to_container(OmegaConf.create(model), resolve=True),
+        "scheduler": cfg.model.get("scheduler"),
+        "batch_size": cfg.data.batch_size,
+        "seed": cfg.seed,
+        "data_seed": cfg.data.seed,
+        "input_shape": list(cfg.data.input_shape),
+        "num_classes": cfg.data.num_classes,
+        "path": cfg.data.path,
+    }
+
+
+def raw_main(spec: dict[str, Any]) -> None:
+    """Plain PyTorch: tensors in memory, one gather per batch, forward, backward, step."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from litlab.models import build_net  # plain nn.Modules: the same net, nothing of Lightning
+
+    if spec["scheduler"]:
+        raise SystemExit("the raw loop has no learning-rate schedule: benchmark with model.scheduler=null")
+    with np.load(spec["path"]) as z:
+        x_train, y_train = torch.from_numpy(z["x_train"]), torch.from_numpy(z["y_train"])
+        x_val, y_val = torch.from_numpy(z["x_val"]), torch.from_numpy(z["y_val"])
+    torch.manual_seed(spec["seed"])
+    net = build_net(**spec["net"], input_shape=spec["input_shape"], num_outputs=spec["num_classes"])
+    opt_cfg = dict(spec["optimizer"])
+    name, lr, wd = opt_cfg.pop("name"), opt_cfg.pop("lr"), opt_cfg.pop("weight_decay", 0.0)
+    opt_cfg.pop("fused", None)  # litlab fuses only on CUDA; this loop runs on the CPU
+    optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
+    params = list(net.parameters())
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": wd},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    optimizer = optimizer_cls(groups, lr=lr, **opt_cfg)
+
+    B, n = spec["batch_size"], len(x_train)
+    train_batches, val_batches = spec.get("limit") or (math.ceil(n / B), math.ceil(len(x_val) / B))
+    max_steps, record = spec.get("max_steps") or math.inf, spec.get("record_losses", False)
+    first_step, epoch_starts, epoch_cpu, losses, step = None, [], [], [], 0
+    for epoch in range(spec["epochs"]):
+        epoch_starts.append(time.time())
+        epoch_cpu.append(time.process_time())
+        net.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(spec["data_seed"] + epoch))
+        for i in range(min(train_batches, math.ceil(n / B))):
+            index = order[i * B : (i + 1) * B]
+            x, y = x_train[index], y_train[index]
+            if first_step is None:
+                first_step = time.time()
+            loss = F.cross_entropy(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if record:
+                losses.append(loss.item())
+            step += 1
+            if step >= max_steps:
+                break
+        if step >= max_steps:
+            break
+        net.eval()
+        with torch.no_grad():
+            total, correct = torch.zeros(()), torch.zeros(())
+            for i in range(min(val_batches, math.ceil(len(x_val) / B))):
+                x, y = x_val[i * B : (i + 1) * B], y_val[i * B : (i + 1) * B]
+                out = net(x)
+                total += F.cross_entropy(out, y, reduction="sum")
+                correct += (out.argmax(1) == y).sum()
+    summary = {"first_step": first_step, "epoch_starts": epoch_starts, "fit_end": time.time()}
+    summary.update(epoch_cpu=epoch_cpu, fit_end_cpu=time.process_time())
+    Path(spec["out"]).write_text(json.dumps({**summary, "steps": step, "losses": losses}))
+
+
+# ---------------------------------------------------------------- running the two sides
+
+
+#: Set by ``--threads``: torch's intra-op threads in every child (OMP_NUM_THREADS).
+THREADS: int | None = None
+
+
+def run_process(cmd: list[str], log: Path, cwd: Path) -> dict[str, float]:
+    """Run ``cmd``; its wall time, start time and peak resident memory (this child's own, via wait4)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)} if THREADS else None
+    with open(log, "w") as out:
+        start = time.time()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.time() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        tail = log.read_text()[-4000:]
+        raise RuntimeError(f"{' '.join(cmd)}\nexited {code}; log {log}:\n{tail}")
+    return {"start": start, "wall": wall, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def run_raw(spec: dict[str, Any], work: Path, tag: str, **extra: Any) -> dict[str, Any]:
+    out = work / f"{tag}.json"
+    spec_file = work / f"{tag}.spec.json"
+    spec_file.write_text(json.dumps({**spec, **extra, "out": str(out)}))
+    proc = run_process([sys.executable, __file__, "raw", str(spec_file)], work / f"{tag}.log", work)
+    return {**proc, **json.loads(out.read_text())}
+
+
+def run_litlab(overrides: list[str], work: Path, tag: str, record_losses: bool = False) -> dict[str, Any]:
+    out = work / f"{tag}.json"
+    cmd = [
+        str(BIN / "litlab-train"),
+        *overrides,
+        f"task_name=bench_{tag}",
+        "+callbacks.step_timer._target_=litlab.callbacks.StepTimer",
+        f"+callbacks.step_timer.path={out}",
+        f"+callbacks.step_timer.record_losses={record_losses}",
+    ]
+    proc = run_process(cmd, work / f"{tag}.log", work)
+    return {**proc, **json.loads(out.read_text())}
+
+
+def limit_overrides(limit: tuple[int, int] | None) -> list[str]:
+    if limit is None:
+        return []
+    return [f"++trainer.limit_train_batches={limit[0]}", f"++trainer.limit_val_batches={limit[1]}"]
+
+
+def check_parity(raw: list[float], lit: list[float], steps: int, tolerance: float) -> float:
+    """The largest difference of the two loss curves; raises if they differ by more than ``tolerance``."""
+    if len(raw) != steps or len(lit) != steps:
+        raise AssertionError(f"parity: expected {steps} losses from each side, got raw {len(raw)}, litlab {len(lit)}")
+    diffs = [abs(a - b) for a, b in zip(raw, lit, strict=True)]
+    worst = max(diffs)
+    if worst > tolerance or any(math.isnan(d) for d in diffs):
+        step = diffs.index(worst)
+        raise AssertionError(
+            f"parity: litlab's loss differs from the raw loop's by {worst:.3g} > {tolerance:g} at step {step + 1} "
+            f"(raw {raw[step]:.7f}, litlab {lit[step]:.7f}): the two runs are not doing the same work"
+        )
+    return worst
+
+
+def steady_step_time(run: dict[str, Any], steps_per_epoch: int, clock: str = "wall") -> float:
+    """Median epoch time after the first (epoch start to next epoch start, or to fit end), per step."""
+    marks = [*run["epoch_starts"], run["fit_end"]] if clock == "wall" else [*run["epoch_cpu"], run["fit_end_cpu"]]
+    epochs = [b - a for a, b in itertools.pairwise(marks)][1:]
+    return statistics.median(epochs) / steps_per_epoch
+
+
+def import_floor(work: Path) -> float:
+    return run_process([sys.executable, "-c", "import torch, lightning"], work / "floor.log", work)["wall"]
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> dict[str, str]:
+    import lightning
+    import numpy
+    import torch
+
+    import litlab
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{cpu}, {cores} cores (torch threads {torch.get_num_threads()})",
+        "gpu": gpu,
+        "versions": f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"lightning {lightning.__version__}, numpy {numpy.__version__}, litlab {litlab.__version__}",
+        "load": "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
+    }
+
+
+def table(results: dict[str, dict[str, Any]], floor: float) -> str:
+    head = (
+        "| net | steps/epoch | raw steps/s | litlab steps/s | ratio (steady) | ratio (3-1 epochs) | ratio (CPU time) "
+        "| target "
+        "| raw peak MB | litlab peak MB | litlab start-up s | floor s | start-up - floor s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for name, r in results.items():
+        rows.append(
+            f"| {name} | {r['steps']} | {1 / r['raw_step']:.0f} | {1 / r['lit_step']:.0f} | {r['ratio']:.2f}x "
+            f"| {r['ratio_diff']:.2f}x | {r['ratio_cpu']:.2f}x | {r['target']:.2f}x "
+            f"| {r['raw_peak']:.0f} | {r['lit_peak']:.0f} "
+            f"| {r['startup']:.2f} | {floor:.2f} | {r['startup'] - floor:+.2f} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def write_report(path: Path, text: str) -> None:
+    """Replace the generated block of ``path`` (between the markers), keeping the prose around it."""
+    block = f"{MARK_BEGIN}\n{text}{MARK_END}"
+    old = path.read_text() if path.exists() else ""
+    if MARK_BEGIN in old and MARK_END in old:
+        before, rest = old.split(MARK_BEGIN, 1)
+        new = before + block + rest.split(MARK_END, 1)[1]
+    else:
+        new = (old or "# Performance\n\n") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
+
+
+# ---------------------------------------------------------------- main
+
+
+def summarize(name: str, runs: dict[tuple[str, int], list[dict]], steps: int, E: int) -> dict[str, Any]:
+    """Medians over the repeats of one net's runs, keyed ``(side, epochs)``."""
+    med = statistics.median
+
+    def diff(side: str) -> float:
+        pairs = zip(runs[(side, E)], runs[(side, 1)], strict=True)
+        return med([(a["wall"] - b["wall"]) / (E - 1) / steps for a, b in pairs])
+
+    raw, lit = runs[("raw", E)], runs[("lit", E)]
+    ratios = [steady_step_time(a, steps) / steady_step_time(b, steps) for a, b in zip(lit, raw, strict=True)]
+    cpu = [steady_step_time(a, steps, "cpu") / steady_step_time(b, steps, "cpu") for a, b in zip(lit, raw, strict=True)]
+    raw_step = med([steady_step_time(r, steps) for r in raw])
+    lit_step = med([steady_step_time(r, steps) for r in lit])
+    return {
+        "steps": steps,
+        "raw_step": raw_step,
+        "lit_step": lit_step,
+        "ratio": lit_step / raw_step,
+        "ratio_diff": diff("lit") / diff("raw"),
+        "ratios": ratios,
+        "ratio_cpu": med(cpu),
+        "target": 1.5 if name == "mlp" else 1.25,
+        "raw_peak": med([r["peak_mb"] for r in raw]),
+        "lit_peak": med([r["peak_mb"] for r in lit]),
+        "startup": med([r["first_step"] - r["start"] for r in runs[("lit", 1)]]),
+    }
+
+
+def benchmark(args: argparse.Namespace) -> int:
+    global THREADS
+    THREADS = args.threads
+    work = Path(tempfile.mkdtemp(prefix="litlab-bench-"))
+    try:
+        return measure(args, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, work: Path) -> int:
+    data = write_data(work / "mnist_sized.npz", tuple(args.sizes))
+    print(f"data: synthetic, sizes {args.sizes}, {data}; work dir {work}", flush=True)
+    floors = []
+    plans = {}
+    for name in args.models:
+        net = NETS[name]
+        limit = tuple(args.limit) if args.limit else net["limit"]
+        overrides = [*common_overrides(data, args.batch_size), *net["overrides"], *limit_overrides(limit)]
+        spec = {**raw_spec(overrides), "limit": limit}
+        # Parity first: a benchmark of two different computations measures nothing.
+        raw = run_raw(spec, work, f"{name}_parity_raw", epochs=10**6, max_steps=args.parity_steps, record_losses=True)
+        # Early stopping would ask for a val/loss that a run stopped mid-epoch never computed.
+        lit_over = [
+            *overrides,
+            *args.litlab_extra,
+            f"++trainer.max_steps={args.parity_steps}",
+            "callbacks.early_stopping=null",
+        ]
+        lit = run_litlab(lit_over, work, f"{name}_parity_lit", record_losses=True)
+        worst = check_parity(raw["losses"], lit["losses"], args.parity_steps, args.tolerance)
+        print(f"{name}: parity over {args.parity_steps} steps, largest loss difference {worst:.2g}", flush=True)
+        n_train = args.sizes[0]
+        steps = math.ceil(n_train / args.batch_size)
+        plans[name] = (overrides, spec, min(steps, limit[0]) if limit else steps)
+    if args.parity_only:
+        return 0
+
+    samples: dict[str, dict[str, list]] = {n: {} for n in plans}
+    for rep in range(args.repeats):
+        for name, (overrides, spec, _) in plans.items():
+            jobs = [(side, e) for side in ("raw", "lit") for e in (1, args.epochs)]
+            random.Random(rep).shuffle(jobs)  # interleaved, in a different order each repeat
+            for side, epochs in jobs:
+                tag = f"{name}_{side}{epochs}_r{rep}"
+                if side == "raw":
+                    run = run_raw(spec, work, tag, epochs=epochs)
+                else:
+                    run = run_litlab([*overrides, f"trainer.max_epochs={epochs}"], work, tag)
+                samples[name].setdefault((side, epochs), []).append(run)
+            floors.append(import_floor(work))
+            print(f"repeat {rep + 1}/{args.repeats} {name} done", flush=True)
+
+    floor = statistics.median(floors)
+    results = {name: summarize(name, samples[name], steps, args.epochs) for name, (_, _, steps) in plans.items()}
+    info = machine()
+    md = table(results, floor)
+    spread = "; ".join(f"{n}: " + ", ".join(f"{x:.2f}" for x in r["ratios"]) for n, r in results.items())
+    cmd = "python scripts/benchmark.py " + " ".join(args.argv)
+    text = (
+        f"Measured {info['date']} with `{cmd.strip()}`\n\n"
+        f"- machine: {info['cpu']}; GPU: {info['gpu']}; {info['load']} at the end\n"
+        f"- torch threads per process: {args.threads or 'torch default'}\n"
+        f"- versions: {info['versions']}\n"
+        f"- data: synthetic MNIST-sized arrays ({' / '.join(map(str, args.sizes))} train/val/test, 1x28x28), "
+        f"batch {args.batch_size}; medians of {args.repeats} interleaved repeats of {args.epochs}- and 1-epoch runs\n"
+        f"- parity: litlab's loss equals the raw loop's to {args.tolerance:g} "
+        f"over {args.parity_steps} steps for each net\n"
+        f"- steady ratio of each repeat: {spread}\n\n" + md
+    )
+    print("\n" + text)
+    if args.out:
+        write_report(Path(args.out), text)
+        print(f"written to {args.out}")
+    return 0
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", default=list(NETS), choices=list(NETS))
+    p.add_argument("--sizes", nargs=3, type=int, default=[55000, 5000, 10000], metavar=("TRAIN", "VAL", "TEST"))
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--limit", nargs=2, type=int, help="train and val batches per epoch for every net")
+    p.add_argument("--epochs", type=int, default=3, help="the long run; the short one is 1 epoch")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--parity-steps", type=int, default=50)
+    p.add_argument("--tolerance", type=float, default=1e-5)
+    p.add_argument("--parity-only", action="store_true")
+    p.add_argument("--threads", type=int, help="torch threads per process (default: torch's own choice)")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (data, logs, runs) for a look")
+    p.add_argument("--litlab-extra", nargs="*", default=[], help="overrides for the litlab side only (tests)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "performance.md"), help="'' to write nothing")
+    args = p.parse_args(argv)
+    args.argv = argv
+    if args.epochs < 2:
+        p.error("--epochs must be at least 2 (the short run is 1 epoch)")
+    return args
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["raw"]:
+        raw_main(json.loads(Path(sys.argv[2]).read_text()))
+        sys.exit(0)
+    try:
+        sys.exit(benchmark(parse(sys.argv[1:])))
+    except AssertionError as e:
+        print(f"FAILED {e}", file=sys.stderr)
+        sys.exit(1)

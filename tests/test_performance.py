@@ -1,0 +1,187 @@
+"""Performance: the benchmark's parity check, the hot-path shortcuts, the GPU switches on the CPU."""
+
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import PYTHON, compose_cfg
+from hydra.utils import instantiate
+from lightning.pytorch.profilers import SimpleProfiler
+from torch import nn
+
+from litlab.models import CNN, MLP
+from litlab.profiler import NoProfiler
+from litlab.tasks import Classifier
+from litlab.tasks.optim import build_optimizer
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+TINY = ["--models", "mlp", "--sizes", "600", "128", "64", "--parity-steps", "6", "--out", ""]
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+# ---------------------------------------------------------------- the benchmark
+
+
+def test_parity_check_accepts_equal_curves_and_names_the_first_divergence(bench):
+    assert bench.check_parity([2.3, 2.2, 2.1], [2.3, 2.2 + 5e-6, 2.1], 3, 1e-5) == pytest.approx(5e-6)
+    with pytest.raises(AssertionError, match=r"at step 2 \(raw 2.2000000, litlab 2.2001000\)"):
+        bench.check_parity([2.3, 2.2, 2.1], [2.3, 2.2001, 2.1], 3, 1e-5)
+    with pytest.raises(AssertionError, match="expected 3 losses"):
+        bench.check_parity([2.3, 2.2, 2.1], [2.3, 2.2], 3, 1e-5)
+    with pytest.raises(AssertionError, match="differs"):
+        bench.check_parity([2.3, math.nan, 2.1], [2.3, math.nan, 2.1], 3, 1e-5)
+
+
+def test_report_replaces_its_block_and_keeps_the_prose(bench, tmp_path):
+    doc = tmp_path / "performance.md"
+    bench.write_report(doc, "table one\n")
+    doc.write_text("# Performance\n\nprose before\n\n" + doc.read_text().split("\n", 2)[2] + "\nprose after\n")
+    bench.write_report(doc, "table two\n")
+    text = doc.read_text()
+    assert "table two" in text and "table one" not in text
+    assert text.index("prose before") < text.index("table two") < text.index("prose after")
+
+
+def test_steady_step_time_skips_the_first_epoch(bench):
+    run = {"epoch_starts": [0.0, 5.0, 7.0], "fit_end": 9.0}
+    assert bench.steady_step_time(run, steps_per_epoch=4) == pytest.approx(0.5)
+
+
+def test_benchmark_parity_on_a_tiny_size(tmp_path):
+    """litlab-train and the raw loop take the same steps to the bit (epoch boundary included)."""
+    proc = run_bench(*TINY, "--parity-only", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mlp: parity over 6 steps, largest loss difference 0" in proc.stdout
+
+
+@pytest.mark.slow
+def test_benchmark_fails_when_litlab_does_other_work(tmp_path):
+    proc = run_bench(*TINY, "--parity-only", "--litlab-extra", "model.optimizer.lr=0.0011", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "FAILED parity: litlab's loss differs from the raw loop's" in proc.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_tiny_run_writes_the_table(tmp_path):
+    out = tmp_path / "performance.md"
+    args = [*TINY[:-2], "--repeats", "1", "--epochs", "2", "--limit", "3", "2", "--out", str(out)]
+    proc = run_bench(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert "| mlp | 3 |" in text and "GPU: none" in text and "torch " in text
+    assert "python scripts/benchmark.py --models mlp" in text
+
+
+# ---------------------------------------------------------------- the hot path
+
+
+def test_default_trainer_uses_the_no_op_profiler_and_debug_profiler_still_profiles(tmp_path):
+    cfg = compose_cfg(["trainer.accelerator=cpu"], tmp_path / "a")
+    assert isinstance(instantiate(cfg.trainer).profiler, NoProfiler)
+    cfg = compose_cfg(["trainer.accelerator=cpu", "debug=profiler"], tmp_path / "b")
+    assert isinstance(instantiate(cfg.trainer).profiler, SimpleProfiler)
+    profiler = NoProfiler()
+    with profiler.profile("outer"), profiler.profile("nested"):
+        pass
+
+
+def test_task_fast_setattr_leaves_module_registration_intact():
+    task = Classifier([4], 2, {"arch": "mlp", "hidden_sizes": [8]}, {"name": "adam", "lr": 1e-3})
+    task._current_fx_name = "training_step"
+    assert task._current_fx_name == "training_step" and "_current_fx_name" in task.__dict__
+    task.extra = nn.Linear(2, 2)
+    assert "extra" in task._modules and "extra.weight" in task.state_dict()
+
+
+def test_litlab_imports_no_optional_heavy_package():
+    """Start-up: scikit-learn, Optuna, TensorBoard, Pillow load only where used, not at import."""
+    code = (
+        "import sys, torch, lightning; before = {m.split('.')[0] for m in sys.modules}; "
+        "import litlab.train, litlab.data, litlab.tasks, litlab.models, litlab.callbacks, litlab.profiler; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} - before))"
+    )
+    new = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True).stdout
+    for heavy in ("sklearn", "optuna", "tensorboard", "PIL", "matplotlib", "pandas"):
+        assert f"'{heavy}'" not in new, new
+
+
+# ---------------------------------------------------------------- GPU switches, CPU-safe
+
+
+def test_channels_last_cnn_computes_the_same_function():
+    torch.manual_seed(0)
+    plain = CNN([3, 16, 16], 5, channels=[8, 16])
+    fast = CNN([3, 16, 16], 5, channels=[8, 16], channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    conv = fast.features[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 16, 16)
+    plain.eval(), fast.eval()
+    torch.testing.assert_close(fast(x), plain(x), atol=1e-5, rtol=1e-5)
+    plain.load_state_dict(fast.state_dict())  # checkpoints move between layouts
+
+
+def test_fused_optimizer_only_on_cuda():
+    opt = build_optimizer(MLP([4], 2), "adamw", lr=1e-3, fused=True)
+    assert not opt.defaults.get("fused")
+
+
+@cuda
+def test_fused_optimizer_on_cuda():
+    opt = build_optimizer(MLP([4], 2).cuda(), "adamw", lr=1e-3, fused=True)
+    assert opt.defaults["fused"] is True
+
+
+def test_gpu_switches_run_on_the_cpu(train_in_process):
+    """trainer=gpu's keys, bf16 autocast, channels_last and fused AdamW: one run, no GPU needed."""
+    metrics, _ = train_in_process(
+        "trainer=gpu",
+        "trainer.accelerator=cpu",
+        "trainer.precision=bf16-mixed",
+        "model=cnn",
+        "model.net.channels_last=true",
+        "model.optimizer.fused=true",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=4",
+        "+trainer.limit_val_batches=2",
+        "+trainer.limit_test_batches=2",
+        "logger=none",
+    )
+    assert all(math.isfinite(v) for v in metrics.values()), metrics
+
+
+@cuda
+def test_gpu_fast_paths_train(train_in_process):
+    """The GPU recipe: bf16, compiled net, channels_last, fused AdamW, data on the device."""
+    metrics, _ = train_in_process(
+        "trainer=gpu",
+        "trainer.precision=bf16-mixed",
+        "model=cnn",
+        "model.compile=true",
+        "model.net.channels_last=true",
+        "model.optimizer.fused=true",
+        "++data.on_device=true",
+        "trainer.max_epochs=2",
+        "logger=none",
+    )
+    assert metrics["test/acc"] > 0.5, metrics
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))

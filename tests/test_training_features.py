@@ -167,3 +167,8 @@ def test_regressor_learns(tmp_path):
         and result["test/mae"] < 0.2
         and result["test/loss"] == pytest.approx(result["test/mse"])
     )
+
+
+def test_a_step_budget_shorter_than_an_epoch_finishes(train_in_process):
+    metrics, run_dir = train_in_process("trainer.max_steps=5")
+    assert read_metrics(run_dir)["steps"] == 5 and "test/acc" in metrics

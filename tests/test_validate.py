@@ -50,7 +50,12 @@ def test_bad_override_is_one_line_naming_key_and_choices(overrides, message):
         ["model=cnn", "model.net.channels=[8,16]"],
         ["experiment=digits_cnn"],
         ["model/optimizer=sgd", "trainer=ddp_cpu"],
-        ["+trainer.num_sanity_val_steps=0", "trainer.max_steps=5", "trainer.precision=bf16-mixed", "trainer.precision=32"],
+        [
+            "+trainer.num_sanity_val_steps=0",
+            "trainer.max_steps=5",
+            "trainer.precision=bf16-mixed",
+            "trainer.precision=32",
+        ],
         ["callbacks.model_checkpoint.monitor=val/acc", "callbacks.model_checkpoint.mode=max"],
         ["callbacks=none", "logger=none", "data.batch_size=1"],
     ],

@@ -7,7 +7,6 @@ are mapped there when it is loaded. The data config stored in the checkpoint is 
 
 import csv
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from litlab.config import config_dir
-from litlab.runs import resolve_checkpoint
+from litlab.runs import atomic_file, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +65,6 @@ def run_model(task: Any, batches: Iterable[Any], device: str) -> tuple[list, np.
     return names, np.concatenate(outputs), np.concatenate(labels) if labels else None
 
 
-def _write_atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_predictions(
     out_dir: Path, names: list, outputs: np.ndarray, labels: np.ndarray | None, classes: list[str] | None
 ) -> None:
@@ -106,16 +95,10 @@ def write_predictions(
         header.append("target")
         rows = [[*r, t.tolist()] for r, t in zip(rows, labels, strict=True)]
 
-    def write_csv(path: Path) -> None:
-        with open(path, "w", newline="") as f:
-            csv.writer(f).writerows([header, *rows])
-
-    def write_npy(path: Path) -> None:
-        with open(path, "wb") as f:
-            np.save(f, table, allow_pickle=False)
-
-    _write_atomic(out_dir / CSV_FILE, write_csv)
-    _write_atomic(out_dir / NPY_FILE, write_npy)
+    with atomic_file(out_dir / CSV_FILE, newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    with atomic_file(out_dir / NPY_FILE, "wb") as f:
+        np.save(f, table, allow_pickle=False)
 
 
 def predict(cfg: DictConfig) -> Path:

@@ -29,7 +29,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
+def atomic_file(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """A temporary file beside ``path`` that replaces it only once fully written and fsynced.
 
     A crash (even SIGKILL or a power cut) during the write leaves the previous file intact and
@@ -39,7 +39,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would make the file private to its writer
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

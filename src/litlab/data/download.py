@@ -2,10 +2,11 @@
 
 import hashlib
 import http.client
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from litlab.runs import atomic_file
 
 CHUNK = 1 << 20
 
@@ -28,30 +29,29 @@ def download(
     """Fetch ``url`` to ``dest`` through a temporary file, checking length and checksum before ``os.replace``."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     hashes = {name: hashlib.new(name) for name, want in (("md5", md5), ("sha256", sha256)) if want}
     try:
         size = 0
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
+        # A check failing inside atomic_file removes the partial file; dest is never half-written.
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_file(dest, "wb") as f:
             expected = response.headers.get("Content-Length")
             while chunk := response.read(CHUNK):
                 f.write(chunk)
                 size += len(chunk)
                 for h in hashes.values():
                     h.update(chunk)
-        if expected is not None and size != int(expected):
-            raise DownloadError(f"download of {url} to {dest} was truncated: {size} of {expected} bytes")
-        for name, want in (("md5", md5), ("sha256", sha256)):
-            got = hashes[name].hexdigest() if want else None
-            if want and got != want.lower():
-                raise DownloadError(f"download of {url} to {dest} failed its {name} check: expected {want}, got {got}")
-        os.replace(tmp, dest)
+            if expected is not None and size != int(expected):
+                raise DownloadError(f"download of {url} to {dest} was truncated: {size} of {expected} bytes")
+            for name, want in (("md5", md5), ("sha256", sha256)):
+                got = hashes[name].hexdigest() if want else None
+                if want and got != want.lower():
+                    raise DownloadError(
+                        f"download of {url} to {dest} failed its {name} check: expected {want}, got {got}"
+                    )
     except urllib.error.HTTPError as e:
         raise DownloadError(f"download of {url} to {dest} failed: HTTP {e.code} {e.reason}") from None
     except http.client.IncompleteRead as e:
         raise DownloadError(f"download of {url} to {dest} was truncated: {e}") from None
     except (urllib.error.URLError, OSError) as e:
         raise DownloadError(f"download of {url} to {dest} failed: {e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest

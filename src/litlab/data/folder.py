@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from litlab.data.base import DataModule, split_sizes
+from litlab.runs import write_json_atomic
 
 log = logging.getLogger(__name__)
 INDEX_FILE = ".litlab_index.json"
@@ -141,13 +142,10 @@ class FolderDataModule(DataModule):
                 pass  # an unreadable cache is rebuilt
         index = {"key": key, **self.build()}
         if self.cache_index:
-            tmp = cache.with_name(f"{INDEX_FILE}.{os.getpid()}.tmp")
             try:
-                tmp.write_text(json.dumps(index))
-                os.replace(tmp, cache)
+                write_json_atomic(cache, index)
             except OSError as e:  # a read-only data folder still works, just without the cache
                 log.info("not caching the index of %s: %s", self.root, e)
-                tmp.unlink(missing_ok=True)
         return index
 
     def build(self) -> dict:

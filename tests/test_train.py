@@ -145,3 +145,15 @@ def test_wheel_ships_the_config_tree(tmp_path):
 def test_metrics_json_is_plain_json(default_run):
     _, run_dir = default_run
     json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_eval_needs_a_data_config_when_the_checkpoint_has_none(default_run, tmp_path):
+    _, run_dir = default_run
+    ckpt = torch.load(read_metrics(run_dir)["best_checkpoint"], weights_only=True)
+    del ckpt["config"]
+    torch.save(ckpt, tmp_path / "bare.ckpt")
+    proc = cli("litlab-eval", f"ckpt_path={tmp_path / 'bare.ckpt'}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "bare.ckpt stores no data config: give one, e.g. data=digits\n" in proc.stderr
+    proc = cli("litlab-eval", f"ckpt_path={tmp_path / 'bare.ckpt'}", "data=digits", cwd=tmp_path)
+    assert "test/acc" in proc.stdout

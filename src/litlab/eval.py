@@ -21,16 +21,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
-    from litlab.checkpoint import load_checkpoint
+    from litlab.inputs import data_config
     from litlab.tasks import load_task
 
     quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
-    stored = load_checkpoint(ckpt_path).get("config", {})
-    data_cfg = cfg.get("data") or OmegaConf.create(stored.get("data"))
-    if not data_cfg:
-        raise ValueError(f"{ckpt_path} stores no data config: give one, e.g. data=digits")
+    data_cfg = data_config(cfg, ckpt_path, alternative="")
     if cfg.print_config:
         print(OmegaConf.to_yaml(data_cfg, resolve=True))
 

@@ -56,14 +56,18 @@ class InputSpec:
 
 def checkpoint_config(ckpt_path: str) -> dict[str, Any]:
     """The resolved run config stored in a litlab checkpoint (empty if none)."""
-    return torch.load(ckpt_path, map_location="cpu", weights_only=True).get("config") or {}
+    from litlab.checkpoint import load_checkpoint
+
+    return load_checkpoint(ckpt_path).get("config") or {}
 
 
-def data_config(cfg: DictConfig, ckpt_path: str, required: bool = True) -> DictConfig | None:
+def data_config(
+    cfg: DictConfig, ckpt_path: str, required: bool = True, alternative: str = ", or input=<folder or file>"
+) -> DictConfig | None:
     """``data=...`` from the command line, else the data config the checkpoint was trained with."""
     data = cfg.get("data") or OmegaConf.create(checkpoint_config(ckpt_path).get("data"))
     if not data and required:
-        raise ValueError(f"{ckpt_path} stores no data config: give one, e.g. data=digits, or input=<folder or file>")
+        raise ValueError(f"{ckpt_path} stores no data config: give one, e.g. data=digits{alternative}")
     return data or None
 
 

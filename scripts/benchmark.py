@@ -12,7 +12,9 @@ initial weights, the same optimizer, batch size and batch order; the parity run 
 their losses agree to ``--tolerance`` for ``--parity-steps`` steps and exits 1 if they do not.
 
 Timing runs of 1 and 3 epochs are interleaved (raw, litlab, raw, litlab, import floor) and
-repeated; the table shows medians. Two per-step ratios are reported:
+repeated; the table shows medians. The raw loop runs with the malloc settings litlab's process
+uses (``reuse_freed_memory``, litlab.allocator), so the ratio is the framework's own cost; one
+more 3-epoch raw run per repeat keeps glibc's defaults, the loop as it is usually run. Two per-step ratios are reported:
 
 - ``steady``: epoch wall time inside the process (epoch start to next epoch start, including
   validation and checkpointing) of the epochs after the first, per training step;
@@ -112,6 +114,7 @@ def raw_spec(overrides: list[str]) -> dict[str, Any]:
         "input_shape": list(cfg.data.input_shape),
         "num_classes": cfg.data.num_classes,
         "path": cfg.data.path,
+        "reuse_freed_memory": bool(cfg.get("reuse_freed_memory")),
     }
 
 
@@ -125,6 +128,10 @@ def raw_main(spec: dict[str, Any]) -> None:
 
     if spec["scheduler"]:
         raise SystemExit("the raw loop has no learning-rate schedule: benchmark with model.scheduler=null")
+    if spec["reuse_freed_memory"]:  # the allocator litlab's process runs with (litlab.allocator)
+        from litlab.allocator import reuse_freed_memory
+
+        reuse_freed_memory()
     with np.load(spec["path"]) as z:
         x_train, y_train = torch.from_numpy(z["x_train"]), torch.from_numpy(z["y_train"])
         x_val, y_val = torch.from_numpy(z["x_val"]), torch.from_numpy(z["y_val"])
@@ -288,15 +295,16 @@ def machine() -> dict[str, str]:
 def table(results: dict[str, dict[str, Any]], floor: float) -> str:
     head = (
         "| net | steps/epoch | raw steps/s | litlab steps/s | ratio (steady) | ratio (3-1 epochs) | ratio (CPU time) "
-        "| target "
+        "| target | raw steps/s, glibc defaults | litlab / that "
         "| raw peak MB | litlab peak MB | litlab start-up s | floor s | start-up - floor s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for name, r in results.items():
+        glibc = f"{1 / r['glibc_step']:.0f} | {r['lit_step'] / r['glibc_step']:.2f}x" if r["glibc_step"] else "- | -"
         rows.append(
             f"| {name} | {r['steps']} | {1 / r['raw_step']:.0f} | {1 / r['lit_step']:.0f} | {r['ratio']:.2f}x "
-            f"| {r['ratio_diff']:.2f}x | {r['ratio_cpu']:.2f}x | {r['target']:.2f}x "
+            f"| {r['ratio_diff']:.2f}x | {r['ratio_cpu']:.2f}x | {r['target']:.2f}x | {glibc} "
             f"| {r['raw_peak']:.0f} | {r['lit_peak']:.0f} "
             f"| {r['startup']:.2f} | {floor:.2f} | {r['startup'] - floor:+.2f} |"
         )
@@ -332,7 +340,9 @@ def summarize(name: str, runs: dict[tuple[str, int], list[dict]], steps: int, E:
     cpu = [steady_step_time(a, steps, "cpu") / steady_step_time(b, steps, "cpu") for a, b in zip(lit, raw, strict=True)]
     raw_step = med([steady_step_time(r, steps) for r in raw])
     lit_step = med([steady_step_time(r, steps) for r in lit])
+    glibc = runs.get(("glibc", E))
     return {
+        "glibc_step": med([steady_step_time(r, steps) for r in glibc]) if glibc else None,
         "steps": steps,
         "raw_step": raw_step,
         "lit_step": lit_step,
@@ -390,11 +400,15 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     for rep in range(args.repeats):
         for name, (overrides, spec, _) in plans.items():
             jobs = [(side, e) for side in ("raw", "lit") for e in (1, args.epochs)]
+            if spec["reuse_freed_memory"]:
+                jobs.append(("glibc", args.epochs))
             random.Random(rep).shuffle(jobs)  # interleaved, in a different order each repeat
             for side, epochs in jobs:
                 tag = f"{name}_{side}{epochs}_r{rep}"
                 if side == "raw":
                     run = run_raw(spec, work, tag, epochs=epochs)
+                elif side == "glibc":  # the raw loop as usually run: glibc's malloc defaults
+                    run = run_raw(spec, work, tag, epochs=epochs, reuse_freed_memory=False)
                 else:
                     run = run_litlab([*overrides, f"trainer.max_epochs={epochs}"], work, tag)
                 samples[name].setdefault((side, epochs), []).append(run)

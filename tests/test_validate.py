@@ -32,6 +32,15 @@ BAD = {
         "callbacks.model_checkpoint.every_n_train_steps=-5: must be an integer >= 1 or null",
     ),
     "bad override syntax": (["trainer.max_epochs=[1"], "trainer.max_epochs=[1"),
+    "group set to null": (
+        ["logger=null"],
+        "logger=null: a config group takes an option name; to drop it use logger=none",
+    ),
+    "group without a none option set to null": (
+        ["debug=null"],
+        "debug=null: a config group takes an option name; to drop it use ~debug",
+    ),
+    "not a boolean": (["reuse_freed_memory=maybe"], "reuse_freed_memory=maybe: must be true or false"),
 }
 
 

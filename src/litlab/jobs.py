@@ -1,4 +1,4 @@
-"""One job of a run or a sweep: its share of the CPU, and a record of how it ended.
+"""One job of a run or a sweep: its share of the CPU, its allocator, and a record of how it ended.
 
 A failed job leaves ``error.txt`` (the traceback) and a ``metrics.json`` saying
 ``"status": "failed"`` in its own directory, then re-raises: a single run exits non-zero,
@@ -82,6 +82,10 @@ def record_failure(run_dir: Path, error: BaseException) -> None:
 def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> float | None:
     """Call ``train(cfg)`` as one job; returns ``cfg.optimized_metric`` for a sweeper."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.get("reuse_freed_memory"):
+        from litlab.allocator import reuse_freed_memory
+
+        reuse_freed_memory()
     threads = threads_per_job()
     if threads:
         import torch

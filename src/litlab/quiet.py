@@ -20,6 +20,10 @@ def quiet_lightning() -> None:
       litlab's ``StreamDataset`` shards by worker itself, so its length is exact.
     - Under DDP Lightning asks for ``sync_dist=True`` on epoch metrics; litlab's are torchmetrics
       meters, already reduced across ranks when computed (tasks/metrics.py).
+    - Lightning warns when an epoch has fewer batches than ``log_every_n_steps``, but it counts
+      those steps across epochs: the per-step scalars are still written every N steps.
+    - Under ``16-mixed``/``bf16-mixed`` the model summary says its size estimate assumes 32 bits;
+      mixed precision keeps the weights in float32, so the estimate is right.
     """
     logging.getLogger("lightning").handlers.clear()
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
@@ -28,3 +32,5 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
+    warnings.filterwarnings("ignore", message=r"Precision (bf)?16-mixed is not supported by the model summary")

@@ -59,6 +59,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.optimizer.lr": (_number(0), "a number >= 0"),  # 0: a frozen-weights baseline
     "model.optimizer.weight_decay": (_number(0), "a number >= 0"),
     "seed": (_int(0, (None,)), "an integer >= 0 or null"),
+    "reuse_freed_memory": (lambda v: isinstance(v, bool), "true or false"),
     "callbacks.model_checkpoint.every_n_train_steps": (_int(1, (None, 0)), "an integer >= 1 or null"),
     "callbacks.early_stopping.patience": (_int(0), "an integer >= 0"),
 }
@@ -207,7 +208,13 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
                 continue
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
             for value in values:
-                if value is not None and str(value) not in options:
+                if value is None:
+                    drop = f"{o.key_or_group}=none" if "none" in options else f"~{o.key_or_group}"
+                    raise ConfigError(
+                        f"{o.key_or_group}=null: a config group takes an option name; to drop it use {drop}"
+                        f" (options: {', '.join(options)})"
+                    )
+                if str(value) not in options:
                     raise ConfigError(
                         f"{o.key_or_group}={value}: no such option{_did_you_mean(str(value), options)}"
                         f" (choose one of {', '.join(options)})"

@@ -1,0 +1,30 @@
+"""Epoch metrics accumulated on the device equal scikit-learn's over the same predictions."""
+
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+from litlab.tasks.metrics import ClassificationMetrics, MeanMetric
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_accuracy_and_macro_f1_match_sklearn_over_batches(dtype):
+    torch.manual_seed(0)
+    metric, preds, targets = ClassificationMetrics(7), [], []
+    for n in (50, 64, 1):  # uneven batches; class 6 never occurs in the targets
+        logits, target = torch.randn(n, 7).to(dtype), torch.randint(0, 6, (n,))
+        metric.update(logits, target)
+        preds.append(logits.argmax(-1))
+        targets.append(target)
+    y_pred, y_true = torch.cat(preds).numpy(), torch.cat(targets).numpy()
+    values = metric.compute()
+    assert metric.confusion.sum() == len(y_true)
+    assert values["acc"].item() == pytest.approx(accuracy_score(y_true, y_pred))
+    assert values["f1"].item() == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+
+
+def test_mean_is_weighted_by_batch_size():
+    mean = MeanMetric()
+    mean.update(torch.tensor(1.0), 3)
+    mean.update(torch.tensor(5.0), 1)
+    assert mean.compute().item() == pytest.approx(2.0)

@@ -172,3 +172,18 @@ def test_regressor_learns(tmp_path):
 def test_a_step_budget_shorter_than_an_epoch_finishes(train_in_process):
     metrics, run_dir = train_in_process("trainer.max_steps=5")
     assert read_metrics(run_dir)["steps"] == 5 and "test/acc" in metrics
+
+
+def test_progress_bar_redraws_by_the_clock_and_at_the_end(monkeypatch):
+    from litlab.callbacks import ProgressBar, progress_bar
+
+    now = [100.0]
+    monkeypatch.setattr(progress_bar.time, "monotonic", lambda: now[0])
+    bar = ProgressBar(min_interval=0.5)
+    draws = []
+    for batch in range(1, 11):  # 10 batches, 0.2 s apart
+        now[0] += 0.2
+        if bar._should_update(batch, 10):
+            draws.append(batch)
+    assert draws == [1, 4, 7, 10]  # the first, then every 0.5 s or more, and the last
+    assert not ProgressBar(refresh_rate=0)._should_update(10, 10)

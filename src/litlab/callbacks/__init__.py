@@ -5,6 +5,7 @@ from litlab.callbacks.exact_resume import ExactResume
 from litlab.callbacks.misclassified import MisclassifiedImages
 from litlab.callbacks.nan_guard import NanGuard, NonFiniteLossError
 from litlab.callbacks.preemption import Preemption
+from litlab.callbacks.progress_bar import ProgressBar
 from litlab.callbacks.step_timer import StepTimer
 from litlab.callbacks.store_config import StoreConfig
 
@@ -15,6 +16,7 @@ __all__ = [
     "NanGuard",
     "NonFiniteLossError",
     "Preemption",
+    "ProgressBar",
     "StepTimer",
     "StoreConfig",
 ]

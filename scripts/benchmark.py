@@ -5,16 +5,23 @@
 
 The data are synthetic (fixed seed) and MNIST-sized: 55k train, 5k val and 10k test images of
 1x28x28 whose labels come from a fixed random teacher, written once to an ``.npz`` that
-``litlab-train data=arrays`` reads. Every measurement is its own process: the raw loop is this
-file run as ``benchmark.py raw <spec>``, litlab is the ``litlab-train`` beside this interpreter.
-Both get the same net (built from the composed litlab config), the same seed and so the same
-initial weights, the same optimizer, batch size and batch order; the parity run checks that
-their losses agree to ``--tolerance`` for ``--parity-steps`` steps and exits 1 if they do not.
+``litlab-train data=arrays`` reads. Every measurement is its own process, of three sides:
 
-Timing runs of 1 and 3 epochs are interleaved (raw, litlab, raw, litlab, import floor) and
-repeated; the table shows medians. The raw loop runs with the malloc settings litlab's process
-uses (``reuse_freed_memory``, litlab.allocator), so the ratio is the framework's own cost; one
-more 3-epoch raw run per repeat keeps glibc's defaults, the loop as it is usually run. Two per-step ratios are reported:
+- the raw loop, this file run as ``benchmark.py raw <spec>``;
+- bare Lightning, ``benchmark.py lightning <spec>``: the raw loop's net, optimizer and batches
+  in a LightningModule with no logger, checkpoints, metrics or progress bar: the floor that
+  Lightning's own loop sets;
+- litlab, the ``litlab-train`` beside this interpreter, with its default callbacks and logger.
+
+All three get the same net (built from the composed litlab config), the same seed and so the
+same initial weights, the same optimizer, batch size and batch order; the parity runs check
+that their losses agree to ``--tolerance`` for ``--parity-steps`` steps and exit 1 if not.
+
+Timing runs of 1 and 3 epochs are interleaved (in a shuffled order, then the import floor) and
+repeated; the tables show medians. The raw and bare-Lightning loops run with the malloc
+settings litlab's process uses (``reuse_freed_memory``, litlab.allocator), so the ratios are the
+frameworks' own cost; one more raw run per repeat keeps glibc's defaults, the loop as it is
+usually run. Two per-step ratios are reported:
 
 - ``steady``: epoch wall time inside the process (epoch start to next epoch start, including
   validation and checkpointing) of the epochs after the first, per training step;
@@ -118,11 +125,10 @@ def raw_spec(overrides: list[str]) -> dict[str, Any]:
     }
 
 
-def raw_main(spec: dict[str, Any]) -> None:
-    """Plain PyTorch: tensors in memory, one gather per batch, forward, backward, step."""
+def setup(spec: dict[str, Any]) -> tuple[Any, ...]:
+    """The data, the seeded net and its optimizer, as the config says; shared by the raw and bare-Lightning loops."""
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
     from litlab.models import build_net  # plain nn.Modules: the same net, nothing of Lightning
 
@@ -147,7 +153,15 @@ def raw_main(spec: dict[str, Any]) -> None:
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     optimizer = optimizer_cls(groups, lr=lr, **opt_cfg)
+    return x_train, y_train, x_val, y_val, net, optimizer
 
+
+def raw_main(spec: dict[str, Any]) -> None:
+    """Plain PyTorch: tensors in memory, one gather per batch, forward, backward, step."""
+    import torch
+    import torch.nn.functional as F
+
+    x_train, y_train, x_val, y_val, net, optimizer = setup(spec)
     B, n = spec["batch_size"], len(x_train)
     train_batches, val_batches = spec.get("limit") or (math.ceil(n / B), math.ceil(len(x_val) / B))
     max_steps, record = spec.get("max_steps") or math.inf, spec.get("record_losses", False)
@@ -186,6 +200,76 @@ def raw_main(spec: dict[str, Any]) -> None:
     Path(spec["out"]).write_text(json.dumps({**summary, "steps": step, "losses": losses}))
 
 
+def lightning_main(spec: dict[str, Any]) -> None:
+    """Lightning with nothing added: the raw loop's net, optimizer and batches in a bare LightningModule.
+
+    No logger, checkpoints, progress bar, metrics or callbacks but the timer (litlab's
+    StepTimer, the instrument on the litlab side too): the floor that Lightning's own loop
+    sets under anything built on it.
+    """
+    import lightning as L
+    import torch
+    import torch.nn.functional as F
+
+    from litlab.callbacks import StepTimer
+
+    x_train, y_train, x_val, y_val, net, optimizer = setup(spec)
+    B, n = spec["batch_size"], len(x_train)
+    train_batches, val_batches = spec.get("limit") or (math.ceil(n / B), math.ceil(len(x_val) / B))
+
+    class Batches:
+        """The raw loop's batches: a fresh seeded order each epoch, one gather per batch."""
+
+        def __init__(self, x: Any, y: Any, batches: int, shuffle: bool) -> None:
+            self.x, self.y, self.shuffle = x, y, shuffle
+            self.batches = min(batches, math.ceil(len(x) / B))
+
+        def __len__(self) -> int:
+            return self.batches
+
+        def __iter__(self) -> Any:
+            if self.shuffle:
+                g = torch.Generator().manual_seed(spec["data_seed"] + trainer.current_epoch)
+                order = torch.randperm(len(self.x), generator=g)
+                return ((self.x[i], self.y[i]) for i in order[: self.batches * B].split(B))
+            return ((self.x[i * B : (i + 1) * B], self.y[i * B : (i + 1) * B]) for i in range(self.batches))
+
+    class Bare(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            return F.cross_entropy(self.net(batch[0]), batch[1])
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            x, y = batch
+            out = self.net(x)
+            self.val_total += F.cross_entropy(out, y, reduction="sum")
+            self.val_correct += (out.argmax(1) == y).sum()
+
+        def on_validation_epoch_start(self) -> None:
+            self.val_total, self.val_correct = torch.zeros(()), torch.zeros(())
+
+        def configure_optimizers(self) -> Any:
+            return optimizer
+
+    timer = StepTimer(spec["out"], record_losses=spec.get("record_losses", False))
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=spec["epochs"],
+        max_steps=spec.get("max_steps") or -1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+    )
+    trainer.fit(Bare(), Batches(x_train, y_train, train_batches, True), Batches(x_val, y_val, val_batches, False))
+
+
 # ---------------------------------------------------------------- running the two sides
 
 
@@ -208,11 +292,12 @@ def run_process(cmd: list[str], log: Path, cwd: Path) -> dict[str, float]:
     return {"start": start, "wall": wall, "peak_mb": usage.ru_maxrss / 1024}
 
 
-def run_raw(spec: dict[str, Any], work: Path, tag: str, **extra: Any) -> dict[str, Any]:
+def run_raw(spec: dict[str, Any], work: Path, tag: str, side: str = "raw", **extra: Any) -> dict[str, Any]:
+    """This file as ``benchmark.py raw|lightning <spec>``: the raw loop or the bare-Lightning one."""
     out = work / f"{tag}.json"
     spec_file = work / f"{tag}.spec.json"
     spec_file.write_text(json.dumps({**spec, **extra, "out": str(out)}))
-    proc = run_process([sys.executable, __file__, "raw", str(spec_file)], work / f"{tag}.log", work)
+    proc = run_process([sys.executable, __file__, side, str(spec_file)], work / f"{tag}.log", work)
     return {**proc, **json.loads(out.read_text())}
 
 
@@ -236,17 +321,17 @@ def limit_overrides(limit: tuple[int, int] | None) -> list[str]:
     return [f"++trainer.limit_train_batches={limit[0]}", f"++trainer.limit_val_batches={limit[1]}"]
 
 
-def check_parity(raw: list[float], lit: list[float], steps: int, tolerance: float) -> float:
+def check_parity(raw: list[float], lit: list[float], steps: int, tolerance: float, side: str = "litlab") -> float:
     """The largest difference of the two loss curves; raises if they differ by more than ``tolerance``."""
     if len(raw) != steps or len(lit) != steps:
-        raise AssertionError(f"parity: expected {steps} losses from each side, got raw {len(raw)}, litlab {len(lit)}")
+        raise AssertionError(f"parity: expected {steps} losses from each side, got raw {len(raw)}, {side} {len(lit)}")
     diffs = [abs(a - b) for a, b in zip(raw, lit, strict=True)]
     worst = max(diffs)
     if worst > tolerance or any(math.isnan(d) for d in diffs):
         step = diffs.index(worst)
         raise AssertionError(
-            f"parity: litlab's loss differs from the raw loop's by {worst:.3g} > {tolerance:g} at step {step + 1} "
-            f"(raw {raw[step]:.7f}, litlab {lit[step]:.7f}): the two runs are not doing the same work"
+            f"parity: {side}'s loss differs from the raw loop's by {worst:.3g} > {tolerance:g} at step {step + 1} "
+            f"(raw {raw[step]:.7f}, {side} {lit[step]:.7f}): the two runs are not doing the same work"
         )
     return worst
 
@@ -292,23 +377,31 @@ def machine() -> dict[str, str]:
     }
 
 
-def table(results: dict[str, dict[str, Any]], floor: float) -> str:
-    head = (
-        "| net | steps/epoch | raw steps/s | litlab steps/s | ratio (steady) | ratio (3-1 epochs) | ratio (CPU time) "
-        "| target | raw steps/s, glibc defaults | litlab / that "
-        "| raw peak MB | litlab peak MB | litlab start-up s | floor s | start-up - floor s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    rows = []
+def table(results: dict[str, dict[str, Any]], floor: float, epochs: int) -> str:
+    """Two Markdown tables: per-step speed against the raw loop and bare Lightning; start-up and memory."""
+    speed = [
+        "| net | steps/epoch | raw steps/s | bare Lightning steps/s | litlab steps/s | litlab / raw (steady) "
+        f"| ({epochs}-1 epochs) | (CPU time) | target | bare Lightning / raw | litlab / bare Lightning "
+        "| raw steps/s, glibc malloc | litlab / that |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    cost = [
+        "| net | raw peak MB | litlab peak MB | litlab start-up s | import floor s | start-up - floor s |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
-        glibc = f"{1 / r['glibc_step']:.0f} | {r['lit_step'] / r['glibc_step']:.2f}x" if r["glibc_step"] else "- | -"
-        rows.append(
-            f"| {name} | {r['steps']} | {1 / r['raw_step']:.0f} | {1 / r['lit_step']:.0f} | {r['ratio']:.2f}x "
-            f"| {r['ratio_diff']:.2f}x | {r['ratio_cpu']:.2f}x | {r['target']:.2f}x | {glibc} "
-            f"| {r['raw_peak']:.0f} | {r['lit_peak']:.0f} "
-            f"| {r['startup']:.2f} | {floor:.2f} | {r['startup'] - floor:+.2f} |"
+        raw, bare, lit, glibc = r["raw_step"], r["bare_step"], r["lit_step"], r["glibc_step"]
+        speed.append(
+            f"| {name} | {r['steps']} | {1 / raw:.0f} | {1 / bare:.0f} | {1 / lit:.0f} | {r['ratio']:.2f}x "
+            f"| {r['ratio_diff']:.2f}x | {r['ratio_cpu']:.2f}x | {r['target']:.2f}x "
+            f"| {bare / raw:.2f}x | {lit / bare:.2f}x "
+            + (f"| {1 / glibc:.0f} | {lit / glibc:.2f}x |" if glibc else "| - | - |")
         )
-    return head + "\n".join(rows) + "\n"
+        cost.append(
+            f"| {name} | {r['raw_peak']:.0f} | {r['lit_peak']:.0f} | {r['startup']:.2f} | {floor:.2f} "
+            f"| {r['startup'] - floor:+.2f} |"
+        )
+    return "\n".join(speed) + "\n\n" + "\n".join(cost) + "\n"
 
 
 def write_report(path: Path, text: str) -> None:
@@ -343,6 +436,7 @@ def summarize(name: str, runs: dict[tuple[str, int], list[dict]], steps: int, E:
     glibc = runs.get(("glibc", E))
     return {
         "glibc_step": med([steady_step_time(r, steps) for r in glibc]) if glibc else None,
+        "bare_step": med([steady_step_time(r, steps) for r in runs[("lightning", E)]]),
         "steps": steps,
         "raw_step": raw_step,
         "lit_step": lit_step,
@@ -379,7 +473,8 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         overrides = [*common_overrides(data, args.batch_size), *net["overrides"], *limit_overrides(limit)]
         spec = {**raw_spec(overrides), "limit": limit}
         # Parity first: a benchmark of two different computations measures nothing.
-        raw = run_raw(spec, work, f"{name}_parity_raw", epochs=10**6, max_steps=args.parity_steps, record_losses=True)
+        budget = {"epochs": 10**6, "max_steps": args.parity_steps, "record_losses": True}
+        raw = run_raw(spec, work, f"{name}_parity_raw", **budget)
         # Early stopping would ask for a val/loss that a run stopped mid-epoch never computed.
         lit_over = [
             *overrides,
@@ -389,6 +484,9 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         ]
         lit = run_litlab(lit_over, work, f"{name}_parity_lit", record_losses=True)
         worst = check_parity(raw["losses"], lit["losses"], args.parity_steps, args.tolerance)
+        bare = run_raw(spec, work, f"{name}_parity_lightning", "lightning", **budget)
+        bare_worst = check_parity(raw["losses"], bare["losses"], args.parity_steps, args.tolerance, "bare Lightning")
+        worst = max(worst, bare_worst)
         print(f"{name}: parity over {args.parity_steps} steps, largest loss difference {worst:.2g}", flush=True)
         n_train = args.sizes[0]
         steps = math.ceil(n_train / args.batch_size)
@@ -400,6 +498,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     for rep in range(args.repeats):
         for name, (overrides, spec, _) in plans.items():
             jobs = [(side, e) for side in ("raw", "lit") for e in (1, args.epochs)]
+            jobs.append(("lightning", args.epochs))
             if spec["reuse_freed_memory"]:
                 jobs.append(("glibc", args.epochs))
             random.Random(rep).shuffle(jobs)  # interleaved, in a different order each repeat
@@ -409,6 +508,8 @@ def measure(args: argparse.Namespace, work: Path) -> int:
                     run = run_raw(spec, work, tag, epochs=epochs)
                 elif side == "glibc":  # the raw loop as usually run: glibc's malloc defaults
                     run = run_raw(spec, work, tag, epochs=epochs, reuse_freed_memory=False)
+                elif side == "lightning":
+                    run = run_raw(spec, work, tag, "lightning", epochs=epochs)
                 else:
                     run = run_litlab([*overrides, f"trainer.max_epochs={epochs}"], work, tag)
                 samples[name].setdefault((side, epochs), []).append(run)
@@ -418,7 +519,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     floor = statistics.median(floors)
     results = {name: summarize(name, samples[name], steps, args.epochs) for name, (_, _, steps) in plans.items()}
     info = machine()
-    md = table(results, floor)
+    md = table(results, floor, args.epochs)
     spread = "; ".join(f"{n}: " + ", ".join(f"{x:.2f}" for x in r["ratios"]) for n, r in results.items())
     cmd = "python scripts/benchmark.py " + " ".join(args.argv)
     text = (
@@ -428,7 +529,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         f"- versions: {info['versions']}\n"
         f"- data: synthetic MNIST-sized arrays ({' / '.join(map(str, args.sizes))} train/val/test, 1x28x28), "
         f"batch {args.batch_size}; medians of {args.repeats} interleaved repeats of {args.epochs}- and 1-epoch runs\n"
-        f"- parity: litlab's loss equals the raw loop's to {args.tolerance:g} "
+        f"- parity: litlab's and bare Lightning's losses equal the raw loop's to {args.tolerance:g} "
         f"over {args.parity_steps} steps for each net\n"
         f"- steady ratio of each repeat: {spread}\n\n" + md
     )
@@ -462,8 +563,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["raw"]:
-        raw_main(json.loads(Path(sys.argv[2]).read_text()))
+    if sys.argv[1:2] in (["raw"], ["lightning"]):
+        main = raw_main if sys.argv[1] == "raw" else lightning_main
+        main(json.loads(Path(sys.argv[2]).read_text()))
         sys.exit(0)
     try:
         sys.exit(benchmark(parse(sys.argv[1:])))

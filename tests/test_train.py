@@ -1,6 +1,7 @@
 """litlab-train end to end: the default run, the run directory, accuracy, checkpoints."""
 
 import json
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -45,6 +46,8 @@ def test_default_run_prints_no_unexplained_warning(default_run):
     proc, _ = default_run
     text = proc.stdout + proc.stderr
     assert "Warning" not in text and "warn" not in text.lower(), text[-3000:]
+    # Lightning prints its warnings as "file.py:line: message", without a category.
+    assert not re.search(r"\.py:\d+: ", text), text[-3000:]
     assert "💡" not in text
     # Each Lightning message once: the duplicate console handler is gone.
     assert text.count("GPU available") == 1

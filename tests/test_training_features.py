@@ -3,7 +3,7 @@
 import lightning as L
 import pytest
 import torch
-from conftest import read_metrics
+from conftest import FAST, cli, read_metrics
 from torch.utils.data import TensorDataset
 
 from litlab.data.base import DataModule
@@ -187,3 +187,9 @@ def test_progress_bar_redraws_by_the_clock_and_at_the_end(monkeypatch):
             draws.append(batch)
     assert draws == [1, 4, 7, 10]  # the first, then every 0.5 s or more, and the last
     assert not ProgressBar(refresh_rate=0)._should_update(10, 10)
+
+
+def test_threads_key_sets_torch_threads_for_the_run(tmp_path):
+    cli("litlab-train", "threads=3", "debug=fast_dev_run", *FAST, cwd=tmp_path)
+    (log,) = (tmp_path / "logs").rglob("train.log")
+    assert "3 torch thread(s) for this job" in log.read_text()

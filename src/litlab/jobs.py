@@ -86,12 +86,12 @@ def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
         from litlab.allocator import reuse_freed_memory
 
         reuse_freed_memory()
-    threads = threads_per_job()
+    threads = cfg.get("threads") or threads_per_job()
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-        log.info("Parallel sweep: %d torch thread(s) for this job", threads)
+        log.info("%d torch thread(s) for this job", threads)
     try:
         metrics = train(cfg)
     except SystemExit as error:

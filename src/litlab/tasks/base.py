@@ -55,13 +55,6 @@ class Task(L.LightningModule):
         else:
             super().__setattr__(name, value)
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        # Batches of the fast path (or of data.on_device) are already there: skip Lightning's
-        # walk over the collection, some 30 us a step.
-        if isinstance(batch, tuple | list) and all(isinstance(t, Tensor) and t.device == device for t in batch):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def make_metrics(self, num_outputs: int) -> nn.Module:
         raise NotImplementedError
 

@@ -20,7 +20,7 @@ class ProgressBar(TQDMProgressBar):
         self.min_interval = min_interval
         self._last_draw = -float("inf")
 
-    def _should_update(self, current: int, total: int) -> bool:
+    def _should_update(self, current: int, total: int) -> bool:  # Lightning's check before each redraw
         if not self.is_enabled:
             return False
         now = time.monotonic()

@@ -3,7 +3,7 @@
 import lightning as L
 import pytest
 import torch
-from conftest import FAST, cli, read_metrics
+from conftest import read_metrics
 from torch.utils.data import TensorDataset
 
 from litlab.data.base import DataModule
@@ -193,7 +193,10 @@ def test_progress_bar_redraws_by_the_clock_and_at_the_end(monkeypatch):
     assert callable(TQDMProgressBar._should_update)
 
 
-def test_threads_key_sets_torch_threads_for_the_run(tmp_path):
-    cli("litlab-train", "threads=3", "debug=fast_dev_run", *FAST, cwd=tmp_path)
-    (log,) = (tmp_path / "logs").rglob("train.log")
-    assert "3 torch thread(s) for this job" in log.read_text()
+def test_threads_key_sets_torch_threads_for_the_run(train_in_process):
+    before = torch.get_num_threads()  # 1: conftest sets OMP_NUM_THREADS
+    try:
+        train_in_process("threads=3", "debug=fast_dev_run")
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

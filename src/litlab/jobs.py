@@ -79,9 +79,8 @@ def record_failure(run_dir: Path, error: BaseException) -> None:
     log.error("Job %s: %s (traceback in %s)", status, summary["error"], run_dir / ERROR_FILE)
 
 
-def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> float | None:
-    """Call ``train(cfg)`` as one job; returns ``cfg.optimized_metric`` for a sweeper."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def use_resources(cfg: DictConfig) -> None:
+    """This job's allocator setting and torch threads, as ``cfg`` or a parallel sweep asks."""
     if cfg.get("reuse_freed_memory"):
         from litlab.allocator import reuse_freed_memory
 
@@ -92,6 +91,11 @@ def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
 
         torch.set_num_threads(threads)
         log.info("%d torch thread(s) for this job", threads)
+
+
+def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> float | None:
+    """Call ``train(cfg)`` as one job; returns ``cfg.optimized_metric`` for a sweeper."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = train(cfg)
     except SystemExit as error:

@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.config import config_dir, to_plain
-from litlab.jobs import run_job
+from litlab.jobs import run_job, use_resources
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
 from litlab.validate import check_config, validated
@@ -86,6 +86,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
     check_config(cfg)
+    use_resources(cfg)
     if cfg.print_config:
         print(OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.seed is not None:

@@ -156,24 +156,31 @@ def setup(spec: dict[str, Any]) -> tuple[Any, ...]:
     return x_train, y_train, x_val, y_val, net, optimizer
 
 
+def batches(x: Any, y: Any, size: int, limit: int | None = None, seed: int | None = None) -> Any:
+    """One epoch of ``(x, y)`` batches: a seeded shuffle with one gather per batch, or slices in order."""
+    import torch
+
+    count = math.ceil(len(x) / size) if limit is None else min(limit, math.ceil(len(x) / size))
+    if seed is None:
+        return ((x[i * size : (i + 1) * size], y[i * size : (i + 1) * size]) for i in range(count))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    return ((x[i], y[i]) for i in order[: count * size].split(size))
+
+
 def raw_main(spec: dict[str, Any]) -> None:
     """Plain PyTorch: tensors in memory, one gather per batch, forward, backward, step."""
     import torch
     import torch.nn.functional as F
 
     x_train, y_train, x_val, y_val, net, optimizer = setup(spec)
-    B, n = spec["batch_size"], len(x_train)
-    train_batches, val_batches = spec.get("limit") or (math.ceil(n / B), math.ceil(len(x_val) / B))
+    B, (train_limit, val_limit) = spec["batch_size"], spec.get("limit") or (None, None)
     max_steps, record = spec.get("max_steps") or math.inf, spec.get("record_losses", False)
     first_step, epoch_starts, epoch_cpu, losses, step = None, [], [], [], 0
     for epoch in range(spec["epochs"]):
         epoch_starts.append(time.time())
         epoch_cpu.append(time.process_time())
         net.train()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(spec["data_seed"] + epoch))
-        for i in range(min(train_batches, math.ceil(n / B))):
-            index = order[i * B : (i + 1) * B]
-            x, y = x_train[index], y_train[index]
+        for x, y in batches(x_train, y_train, B, train_limit, spec["data_seed"] + epoch):
             if first_step is None:
                 first_step = time.time()
             loss = F.cross_entropy(net(x), y)
@@ -190,8 +197,7 @@ def raw_main(spec: dict[str, Any]) -> None:
         net.eval()
         with torch.no_grad():
             total, correct = torch.zeros(()), torch.zeros(())
-            for i in range(min(val_batches, math.ceil(len(x_val) / B))):
-                x, y = x_val[i * B : (i + 1) * B], y_val[i * B : (i + 1) * B]
+            for x, y in batches(x_val, y_val, B, val_limit):
                 out = net(x)
                 total += F.cross_entropy(out, y, reduction="sum")
                 correct += (out.argmax(1) == y).sum()
@@ -214,25 +220,21 @@ def lightning_main(spec: dict[str, Any]) -> None:
     from litlab.callbacks import StepTimer
 
     x_train, y_train, x_val, y_val, net, optimizer = setup(spec)
-    B, n = spec["batch_size"], len(x_train)
-    train_batches, val_batches = spec.get("limit") or (math.ceil(n / B), math.ceil(len(x_val) / B))
+    B, (train_limit, val_limit) = spec["batch_size"], spec.get("limit") or (None, None)
 
     class Batches:
-        """The raw loop's batches: a fresh seeded order each epoch, one gather per batch."""
+        """The raw loop's batches (``batches``) as a loader: the epoch comes from the trainer."""
 
-        def __init__(self, x: Any, y: Any, batches: int, shuffle: bool) -> None:
-            self.x, self.y, self.shuffle = x, y, shuffle
-            self.batches = min(batches, math.ceil(len(x) / B))
+        def __init__(self, x: Any, y: Any, limit: int | None, shuffle: bool) -> None:
+            self.x, self.y, self.limit, self.shuffle = x, y, limit, shuffle
 
         def __len__(self) -> int:
-            return self.batches
+            n = math.ceil(len(self.x) / B)
+            return n if self.limit is None else min(n, self.limit)
 
         def __iter__(self) -> Any:
-            if self.shuffle:
-                g = torch.Generator().manual_seed(spec["data_seed"] + trainer.current_epoch)
-                order = torch.randperm(len(self.x), generator=g)
-                return ((self.x[i], self.y[i]) for i in order[: self.batches * B].split(B))
-            return ((self.x[i * B : (i + 1) * B], self.y[i * B : (i + 1) * B]) for i in range(self.batches))
+            seed = spec["data_seed"] + trainer.current_epoch if self.shuffle else None
+            return batches(self.x, self.y, B, self.limit, seed)
 
     class Bare(L.LightningModule):
         def __init__(self) -> None:
@@ -267,7 +269,7 @@ def lightning_main(spec: dict[str, Any]) -> None:
         num_sanity_val_steps=0,
         callbacks=[timer],
     )
-    trainer.fit(Bare(), Batches(x_train, y_train, train_batches, True), Batches(x_val, y_val, val_batches, False))
+    trainer.fit(Bare(), Batches(x_train, y_train, train_limit, True), Batches(x_val, y_val, val_limit, False))
 
 
 # ---------------------------------------------------------------- running the two sides
@@ -292,7 +294,7 @@ def run_process(cmd: list[str], log: Path, cwd: Path) -> dict[str, float]:
     return {"start": start, "wall": wall, "peak_mb": usage.ru_maxrss / 1024}
 
 
-def run_raw(spec: dict[str, Any], work: Path, tag: str, side: str = "raw", **extra: Any) -> dict[str, Any]:
+def run_loop(spec: dict[str, Any], work: Path, tag: str, side: str = "raw", **extra: Any) -> dict[str, Any]:
     """This file as ``benchmark.py raw|lightning <spec>``: the raw loop or the bare-Lightning one."""
     out = work / f"{tag}.json"
     spec_file = work / f"{tag}.spec.json"
@@ -474,7 +476,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         spec = {**raw_spec(overrides), "limit": limit}
         # Parity first: a benchmark of two different computations measures nothing.
         budget = {"epochs": 10**6, "max_steps": args.parity_steps, "record_losses": True}
-        raw = run_raw(spec, work, f"{name}_parity_raw", **budget)
+        raw = run_loop(spec, work, f"{name}_parity_raw", **budget)
         # Early stopping would ask for a val/loss that a run stopped mid-epoch never computed.
         lit_over = [
             *overrides,
@@ -484,7 +486,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         ]
         lit = run_litlab(lit_over, work, f"{name}_parity_lit", record_losses=True)
         worst = check_parity(raw["losses"], lit["losses"], args.parity_steps, args.tolerance)
-        bare = run_raw(spec, work, f"{name}_parity_lightning", "lightning", **budget)
+        bare = run_loop(spec, work, f"{name}_parity_lightning", "lightning", **budget)
         bare_worst = check_parity(raw["losses"], bare["losses"], args.parity_steps, args.tolerance, "bare Lightning")
         worst = max(worst, bare_worst)
         print(f"{name}: parity over {args.parity_steps} steps, largest loss difference {worst:.2g}", flush=True)
@@ -505,11 +507,11 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             for side, epochs in jobs:
                 tag = f"{name}_{side}{epochs}_r{rep}"
                 if side == "raw":
-                    run = run_raw(spec, work, tag, epochs=epochs)
+                    run = run_loop(spec, work, tag, epochs=epochs)
                 elif side == "glibc":  # the raw loop as usually run: glibc's malloc defaults
-                    run = run_raw(spec, work, tag, epochs=epochs, reuse_freed_memory=False)
+                    run = run_loop(spec, work, tag, epochs=epochs, reuse_freed_memory=False)
                 elif side == "lightning":
-                    run = run_raw(spec, work, tag, "lightning", epochs=epochs)
+                    run = run_loop(spec, work, tag, "lightning", epochs=epochs)
                 else:
                     run = run_litlab([*overrides, f"trainer.max_epochs={epochs}"], work, tag)
                 samples[name].setdefault((side, epochs), []).append(run)

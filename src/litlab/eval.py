@@ -8,6 +8,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
@@ -24,6 +25,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from litlab.inputs import data_config
     from litlab.tasks import load_task
 
+    imports_done()
     quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
@@ -41,6 +43,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+@entry_point
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)

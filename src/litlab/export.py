@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir
 from litlab.inputs import Inputs, InputSpec
 from litlab.runs import resolve_checkpoint, write_json_atomic
@@ -361,6 +362,7 @@ def export(cfg: DictConfig) -> dict:
     from litlab.predict import checked_spec, input_spec
     from litlab.tasks import load_task
 
+    imports_done()
     fmt = check_request(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
@@ -403,6 +405,7 @@ def export(cfg: DictConfig) -> dict:
     return meta
 
 
+@entry_point
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
 def main(cfg: DictConfig) -> None:
     export(cfg)

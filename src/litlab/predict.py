@@ -15,6 +15,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir
 from litlab.runs import atomic_file, resolve_checkpoint
 
@@ -108,6 +109,7 @@ def predict(cfg: DictConfig) -> Path:
     from litlab.inputs import batched, data_config, load_datamodule, path_inputs, split_batches
     from litlab.tasks import load_task
 
+    imports_done()
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
     # map_location: a checkpoint written on a GPU loads on a machine without one.
@@ -127,6 +129,7 @@ def predict(cfg: DictConfig) -> Path:
     return out_dir / CSV_FILE
 
 
+@entry_point
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
 def main(cfg: DictConfig) -> None:
     predict(cfg)

@@ -10,6 +10,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir, to_plain
 from litlab.jobs import run_job, use_resources
 from litlab.quiet import quiet_lightning
@@ -83,6 +84,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from litlab.distributed import start_children_in_job_dir
     from litlab.resume import PurgeRepeatedSteps, prepare_resume, requeued_checkpoint
 
+    imports_done()
     quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
     check_config(cfg)
@@ -135,6 +137,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+@entry_point
 @validated
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:

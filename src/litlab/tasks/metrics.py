@@ -20,8 +20,10 @@ class MeanMetric(Metric):
         self.add_state("count", torch.zeros(()), dist_reduce_fx="sum")
 
     def update(self, value: Tensor, weight: int) -> None:
-        self.total += value.detach().float() * weight
-        self.count += weight
+        # In place: `self.total += ...` would also re-assign the attribute through torchmetrics'
+        # and nn.Module's __setattr__ (~2 us each, per step); add_ keeps the state's float32.
+        self.total.add_(value.detach(), alpha=weight)
+        self.count.add_(weight)
 
     def compute(self) -> Tensor:
         return self.total / self.count
@@ -65,9 +67,9 @@ class RegressionMetrics(Metric):
 
     def update(self, pred: Tensor, target: Tensor) -> None:
         diff = pred.detach().float() - target
-        self.se += diff.square().sum()
-        self.ae += diff.abs().sum()
-        self.n += diff.numel()
+        self.se.add_(diff.square().sum())
+        self.ae.add_(diff.abs().sum())
+        self.n.add_(diff.numel())
 
     def compute(self) -> dict[str, Tensor]:
         return {"mse": self.se / self.n, "mae": self.ae / self.n}

@@ -2,6 +2,14 @@
 
     python scripts/benchmark.py                      # MLP, CNN, Transformer; writes docs/performance.md
     python scripts/benchmark.py --models mlp --repeats 3 --out /tmp/perf.md
+    python scripts/benchmark.py --device cuda --precision bf16-mixed --compile --channels-last
+                                                     # the GPU workloads: tokens/s, MFU, samples/s
+
+On ``--device cuda`` the default nets are ``transformer_lm`` (6 layers, width 384, 256 tokens,
+batch 64) and ``cnn_cifar`` (3x32x32, batch 256), every side runs the GPU recipe (cuDNN
+autotuning, data held on the GPU, fused optimizer, ``--precision``, ``--compile``), the
+results go to their own block of docs/performance.md, and a third table gives samples/s,
+tokens/s and model FLOPs utilization.
 
 The data are synthetic (fixed seed) and MNIST-sized: 55k train, 5k val and 10k test images of
 1x28x28 whose labels come from a fixed random teacher, written once to an ``.npz`` that
@@ -30,6 +38,7 @@ usually run. Two per-step ratios are reported:
 """
 
 import argparse
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -50,49 +59,94 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MARK_BEGIN, MARK_END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
 
-#: litlab overrides per net. The CNN and the Transformer run ``limit`` batches per epoch
-#: (train, val): a full epoch of either takes minutes on 2 CPU cores, the ratio does not need it.
+MNIST = {"kind": "images", "shape": [1, 28, 28]}
+
+#: litlab overrides per net, its data, and ``limit`` batches per epoch (train, val): a full epoch
+#: of the CNN or the Transformer takes minutes on 2 CPU cores, the ratio does not need it.
+#: ``batch_size`` replaces ``--batch-size``. The last two are the GPU workloads of issue 8.
 NETS: dict[str, dict[str, Any]] = {
-    "mlp": {"overrides": ["experiment=mnist_mlp"], "limit": None},
+    "mlp": {"overrides": ["experiment=mnist_mlp"], "limit": None, "data": MNIST},
     "cnn": {
         "overrides": ["model=cnn", "model/optimizer=adam", "model.scheduler=null", "model.net.dropout=0"],
         "limit": (40, 8),
+        "data": MNIST,
     },
     "transformer": {
         "overrides": ["model=transformer", "model/optimizer=adam", "model.scheduler=null", "model.net.patch_size=4"],
         "limit": (24, 6),
+        "data": MNIST,
+    },
+    # A GPT-small-ish encoder on token sequences: throughput in tokens/s and model FLOPs utilization.
+    "transformer_lm": {
+        "overrides": [
+            "model=transformer",
+            "model.scheduler=null",
+            "model.net.d_model=384",
+            "model.net.n_layers=6",
+            "model.net.n_heads=6",
+            "model.net.d_ff=1536",
+        ],
+        "limit": (100, 10),
+        "data": {"kind": "tokens", "seq": 256, "vocab": 512},
+        "batch_size": 64,
+    },
+    # The default CNN on CIFAR-sized images: throughput in samples/s.
+    "cnn_cifar": {
+        "overrides": ["model=cnn", "model.scheduler=null", "model.net.dropout=0"],
+        "limit": (100, 10),
+        "data": {"kind": "images", "shape": [3, 32, 32]},
+        "batch_size": 256,
     },
 }
+#: Nets that run when ``--models`` is not given, per device.
+DEFAULT_NETS = {"cpu": ["mlp", "cnn", "transformer"], "cuda": ["transformer_lm", "cnn_cifar"]}
 
 
-def common_overrides(data: Path, batch_size: int) -> list[str]:
-    return [
+def common_overrides(data: Path, shape: dict[str, Any], batch_size: int, args: argparse.Namespace) -> list[str]:
+    """The litlab overrides every side shares (the raw loop reads its net, optimizer and data from them)."""
+    tokens = shape["kind"] == "tokens"
+    overrides = [
         "data=arrays",
         f"data.path={data}",
-        "data.input_shape=[1,28,28]",
+        f"data.input_shape=[{shape['seq']}]" if tokens else f"data.input_shape=[{','.join(map(str, shape['shape']))}]",
+        *([f"++data.vocab_size={shape['vocab']}"] if tokens else []),
         "data.num_classes=10",
         f"data.batch_size={batch_size}",
-        "trainer.accelerator=cpu",
         "seed=0",
         "test=false",
         "print_config=false",
+        f"trainer.precision={args.precision}",
     ]
+    if args.device == "cuda":
+        # The GPU recipe (docs/performance.md): cuDNN autotuning, data held on the GPU, fused optimizer.
+        overrides += ["trainer=gpu", "++data.on_device=true", "model.optimizer.fused=true"]
+    else:
+        overrides.append("trainer.accelerator=cpu")
+    if args.compile:
+        overrides.append("model.compile=true")
+    return overrides
 
 
 # ---------------------------------------------------------------- data
 
 
-def write_data(path: Path, sizes: tuple[int, int, int], seed: int = 0) -> Path:
-    """MNIST-shaped float32 images in [0, 1], labels from a fixed random linear teacher (learnable)."""
+def write_data(path: Path, sizes: tuple[int, int, int], shape: dict[str, Any] = MNIST, seed: int = 0) -> Path:
+    """Float32 images in [0, 1] or token ids in [1, vocab); 10 labels from a fixed random linear teacher."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    teacher = rng.standard_normal((784, 10)).astype(np.float32)
+    width = shape["seq"] if shape["kind"] == "tokens" else math.prod(shape["shape"])
+    teacher = rng.standard_normal((width, 10)).astype(np.float32)
     arrays = {}
     for split, n in zip(("train", "val", "test"), sizes, strict=True):
-        x = rng.random((n, 1, 28, 28), dtype=np.float32)
+        if shape["kind"] == "tokens":
+            x = rng.integers(1, shape["vocab"], (n, shape["seq"]), dtype=np.int64)
+            features = (x % 2).astype(np.float32)  # the teacher reads each token's parity
+        else:
+            x = rng.random((n, *shape["shape"]), dtype=np.float32)
+            features = x.reshape(n, -1)
         arrays[f"x_{split}"] = x
-        arrays[f"y_{split}"] = ((x.reshape(n, -1) - 0.5) @ teacher).argmax(1).astype(np.int64)
+        arrays[f"y_{split}"] = ((features - 0.5) @ teacher).argmax(1).astype(np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
     return path
@@ -120,13 +174,21 @@ def raw_spec(overrides: list[str]) -> dict[str, Any]:
         "data_seed": cfg.data.seed,
         "input_shape": list(cfg.data.input_shape),
         "num_classes": cfg.data.num_classes,
+        "vocab_size": cfg.data.get("vocab_size"),
         "path": cfg.data.path,
         "reuse_freed_memory": bool(cfg.get("reuse_freed_memory")),
+        "device": "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu",
+        "precision": str(cfg.trainer.precision),
+        "compile": bool(cfg.model.get("compile")),
+        "cudnn_benchmark": bool(cfg.trainer.get("benchmark")),
     }
 
 
 def setup(spec: dict[str, Any]) -> tuple[Any, ...]:
-    """The data, the seeded net and its optimizer, as the config says; shared by the raw and bare-Lightning loops."""
+    """The data, the seeded net, its forward and its optimizer, as the config says; shared by the raw and
+    bare-Lightning loops. On a GPU the data are held there (litlab's ``data.on_device``); ``forward`` is
+    ``torch.compile(net)`` when the config compiles, as litlab's Task does.
+    """
     import numpy as np
     import torch
 
@@ -141,11 +203,18 @@ def setup(spec: dict[str, Any]) -> tuple[Any, ...]:
     with np.load(spec["path"]) as z:
         x_train, y_train = torch.from_numpy(z["x_train"]), torch.from_numpy(z["y_train"])
         x_val, y_val = torch.from_numpy(z["x_val"]), torch.from_numpy(z["y_val"])
+    device = torch.device(spec["device"])
+    x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
+    torch.backends.cudnn.benchmark = spec["cudnn_benchmark"]
     torch.manual_seed(spec["seed"])
-    net = build_net(**spec["net"], input_shape=spec["input_shape"], num_outputs=spec["num_classes"])
+    extra = {"vocab_size": spec["vocab_size"]} if spec["vocab_size"] is not None else {}
+    net = build_net(**spec["net"], input_shape=spec["input_shape"], num_outputs=spec["num_classes"], **extra)
+    net.to(device)
+    forward = torch.compile(net) if spec["compile"] else net
     opt_cfg = dict(spec["optimizer"])
     name, lr, wd = opt_cfg.pop("name"), opt_cfg.pop("lr"), opt_cfg.pop("weight_decay", 0.0)
-    opt_cfg.pop("fused", None)  # litlab fuses only on CUDA; this loop runs on the CPU
+    if opt_cfg.pop("fused", None) and device.type == "cuda":  # litlab fuses only on CUDA, too
+        opt_cfg["fused"] = True
     optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
     params = list(net.parameters())
     groups = [
@@ -153,7 +222,7 @@ def setup(spec: dict[str, Any]) -> tuple[Any, ...]:
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     optimizer = optimizer_cls(groups, lr=lr, **opt_cfg)
-    return x_train, y_train, x_val, y_val, net, optimizer
+    return x_train, y_train, x_val, y_val, net, forward, optimizer
 
 
 def batches(x: Any, y: Any, size: int, limit: int | None = None, seed: int | None = None) -> Any:
@@ -163,8 +232,30 @@ def batches(x: Any, y: Any, size: int, limit: int | None = None, seed: int | Non
     count = math.ceil(len(x) / size) if limit is None else min(limit, math.ceil(len(x) / size))
     if seed is None:
         return ((x[i * size : (i + 1) * size], y[i * size : (i + 1) * size]) for i in range(count))
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
     return ((x[i], y[i]) for i in order[: count * size].split(size))
+
+
+def mixed_precision(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """What Lightning's precision setting does, by hand: an autocast context and, for float16, a grad scaler."""
+    import torch
+
+    precision, device = spec["precision"], spec["device"]
+    if precision in ("32-true", "32"):
+        return contextlib.nullcontext, None
+    if precision not in ("bf16-mixed", "16-mixed"):
+        raise SystemExit(f"--precision {precision}: the raw loop mirrors 32-true, bf16-mixed and 16-mixed")
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+    scaler = torch.amp.GradScaler(device) if precision == "16-mixed" else None
+    return lambda: torch.autocast(device, dtype=dtype), scaler
+
+
+def sync(device: str) -> None:
+    """Wait for the GPU, so that a wall-clock mark means the work before it is done."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def raw_main(spec: dict[str, Any]) -> None:
@@ -172,21 +263,29 @@ def raw_main(spec: dict[str, Any]) -> None:
     import torch
     import torch.nn.functional as F
 
-    x_train, y_train, x_val, y_val, net, optimizer = setup(spec)
+    x_train, y_train, x_val, y_val, net, forward, optimizer = setup(spec)
+    autocast, scaler = mixed_precision(spec)
     B, (train_limit, val_limit) = spec["batch_size"], spec.get("limit") or (None, None)
     max_steps, record = spec.get("max_steps") or math.inf, spec.get("record_losses", False)
     first_step, epoch_starts, epoch_cpu, losses, step = None, [], [], [], 0
     for epoch in range(spec["epochs"]):
+        sync(spec["device"])
         epoch_starts.append(time.time())
         epoch_cpu.append(time.process_time())
         net.train()
         for x, y in batches(x_train, y_train, B, train_limit, spec["data_seed"] + epoch):
             if first_step is None:
                 first_step = time.time()
-            loss = F.cross_entropy(net(x), y)
+            with autocast():
+                loss = F.cross_entropy(forward(x), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             if record:
                 losses.append(loss.item())
             step += 1
@@ -195,12 +294,13 @@ def raw_main(spec: dict[str, Any]) -> None:
         if step >= max_steps:
             break
         net.eval()
-        with torch.no_grad():
-            total, correct = torch.zeros(()), torch.zeros(())
+        with torch.no_grad(), autocast():
+            total, correct = torch.zeros((), device=x_val.device), torch.zeros((), device=x_val.device)
             for x, y in batches(x_val, y_val, B, val_limit):
-                out = net(x)
+                out = forward(x)
                 total += F.cross_entropy(out, y, reduction="sum")
                 correct += (out.argmax(1) == y).sum()
+    sync(spec["device"])
     summary = {"first_step": first_step, "epoch_starts": epoch_starts, "fit_end": time.time()}
     summary.update(epoch_cpu=epoch_cpu, fit_end_cpu=time.process_time())
     Path(spec["out"]).write_text(json.dumps({**summary, "steps": step, "losses": losses}))
@@ -219,7 +319,7 @@ def lightning_main(spec: dict[str, Any]) -> None:
 
     from litlab.callbacks import StepTimer
 
-    x_train, y_train, x_val, y_val, net, optimizer = setup(spec)
+    x_train, y_train, x_val, y_val, net, forward, optimizer = setup(spec)
     B, (train_limit, val_limit) = spec["batch_size"], spec.get("limit") or (None, None)
 
     class Batches:
@@ -240,26 +340,29 @@ def lightning_main(spec: dict[str, Any]) -> None:
         def __init__(self) -> None:
             super().__init__()
             self.net = net
+            self.__dict__["forward_fn"] = forward  # the compiled net, if any, outside the module tree
 
         def training_step(self, batch: Any, batch_idx: int) -> Any:
-            return F.cross_entropy(self.net(batch[0]), batch[1])
+            return F.cross_entropy(self.forward_fn(batch[0]), batch[1])
 
         def validation_step(self, batch: Any, batch_idx: int) -> None:
             x, y = batch
-            out = self.net(x)
+            out = self.forward_fn(x)
             self.val_total += F.cross_entropy(out, y, reduction="sum")
             self.val_correct += (out.argmax(1) == y).sum()
 
         def on_validation_epoch_start(self) -> None:
-            self.val_total, self.val_correct = torch.zeros(()), torch.zeros(())
+            self.val_total, self.val_correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
 
         def configure_optimizers(self) -> Any:
             return optimizer
 
     timer = StepTimer(spec["out"], record_losses=spec.get("record_losses", False))
     trainer = L.Trainer(
-        accelerator="cpu",
+        accelerator=spec["device"],
         devices=1,
+        precision=spec["precision"],
+        benchmark=spec["cudnn_benchmark"],
         max_epochs=spec["epochs"],
         max_steps=spec.get("max_steps") or -1,
         logger=False,
@@ -394,10 +497,10 @@ def table(results: dict[str, dict[str, Any]], floor: float, epochs: int) -> str:
     for name, r in results.items():
         raw, bare, lit, glibc = r["raw_step"], r["bare_step"], r["lit_step"], r["glibc_step"]
         speed.append(
-            f"| {name} | {r['steps']} | {1 / raw:.0f} | {1 / bare:.0f} | {1 / lit:.0f} | {r['ratio']:.2f}x "
+            f"| {name} | {r['steps']} | {1 / raw:.3g} | {1 / bare:.3g} | {1 / lit:.3g} | {r['ratio']:.2f}x "
             f"| {r['ratio_diff']:.2f}x | {r['ratio_cpu']:.2f}x | {r['target']:.2f}x "
             f"| {bare / raw:.2f}x | {lit / bare:.2f}x "
-            + (f"| {1 / glibc:.0f} | {lit / glibc:.2f}x |" if glibc else "| - | - |")
+            + (f"| {1 / glibc:.3g} | {lit / glibc:.2f}x |" if glibc else "| - | - |")
         )
         cost.append(
             f"| {name} | {r['raw_peak']:.0f} | {r['lit_peak']:.0f} | {r['startup']:.2f} | {floor:.2f} "
@@ -406,13 +509,72 @@ def table(results: dict[str, dict[str, Any]], floor: float, epochs: int) -> str:
     return "\n".join(speed) + "\n\n" + "\n".join(cost) + "\n"
 
 
-def write_report(path: Path, text: str) -> None:
-    """Replace the generated block of ``path`` (between the markers), keeping the prose around it."""
-    block = f"{MARK_BEGIN}\n{text}{MARK_END}"
+def describe(shape: dict[str, Any]) -> str:
+    if shape["kind"] == "tokens":
+        return f"{shape['seq']} tokens of {shape['vocab']}"
+    return "x".join(map(str, shape["shape"]))
+
+
+#: Dense bf16/fp16 tensor-core peak FLOP/s by GPU name (vendor datasheets); ``--peak-tflops`` for others.
+PEAK_16BIT = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12), ("L40S", 362e12)]
+
+
+def peak_flops(gpu: str, precision: str) -> float | None:
+    """The GPU's 16-bit peak, for mixed precision only (float32 runs have another, lower peak)."""
+    if precision not in ("bf16-mixed", "16-mixed"):
+        return None
+    return next((peak for name, peak in PEAK_16BIT if name in gpu), None)
+
+
+def flops_per_token(spec: dict[str, Any]) -> float:
+    """Training FLOPs per token of the token Transformer: 6 per weight (forward and backward, embeddings
+    excluded) plus the attention scores, 12 * layers * width * sequence (PaLM's and nanoGPT's estimate)."""
+    from litlab.models import build_net
+
+    net = build_net(
+        **spec["net"], input_shape=spec["input_shape"], num_outputs=spec["num_classes"], vocab_size=spec["vocab_size"]
+    )
+    weights = sum(p.numel() for n, p in net.named_parameters() if not n.startswith(("embed", "pos")))
+    cfg, seq = spec["net"], spec["input_shape"][-1]
+    return 6 * weights + 12 * cfg["n_layers"] * cfg["d_model"] * seq
+
+
+def throughput_table(results: dict[str, dict[str, Any]], specs: dict[str, dict[str, Any]], peak: float | None) -> str:
+    """Samples/s of each side; tokens/s and model FLOPs utilization for token nets."""
+    rows = [
+        "| net | batch | raw samples/s | litlab samples/s | raw tokens/s | litlab tokens/s | GFLOPs/token "
+        "| raw MFU | litlab MFU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        spec = specs[name]
+        B = spec["batch_size"]
+        raw, lit = B / r["raw_step"], B / r["lit_step"]
+        cells = [name, str(B), f"{raw:.0f}", f"{lit:.0f}", "-", "-", "-", "-", "-"]
+        if spec["vocab_size"] is not None:
+            T, flops = spec["input_shape"][-1], flops_per_token(spec)
+            cells[4:7] = [f"{raw * T:.0f}", f"{lit * T:.0f}", f"{flops / 1e9:.3f}"]
+            if peak:
+                cells[7:] = [f"{raw * T * flops / peak:.1%}", f"{lit * T * flops / peak:.1%}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def write_report(path: Path, text: str, key: str = "") -> None:
+    """Replace the generated block of ``path`` (between the markers), keeping the prose around it.
+
+    ``key`` names another block (``cuda``: the GPU results beside the CPU ones).
+    """
+    begin, end = (
+        (MARK_BEGIN, MARK_END)
+        if not key
+        else (m.replace("benchmark:", f"benchmark-{key}:") for m in (MARK_BEGIN, MARK_END))
+    )
+    block = f"{begin}\n{text}{end}"
     old = path.read_text() if path.exists() else ""
-    if MARK_BEGIN in old and MARK_END in old:
-        before, rest = old.split(MARK_BEGIN, 1)
-        new = before + block + rest.split(MARK_END, 1)[1]
+    if begin in old and end in old:
+        before, rest = old.split(begin, 1)
+        new = before + block + rest.split(end, 1)[1]
     else:
         new = (old or "# Performance\n\n") + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -422,7 +584,9 @@ def write_report(path: Path, text: str) -> None:
 # ---------------------------------------------------------------- main
 
 
-def summarize(name: str, runs: dict[tuple[str, int], list[dict]], steps: int, E: int) -> dict[str, Any]:
+def summarize(
+    name: str, runs: dict[tuple[str, int], list[dict]], steps: int, E: int, device: str = "cpu"
+) -> dict[str, Any]:
     """Medians over the repeats of one net's runs, keyed ``(side, epochs)``."""
     med = statistics.median
 
@@ -446,7 +610,7 @@ def summarize(name: str, runs: dict[tuple[str, int], list[dict]], steps: int, E:
         "ratio_diff": diff("lit") / diff("raw"),
         "ratios": ratios,
         "ratio_cpu": med(cpu),
-        "target": 1.5 if name == "mlp" else 1.25,
+        "target": 1.1 if device == "cuda" else 1.5 if name == "mlp" else 1.25,
         "raw_peak": med([r["peak_mb"] for r in raw]),
         "lit_peak": med([r["peak_mb"] for r in lit]),
         "startup": med([r["first_step"] - r["start"] for r in runs[("lit", 1)]]),
@@ -465,14 +629,24 @@ def benchmark(args: argparse.Namespace) -> int:
 
 
 def measure(args: argparse.Namespace, work: Path) -> int:
-    data = write_data(work / "mnist_sized.npz", tuple(args.sizes))
-    print(f"data: synthetic, sizes {args.sizes}, {data}; work dir {work}", flush=True)
+    print(f"data: synthetic, sizes {args.sizes}; work dir {work}", flush=True)
     floors = []
     plans = {}
     for name in args.models:
         net = NETS[name]
+        shape = net["data"]
+        data = work / f"{shape['kind']}_{'x'.join(map(str, shape.get('shape', [shape.get('seq')])))}.npz"
+        if not data.exists():
+            write_data(data, tuple(args.sizes), shape)
         limit = tuple(args.limit) if args.limit else net["limit"]
-        overrides = [*common_overrides(data, args.batch_size), *net["overrides"], *limit_overrides(limit)]
+        batch_size = net.get("batch_size") or args.batch_size
+        extra = ["model.net.channels_last=true"] if args.channels_last and "model=cnn" in net["overrides"] else []
+        overrides = [
+            *common_overrides(data, shape, batch_size, args),
+            *net["overrides"],
+            *extra,
+            *limit_overrides(limit),
+        ]
         spec = {**raw_spec(overrides), "limit": limit}
         # Parity first: a benchmark of two different computations measures nothing.
         budget = {"epochs": 10**6, "max_steps": args.parity_steps, "record_losses": True}
@@ -491,7 +665,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         worst = max(worst, bare_worst)
         print(f"{name}: parity over {args.parity_steps} steps, largest loss difference {worst:.2g}", flush=True)
         n_train = args.sizes[0]
-        steps = math.ceil(n_train / args.batch_size)
+        steps = math.ceil(n_train / batch_size)
         plans[name] = (overrides, spec, min(steps, limit[0]) if limit else steps)
     if args.parity_only:
         return 0
@@ -501,7 +675,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         for name, (overrides, spec, _) in plans.items():
             jobs = [(side, e) for side in ("raw", "lit") for e in (1, args.epochs)]
             jobs.append(("lightning", args.epochs))
-            if spec["reuse_freed_memory"]:
+            if spec["reuse_freed_memory"] and args.device == "cpu":
                 jobs.append(("glibc", args.epochs))
             random.Random(rep).shuffle(jobs)  # interleaved, in a different order each repeat
             for side, epochs in jobs:
@@ -519,39 +693,69 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             print(f"repeat {rep + 1}/{args.repeats} {name} done", flush=True)
 
     floor = statistics.median(floors)
-    results = {name: summarize(name, samples[name], steps, args.epochs) for name, (_, _, steps) in plans.items()}
+    results = {
+        name: summarize(name, samples[name], steps, args.epochs, args.device) for name, (_, _, steps) in plans.items()
+    }
     info = machine()
     md = table(results, floor, args.epochs)
+    if args.device == "cuda" or any(NETS[n]["data"]["kind"] == "tokens" for n in plans):
+        peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(info["gpu"], args.precision)
+        md += "\n" + throughput_table(results, {n: spec for n, (_, spec, _) in plans.items()}, peak)
     spread = "; ".join(f"{n}: " + ", ".join(f"{x:.2f}" for x in r["ratios"]) for n, r in results.items())
+    shapes = ", ".join(
+        f"{n} {describe(NETS[n]['data'])} batch {spec['batch_size']}" for n, (_, spec, _) in plans.items()
+    )
     cmd = "python scripts/benchmark.py " + " ".join(args.argv)
     text = (
         f"Measured {info['date']} with `{cmd.strip()}`\n\n"
         f"- machine: {info['cpu']}; GPU: {info['gpu']}; {info['load']} at the end\n"
         f"- torch threads per process: {args.threads or 'torch default'}\n"
         f"- versions: {info['versions']}\n"
-        f"- data: synthetic MNIST-sized arrays ({' / '.join(map(str, args.sizes))} train/val/test, 1x28x28), "
-        f"batch {args.batch_size}; medians of {args.repeats} interleaved repeats of {args.epochs}- and 1-epoch runs\n"
-        f"- parity: litlab's and bare Lightning's losses equal the raw loop's to {args.tolerance:g} "
+        f"- data: synthetic arrays ({' / '.join(map(str, args.sizes))} train/val/test; {shapes}), "
+        f"medians of {args.repeats} interleaved repeats of {args.epochs}- and 1-epoch runs\n"
+        f"- device {args.device}, precision {args.precision}, compile {args.compile}, "
+        f"channels_last {args.channels_last}"
+        + (" (GPU recipe: trainer=gpu, data.on_device, fused optimizer)\n" if args.device == "cuda" else "\n")
+        + f"- parity: litlab's and bare Lightning's losses equal the raw loop's to {args.tolerance:g} "
         f"over {args.parity_steps} steps for each net\n"
         f"- steady ratio of each repeat: {spread}\n\n" + md
     )
     print("\n" + text)
     if args.out:
-        write_report(Path(args.out), text)
+        write_report(Path(args.out), text, "" if args.device == "cpu" else args.device)
         print(f"written to {args.out}")
     return 0
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=list(NETS), choices=list(NETS))
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(NETS),
+        help="default: mlp cnn transformer (cpu), transformer_lm cnn_cifar (cuda)",
+    )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="cuda: litlab with trainer=gpu, data.on_device and a fused optimizer; the raw loop likewise",
+    )
+    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed", "16-mixed"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the net on every side (model.compile)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC for the CNNs (model.net.channels_last)")
+    p.add_argument("--peak-tflops", type=float, help="the GPU's 16-bit peak, for MFU where its name is not known")
     p.add_argument("--sizes", nargs=3, type=int, default=[55000, 5000, 10000], metavar=("TRAIN", "VAL", "TEST"))
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128, help="for nets that do not set their own")
     p.add_argument("--limit", nargs=2, type=int, help="train and val batches per epoch for every net")
     p.add_argument("--epochs", type=int, default=3, help="the long run; the short one is 1 epoch")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--parity-steps", type=int, default=50)
-    p.add_argument("--tolerance", type=float, default=1e-5)
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        help="default 1e-5; 1e-3 on CUDA, whose embedding and scatter backward kernels add in a varying order",
+    )
     p.add_argument("--parity-only", action="store_true")
     p.add_argument("--threads", type=int, help="torch threads per process (default: torch's own choice)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (data, logs, runs) for a look")
@@ -561,6 +765,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.argv = argv
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (the short run is 1 epoch)")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: torch sees no CUDA GPU here")
+    args.models = args.models or DEFAULT_NETS[args.device]
+    if args.tolerance is None:
+        args.tolerance = 1e-3 if args.device == "cuda" else 1e-5
     return args
 
 

@@ -88,6 +88,58 @@ def test_benchmark_tiny_run_writes_the_table(tmp_path):
     assert "python scripts/benchmark.py --models mlp" in text
 
 
+def test_gpu_results_get_their_own_block(bench, tmp_path):
+    doc = tmp_path / "performance.md"
+    bench.write_report(doc, "cpu table\n")
+    bench.write_report(doc, "gpu table one\n", "cuda")
+    bench.write_report(doc, "gpu table two\n", "cuda")
+    text = doc.read_text()
+    assert "cpu table" in text and "gpu table two" in text and "gpu table one" not in text
+    assert text.index("<!-- benchmark-cuda:begin -->") < text.index("gpu table two")
+
+
+def test_flops_per_token_agrees_with_torch_flop_counter(bench):
+    """The MFU numerator: 6 FLOPs per weight per token plus attention, against a count of the real ops."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from litlab.models import build_net
+
+    net_cfg = {"arch": "transformer", "d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 256}
+    spec = {"net": net_cfg, "input_shape": [32], "num_classes": 10, "vocab_size": 50}
+    net = build_net(**net_cfg, input_shape=[32], num_outputs=10, vocab_size=50)
+    # The math backend runs attention as matmuls, which the counter sees.
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        net(torch.randint(1, 50, (8, 32))).sum().backward()
+    counted = counter.get_total_flops() / (8 * 32)
+    assert bench.flops_per_token(spec) == pytest.approx(counted, rel=0.05)
+
+
+def test_throughput_table_gives_tokens_per_second_and_mfu(bench):
+    assert bench.peak_flops("NVIDIA H100 80GB HBM3", "bf16-mixed") == 989e12
+    assert bench.peak_flops("NVIDIA H100 PCIe", "16-mixed") == 756e12
+    assert bench.peak_flops("NVIDIA H100 80GB HBM3", "32-true") is None  # float32 has another peak
+    assert bench.peak_flops("Some Future GPU", "bf16-mixed") is None
+    net_cfg = {"arch": "transformer", "d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 256}
+    spec = {"net": net_cfg, "input_shape": [32], "num_classes": 10, "vocab_size": 50, "batch_size": 8}
+    flops = bench.flops_per_token(spec)
+    # 0.01 s a step: 800 samples/s, 25600 tokens/s; peak chosen so that litlab's MFU is 50%
+    results = {"lm": {"raw_step": 0.008, "lit_step": 0.01}}
+    text = bench.throughput_table(results, {"lm": spec}, peak=25600 * flops / 0.5)
+    row = text.splitlines()[2]
+    assert row.startswith("| lm | 8 | 1000 | 800 | 32000 | 25600 |"), row
+    assert row.endswith("| 62.5% | 50.0% |"), row
+
+
+@pytest.mark.slow
+def test_benchmark_token_transformer_parity_in_bf16(tmp_path):
+    """The GPU workload's code path on the CPU: token data, bf16 autocast on all three sides."""
+    args = ["--models", "transformer_lm", "--sizes", "128", "64", "64", "--limit", "2", "1", "--parity-steps", "3"]
+    proc = run_bench(*args, "--precision", "bf16-mixed", "--parity-only", "--out", "", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "transformer_lm: parity over 3 steps, largest loss difference 0" in proc.stdout
+
+
 # ---------------------------------------------------------------- the hot path
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 from litlab.runs import write_json_atomic
 
@@ -16,6 +17,7 @@ class StepTimer(L.Callback):
     subtract its own clock; ``epoch_cpu``/``fit_end_cpu`` are this process's CPU time, which
     other processes on a shared machine disturb less than the wall clock. ``record_losses``
     keeps each training step's loss (a device sync per step: for parity checks, not timing).
+    On a GPU each mark first waits for the queued work, so an epoch's time is the GPU's too.
     """
 
     def __init__(self, path: str, record_losses: bool = False) -> None:
@@ -26,6 +28,7 @@ class StepTimer(L.Callback):
         self.losses: list[float] = []
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _sync(pl_module)
         self.epoch_starts.append(time.time())
         self.epoch_cpu.append(time.process_time())
 
@@ -42,6 +45,7 @@ class StepTimer(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
+        _sync(pl_module)
         summary = {
             "first_step": self.first_step,
             "epoch_starts": self.epoch_starts,
@@ -53,3 +57,8 @@ class StepTimer(L.Callback):
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path, summary)
+
+
+def _sync(pl_module: L.LightningModule) -> None:
+    if pl_module.device.type == "cuda":
+        torch.cuda.synchronize(pl_module.device)

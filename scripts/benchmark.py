@@ -181,6 +181,7 @@ def raw_spec(overrides: list[str]) -> dict[str, Any]:
         "precision": str(cfg.trainer.precision),
         "compile": bool(cfg.model.get("compile")),
         "cudnn_benchmark": bool(cfg.trainer.get("benchmark")),
+        "float32_matmul_precision": cfg.get("float32_matmul_precision"),
     }
 
 
@@ -206,6 +207,8 @@ def setup(spec: dict[str, Any]) -> tuple[Any, ...]:
     device = torch.device(spec["device"])
     x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
     torch.backends.cudnn.benchmark = spec["cudnn_benchmark"]
+    if spec["float32_matmul_precision"] and device.type == "cuda":  # as litlab.jobs.use_resources
+        torch.set_float32_matmul_precision(spec["float32_matmul_precision"])
     torch.manual_seed(spec["seed"])
     extra = {"vocab_size": spec["vocab_size"]} if spec["vocab_size"] is not None else {}
     net = build_net(**spec["net"], input_shape=spec["input_shape"], num_outputs=spec["num_classes"], **extra)

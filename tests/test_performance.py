@@ -189,6 +189,24 @@ def test_channels_last_cnn_computes_the_same_function():
     plain.load_state_dict(fast.state_dict())  # checkpoints move between layouts
 
 
+def test_float32_matmul_precision_is_set_where_cuda_is_only(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from litlab.jobs import use_resources
+
+    cfg = OmegaConf.create({"threads": torch.get_num_threads(), "float32_matmul_precision": "medium"})
+    previous = torch.get_float32_matmul_precision()
+    try:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        use_resources(cfg)
+        assert torch.get_float32_matmul_precision() == previous
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        use_resources(cfg)
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
 def test_fused_optimizer_only_on_cuda():
     opt = build_optimizer(MLP([4], 2), "adamw", lr=1e-3, fused=True)
     assert not opt.defaults.get("fused")

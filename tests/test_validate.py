@@ -41,6 +41,10 @@ BAD = {
         "debug=null: a config group takes an option name; to drop it use ~debug",
     ),
     "not a boolean": (["reuse_freed_memory=maybe"], "reuse_freed_memory=maybe: must be true or false"),
+    "matmul precision": (
+        ["float32_matmul_precision=tf32"],
+        "float32_matmul_precision=tf32: must be highest, high or medium",
+    ),
 }
 
 

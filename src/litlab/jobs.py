@@ -80,17 +80,20 @@ def record_failure(run_dir: Path, error: BaseException) -> None:
 
 
 def use_resources(cfg: DictConfig) -> None:
-    """This job's allocator setting and torch threads, as ``cfg`` or a parallel sweep asks."""
+    """This job's allocator setting, torch threads and CUDA matmul precision, as ``cfg`` or a parallel sweep asks."""
+    import torch
+
     if cfg.get("reuse_freed_memory"):
         from litlab.allocator import reuse_freed_memory
 
         reuse_freed_memory()
     threads = cfg.get("threads") or threads_per_job()
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
         log.info("%d torch thread(s) for this job", threads)
+    # Only where a CUDA GPU is: on CPUs the setting can change oneDNN's arithmetic too.
+    if cfg.get("float32_matmul_precision") and torch.cuda.is_available():
+        torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
 
 
 def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> float | None:

@@ -61,6 +61,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (_int(0, (None,)), "an integer >= 0 or null"),
     "reuse_freed_memory": (lambda v: isinstance(v, bool), "true or false"),
     "threads": (_int(1, (None,)), "an integer >= 1 or null"),
+    "float32_matmul_precision": (lambda v: v in ("highest", "high", "medium"), "highest, high or medium"),
     "callbacks.model_checkpoint.every_n_train_steps": (_int(1, (None, 0)), "an integer >= 1 or null"),
     "callbacks.early_stopping.patience": (_int(0), "an integer >= 0"),
 }

@@ -643,7 +643,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     for name in args.models:
         net = NETS[name]
         shape = net["data"]
-        data = work / f"{shape['kind']}_{'x'.join(map(str, shape.get('shape', [shape.get('seq')])))}.npz"
+        data = work / f"data_{describe(shape).replace(' ', '_')}.npz"
         if not data.exists():
             write_data(data, tuple(args.sizes), shape)
         limit = tuple(args.limit) if args.limit else net["limit"]

@@ -523,7 +523,15 @@ def describe(shape: dict[str, Any]) -> str:
 
 
 #: Dense bf16/fp16 tensor-core peak FLOP/s by GPU name (vendor datasheets); ``--peak-tflops`` for others.
-PEAK_16BIT = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12), ("L40S", 362e12)]
+#: More specific names first: "H100 PCIe" before "H100".
+PEAK_16BIT = [
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+]
 
 
 def peak_flops(gpu: str, precision: str) -> float | None:

@@ -253,18 +253,12 @@ def mixed_precision(spec: dict[str, Any]) -> tuple[Any, Any]:
     return lambda: torch.autocast(device, dtype=dtype), scaler
 
 
-def sync(device: str) -> None:
-    """Wait for the GPU, so that a wall-clock mark means the work before it is done."""
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-
-
 def raw_main(spec: dict[str, Any]) -> None:
     """Plain PyTorch: tensors in memory, one gather per batch, forward, backward, step."""
     import torch
     import torch.nn.functional as F
+
+    from litlab.callbacks.step_timer import wait_for  # the same marks as the other two sides
 
     x_train, y_train, x_val, y_val, net, forward, optimizer = setup(spec)
     autocast, scaler = mixed_precision(spec)
@@ -272,7 +266,7 @@ def raw_main(spec: dict[str, Any]) -> None:
     max_steps, record = spec.get("max_steps") or math.inf, spec.get("record_losses", False)
     first_step, epoch_starts, epoch_cpu, losses, step = None, [], [], [], 0
     for epoch in range(spec["epochs"]):
-        sync(spec["device"])
+        wait_for(spec["device"])
         epoch_starts.append(time.time())
         epoch_cpu.append(time.process_time())
         net.train()
@@ -303,7 +297,7 @@ def raw_main(spec: dict[str, Any]) -> None:
                 out = forward(x)
                 total += F.cross_entropy(out, y, reduction="sum")
                 correct += (out.argmax(1) == y).sum()
-    sync(spec["device"])
+    wait_for(spec["device"])
     summary = {"first_step": first_step, "epoch_starts": epoch_starts, "fit_end": time.time()}
     summary.update(epoch_cpu=epoch_cpu, fit_end_cpu=time.process_time())
     Path(spec["out"]).write_text(json.dumps({**summary, "steps": step, "losses": losses}))

@@ -28,7 +28,7 @@ class StepTimer(L.Callback):
         self.losses: list[float] = []
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        _sync(pl_module)
+        wait_for(pl_module.device)
         self.epoch_starts.append(time.time())
         self.epoch_cpu.append(time.process_time())
 
@@ -45,7 +45,7 @@ class StepTimer(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        _sync(pl_module)
+        wait_for(pl_module.device)
         summary = {
             "first_step": self.first_step,
             "epoch_starts": self.epoch_starts,
@@ -59,6 +59,8 @@ class StepTimer(L.Callback):
         write_json_atomic(self.path, summary)
 
 
-def _sync(pl_module: L.LightningModule) -> None:
-    if pl_module.device.type == "cuda":
-        torch.cuda.synchronize(pl_module.device)
+def wait_for(device: torch.device | str) -> None:
+    """Wait for the work queued on a GPU, so that a wall-clock mark means it is done; no-op elsewhere."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

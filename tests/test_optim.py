@@ -48,6 +48,35 @@ def test_cosine_warmup_then_decay():
     assert lrs[99] < 0.01
 
 
+@pytest.mark.parametrize("name", ["cosine", "onecycle"])
+def test_resumed_schedule_follows_the_resumed_runs_length(name, caplog):
+    """A run checkpointed at step 60 of 100 and resumed with 150 steps ends on the 150-step curve."""
+
+    def run(total: int, steps: int, state: dict | None = None) -> tuple[list[float], dict]:
+        opt = build_optimizer(MLP([4], 2), "adamw", lr=1.0)
+        sched = build_scheduler(opt, total, name)["scheduler"]
+        if state:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+        lrs = []
+        for _ in range(steps):
+            opt.step()
+            sched.step()
+            lrs.append(opt.param_groups[0]["lr"])
+        return lrs, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+
+    _, state = run(100, 60)
+    resumed, _ = run(150, 89, state)  # OneCycleLR alone raises at step 101
+    planned, _ = run(150, 149)
+    assert resumed == pytest.approx(planned[60:])
+    assert "ran over 100 steps, this run has 150; from step 60 on" in caplog.text
+
+    caplog.clear()
+    same, _ = run(100, 39, state)
+    assert same == pytest.approx(run(100, 99)[0][60:])
+    assert not caplog.text, "an exact resume says nothing"
+
+
 def test_plateau_and_onecycle_configs():
     opt = build_optimizer(MLP([4], 2), "sgd", lr=0.1, momentum=0.9)
     assert build_scheduler(opt, 10, "plateau")["monitor"] == "val/loss"

@@ -11,6 +11,9 @@ import torch
 from conftest import FAST, cli, compose_cfg, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from litlab.models import MLP
+from litlab.tasks.optim import build_optimizer, build_scheduler
+
 FAULTS = Path(__file__).parent / "faults.py"
 # Two epochs of 20 steps; a checkpoint every 7 steps (Lightning holds the first ones back
 # until validation has produced the monitored val/loss: they are at steps 21, 28 and 35).
@@ -126,3 +129,22 @@ def test_requeued_job_resumes_from_its_own_last_ckpt(train_in_process):
     assert read_metrics(run_dir)["steps"] == 5
     train(compose_cfg([*FAST, f"paths.root_dir={run_dir.parent}", *quick, "trainer.max_epochs=2"], run_dir))
     assert read_metrics(run_dir)["steps"] == 10, "went on from epoch 1 instead of starting over"
+
+
+def test_resumed_with_more_epochs_the_schedule_runs_to_the_new_end(train_in_process, caplog):
+    """README's `ckpt_path=last trainer.max_epochs=40`: OneCycleLR used to fail one step past its old end."""
+    from litlab.train import train
+
+    quick = ["debug=limit", "logger=none", "test=false", "model/scheduler=onecycle"]
+    _, run_dir = train_in_process(*quick, "trainer.max_epochs=1")
+    train(compose_cfg([*FAST, f"paths.root_dir={run_dir.parent}", *quick, "trainer.max_epochs=2"], run_dir))
+    assert read_metrics(run_dir)["steps"] == 10
+    assert "OneCycle schedule ran over 5 steps, this run has 10; from step 5 on" in caplog.text
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    lr = last["optimizer_states"][0]["param_groups"][0]["lr"]
+    opt = build_optimizer(MLP([4], 2), "adamw", lr=last["hyper_parameters"]["optimizer"]["lr"])
+    planned = build_scheduler(opt, 10, "onecycle")["scheduler"]
+    for _ in range(10):
+        opt.step()
+        planned.step()
+    assert lr == pytest.approx(opt.param_groups[0]["lr"]), "where an uninterrupted 10-step schedule ends"

@@ -2,6 +2,7 @@
 
 import math
 
+import lightning as L
 import pytest
 import torch
 from conftest import read_metrics
@@ -56,3 +57,58 @@ def test_unknown_action_is_refused():
 
     with pytest.raises(ValueError, match=r"callbacks\.nan_guard\.action='ignore': choose one of stop, skip"):
         NanGuard(action="ignore")
+
+
+class _Fp16Probe(L.LightningModule):
+    """A linear net under 16-mixed (forced onto the CPU) with torch's AdamW, fused or not."""
+
+    def __init__(self, fused: bool, nan_at: int = -1) -> None:
+        super().__init__()
+        self.net, self.fused, self.nan_at = torch.nn.Linear(8, 2), fused, nan_at
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.net(x), y)
+        return loss * float("nan") if batch_idx == self.nan_at else loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.net.parameters(), lr=1e-2, fused=self.fused)
+
+
+def _fit_fp16(fused: bool, action: str, nan_at: int = -1) -> tuple[L.Trainer, L.LightningModule]:
+    from lightning.pytorch.plugins import MixedPrecision
+
+    from litlab.callbacks import NanGuard
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(64, 8), torch.randint(0, 2, (64,)))
+    module = _Fp16Probe(fused, nan_at)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=4,
+        log_every_n_steps=1,
+        callbacks=[NanGuard(action=action)],
+        # Lightning turns precision="16-mixed" into bf16 on a CPU; the plugin itself runs there.
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=16))
+    return trainer, module
+
+
+def test_fp16_grad_norm_is_unscaled_with_a_fused_optimizer_too():
+    """A fused optimizer unscales inside its step, so its gradients are still x65536 in the hook."""
+    norms = [float(_fit_fp16(fused, "stop")[0].callback_metrics["grad/norm"]) for fused in (False, True)]
+    assert 0.1 < norms[0] < 10 and norms[1] == pytest.approx(norms[0], rel=1e-4)
+
+
+def test_fp16_skip_with_a_fused_optimizer_skips_the_step():
+    """Without gradients the scaler's inf check fails ("No inf checks were recorded")."""
+    (plain_trainer, plain), (fused_trainer, fused) = (_fit_fp16(f, "skip", nan_at=1) for f in (False, True))
+    assert fused_trainer.global_step == plain_trainer.global_step == 4
+    assert torch.isfinite(fused.net.weight).all()
+    for a, b in zip(plain.parameters(), fused.parameters(), strict=True):
+        torch.testing.assert_close(a, b)

@@ -22,6 +22,10 @@ BAD = {
         ["callbacks.early_stopping.monitor=val/accuracy"],
         "callbacks.early_stopping.monitor=val/accuracy: the classification task never logs it; did you mean val/acc?",
     ),
+    "fp16 clipping with a fused optimizer": (
+        ["trainer.precision=16-mixed", "model.optimizer.fused=true", "trainer.gradient_clip_val=1"],
+        "model.optimizer.fused=true with trainer.precision=16-mixed cannot clip gradients",
+    ),
     "batch size 0": (["data.batch_size=0"], "data.batch_size=0: must be an integer >= 1"),
     "negative lr": (["model.optimizer.lr=-0.1"], "model.optimizer.lr=-0.1: must be a number >= 0"),
     "lr not a number": (["model.optimizer.lr=fast"], "model.optimizer.lr=fast: must be a number >= 0"),

@@ -113,6 +113,18 @@ def logged_metrics(task_name: str) -> list[str]:
     return [*(f"{stage}/{n}" for stage in ("train", "val") for n in names), "train/loss_step"]
 
 
+def _check_fused_clipping(cfg: DictConfig) -> None:
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default=""))
+    clip = OmegaConf.select(cfg, "trainer.gradient_clip_val")
+    if precision in ("16-mixed", "16") and OmegaConf.select(cfg, "model.optimizer.fused") and clip:
+        raise ConfigError(
+            f"model.optimizer.fused=true with trainer.precision={precision} cannot clip gradients "
+            f"(trainer.gradient_clip_val={clip}): a fused optimizer unscales them inside its step, after "
+            "clipping would run; set model.optimizer.fused=false, trainer.precision=bf16-mixed or "
+            "trainer.gradient_clip_val=null"
+        )
+
+
 def _check_monitors(cfg: DictConfig) -> None:
     from litlab.tasks import TASKS
 
@@ -156,6 +168,7 @@ def check_config(cfg: DictConfig) -> None:
 
         if arch not in NETS:
             raise ConfigError(f"model.net.arch={arch}: not a network; choose one of {', '.join(sorted(NETS))}")
+    _check_fused_clipping(cfg)
     _check_monitors(cfg)
     _check_checkpoint(cfg)
 

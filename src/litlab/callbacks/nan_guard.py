@@ -61,11 +61,22 @@ class NanGuard(L.Callback):
                 setattr(modules[name], k, v)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        if self.skipping:
-            optimizer.zero_grad(set_to_none=True)  # parameters without a gradient are left as they are
+        log_norm = self.log_grad_norm and (trainer.global_step + 1) % trainer.log_every_n_steps == 0
+        if not (self.skipping or log_norm):
             return
-        if self.log_grad_norm and (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
-            grads = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None]
-            if grads:
-                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-                pl_module.log("grad/norm", norm, on_step=True, on_epoch=False)
+        grads = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None]
+        # 16-mixed: Lightning has unscaled the gradients by now, except for a fused optimizer,
+        # which unscales them (and checks them for inf) inside its own step.
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        still_scaled = scaler is not None and optimizer.defaults.get("fused")
+        if self.skipping:
+            if still_scaled:  # its inf check skips the step (parameters without gradients would fail it)
+                for g in grads:
+                    g.fill_(math.nan)
+            else:  # parameters without a gradient are left as they are
+                optimizer.zero_grad(set_to_none=True)
+        elif grads:
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            pl_module.log(
+                "grad/norm", norm / scaler.get_scale() if still_scaled else norm, on_step=True, on_epoch=False
+            )

@@ -189,19 +189,29 @@ def test_channels_last_cnn_computes_the_same_function():
     plain.load_state_dict(fast.state_dict())  # checkpoints move between layouts
 
 
-def test_float32_matmul_precision_is_set_where_cuda_is_only(monkeypatch):
+def test_float32_matmul_precision_is_set_for_jobs_on_a_cuda_gpu_only(monkeypatch):
     from omegaconf import OmegaConf
 
     from litlab.jobs import use_resources
 
-    cfg = OmegaConf.create({"threads": torch.get_num_threads(), "float32_matmul_precision": "medium"})
+    def job(accelerator: str) -> OmegaConf:
+        return OmegaConf.create(
+            {
+                "threads": torch.get_num_threads(),
+                "float32_matmul_precision": "medium",
+                "trainer": {"accelerator": accelerator},
+            }
+        )
+
     previous = torch.get_float32_matmul_precision()
     try:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-        use_resources(cfg)
+        use_resources(job("auto"))
         assert torch.get_float32_matmul_precision() == previous
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        use_resources(cfg)
+        use_resources(job("cpu"))  # a CPU job on a GPU machine keeps oneDNN's float32
+        assert torch.get_float32_matmul_precision() == previous
+        use_resources(job("auto"))
         assert torch.get_float32_matmul_precision() == "medium"
     finally:
         torch.set_float32_matmul_precision(previous)

@@ -75,3 +75,11 @@ def test_gpu_checkpoint_loads_on_cpu(tmp_path, trained, train_in_process):
     # Lightning's resume path (Trainer.fit(ckpt_path=...)) reads it through litlab's CheckpointIO.
     _, run_dir = train_in_process(f"ckpt_path={gpu}", "debug=limit", "trainer.max_epochs=3", "logger=none")
     assert read_metrics(run_dir)["steps"] == 15, "went on from the GPU checkpoint's 10 steps"
+
+
+def test_checkpoint_of_a_compiled_run_loads_uncompiled(tmp_path, trained):
+    checkpoint = torch.load(trained, weights_only=True)
+    checkpoint["hyper_parameters"]["compile"] = True  # as a model.compile=true run saves it
+    torch.save(checkpoint, tmp_path / "compiled.ckpt")
+    task = load_task(tmp_path / "compiled.ckpt")
+    assert task._forward is task.net, "no torch.compile wrapper: eval and predict need no C compiler"

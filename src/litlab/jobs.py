@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from litlab.runs import METRICS_FILE, write_json_atomic
 
@@ -91,8 +91,9 @@ def use_resources(cfg: DictConfig) -> None:
     if threads:
         torch.set_num_threads(threads)
         log.info("%d torch thread(s) for this job", threads)
-    # Only where a CUDA GPU is: on CPUs the setting can change oneDNN's arithmetic too.
-    if cfg.get("float32_matmul_precision") and torch.cuda.is_available():
+    # Only for a job on a CUDA GPU: on CPUs the setting can change oneDNN's arithmetic too.
+    on_gpu = OmegaConf.select(cfg, "trainer.accelerator", default="auto") in ("auto", "gpu", "cuda")
+    if cfg.get("float32_matmul_precision") and on_gpu and torch.cuda.is_available():
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
 
 

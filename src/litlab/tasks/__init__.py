@@ -12,14 +12,18 @@ TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classifier, Regressor)
 
 
 def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Task:
-    """Rebuild the trained task stored in a litlab checkpoint, without Hydra."""
+    """Rebuild the trained task stored in a litlab checkpoint, without Hydra.
+
+    The net comes back uncompiled even from a ``model.compile=true`` run: evaluating, predicting
+    and exporting then need no compiler, and the weights are the same.
+    """
     from litlab.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(path, map_location=map_location)  # refuses pickled code
     name = checkpoint.get("task")
     if name not in TASKS:
         raise ValueError(f"{path} is not a litlab checkpoint: its 'task' is {name!r}, expected one of {sorted(TASKS)}")
-    task = TASKS[name](**checkpoint["hyper_parameters"])
+    task = TASKS[name](**{**checkpoint["hyper_parameters"], "compile": False})
     task.load_state_dict(checkpoint["state_dict"])
     return task
 

@@ -207,6 +207,9 @@ def setup(spec: dict[str, Any]) -> tuple[Any, ...]:
     device = torch.device(spec["device"])
     x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
     torch.backends.cudnn.benchmark = spec["cudnn_benchmark"]
+    if spec.get("deterministic"):  # as Lightning's Trainer(deterministic="warn")
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+        torch.use_deterministic_algorithms(True, warn_only=True)
     if spec["float32_matmul_precision"] and device.type == "cuda":  # as litlab.jobs.use_resources
         torch.set_float32_matmul_precision(spec["float32_matmul_precision"])
     torch.manual_seed(spec["seed"])
@@ -258,7 +261,7 @@ def raw_main(spec: dict[str, Any]) -> None:
     import torch
     import torch.nn.functional as F
 
-    from litlab.callbacks.step_timer import wait_for  # the same marks as the other two sides
+    from litlab.callbacks.step_timer import gpu_peak_mb, wait_for  # the same marks as the other two sides
 
     x_train, y_train, x_val, y_val, net, forward, optimizer = setup(spec)
     autocast, scaler = mixed_precision(spec)
@@ -299,7 +302,7 @@ def raw_main(spec: dict[str, Any]) -> None:
                 correct += (out.argmax(1) == y).sum()
     wait_for(spec["device"])
     summary = {"first_step": first_step, "epoch_starts": epoch_starts, "fit_end": time.time()}
-    summary.update(epoch_cpu=epoch_cpu, fit_end_cpu=time.process_time())
+    summary.update(epoch_cpu=epoch_cpu, fit_end_cpu=time.process_time(), gpu_peak_mb=gpu_peak_mb(spec["device"]))
     Path(spec["out"]).write_text(json.dumps({**summary, "steps": step, "losses": losses}))
 
 
@@ -360,6 +363,7 @@ def lightning_main(spec: dict[str, Any]) -> None:
         devices=1,
         precision=spec["precision"],
         benchmark=spec["cudnn_benchmark"],
+        deterministic="warn" if spec.get("deterministic") else None,
         max_epochs=spec["epochs"],
         max_steps=spec.get("max_steps") or -1,
         logger=False,
@@ -488,12 +492,16 @@ def table(results: dict[str, dict[str, Any]], floor: float, epochs: int) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     cost = [
-        "| net | raw peak MB | litlab peak MB | litlab start-up s | import floor s | start-up - floor s |",
-        "|---|---|---|---|---|---|",
+        "| net | raw peak MB | litlab peak MB | raw GPU peak MB | litlab GPU peak MB | litlab start-up s "
+        "| import floor s | start-up - floor s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def rate(step: float) -> str:
         return f"{1 / step:.0f}" if step < 0.1 else f"{1 / step:.3g}"
+
+    def mb(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
 
     for name, r in results.items():
         raw, bare, lit, glibc = r["raw_step"], r["bare_step"], r["lit_step"], r["glibc_step"]
@@ -504,7 +512,8 @@ def table(results: dict[str, dict[str, Any]], floor: float, epochs: int) -> str:
             + (f"| {rate(glibc)} | {lit / glibc:.2f}x |" if glibc else "| - | - |")
         )
         cost.append(
-            f"| {name} | {r['raw_peak']:.0f} | {r['lit_peak']:.0f} | {r['startup']:.2f} | {floor:.2f} "
+            f"| {name} | {r['raw_peak']:.0f} | {r['lit_peak']:.0f} | {mb(r['raw_gpu_peak'])} | {mb(r['lit_gpu_peak'])} "
+            f"| {r['startup']:.2f} | {floor:.2f} "
             f"| {r['startup'] - floor:+.2f} |"
         )
     return "\n".join(speed) + "\n\n" + "\n".join(cost) + "\n"
@@ -623,6 +632,9 @@ def summarize(
         "target": 1.1 if device == "cuda" else 1.5 if name == "mlp" else 1.25,
         "raw_peak": med([r["peak_mb"] for r in raw]),
         "lit_peak": med([r["peak_mb"] for r in lit]),
+        # torch's largest allocation on the GPU (None on a CPU): the host RSS above misses it.
+        "raw_gpu_peak": None if raw[0].get("gpu_peak_mb") is None else med([r["gpu_peak_mb"] for r in raw]),
+        "lit_gpu_peak": None if lit[0].get("gpu_peak_mb") is None else med([r["gpu_peak_mb"] for r in lit]),
         "startup": med([r["first_step"] - r["start"] for r in runs[("lit", 1)]]),
     }
 
@@ -658,8 +670,15 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             *limit_overrides(limit),
         ]
         spec = {**raw_spec(overrides), "limit": limit}
-        # Parity first: a benchmark of two different computations measures nothing.
-        budget = {"epochs": 10**6, "max_steps": args.parity_steps, "record_losses": True}
+        # Parity first: a benchmark of two different computations measures nothing. Deterministic
+        # kernels and no cuDNN autotuning, so that each process picks the same GPU algorithms.
+        budget = {
+            "epochs": 10**6,
+            "max_steps": args.parity_steps,
+            "record_losses": True,
+            "deterministic": True,
+            "cudnn_benchmark": False,
+        }
         raw = run_loop(spec, work, f"{name}_parity_raw", **budget)
         # Early stopping would ask for a val/loss that a run stopped mid-epoch never computed.
         lit_over = [
@@ -667,6 +686,8 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             *args.litlab_extra,
             f"++trainer.max_steps={args.parity_steps}",
             "callbacks.early_stopping=null",
+            "trainer.deterministic=warn",
+            "++trainer.benchmark=false",
         ]
         lit = run_litlab(lit_over, work, f"{name}_parity_lit", record_losses=True)
         worst = check_parity(raw["losses"], lit["losses"], args.parity_steps, args.tolerance)
@@ -676,7 +697,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         print(f"{name}: parity over {args.parity_steps} steps, largest loss difference {worst:.2g}", flush=True)
         n_train = args.sizes[0]
         steps = math.ceil(n_train / batch_size)
-        plans[name] = (overrides, spec, min(steps, limit[0]) if limit else steps)
+        plans[name] = ([*overrides, *args.litlab_extra], spec, min(steps, limit[0]) if limit else steps)
     if args.parity_only:
         return 0
 
@@ -728,7 +749,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         f"channels_last {args.channels_last}"
         + (" (GPU recipe: trainer=gpu, data.on_device, fused optimizer)\n" if args.device == "cuda" else "\n")
         + f"- parity: litlab's and bare Lightning's losses equal the raw loop's to {args.tolerance:g} "
-        f"over {args.parity_steps} steps for each net\n"
+        f"over {args.parity_steps} steps for each net (deterministic kernels, no cuDNN autotuning)\n"
         f"- steady ratio of each repeat: {spread}\n"
         f"- {args.epochs}-1 epochs ratio of each repeat: {spread_diff}\n\n" + md
     )
@@ -771,7 +792,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--parity-only", action="store_true")
     p.add_argument("--threads", type=int, help="torch threads per process (default: torch's own choice)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (data, logs, runs) for a look")
-    p.add_argument("--litlab-extra", nargs="*", default=[], help="overrides for the litlab side only (tests)")
+    p.add_argument(
+        "--litlab-extra",
+        nargs="*",
+        default=[],
+        help="overrides for litlab's parity and timed runs only, e.g. callbacks.nan_guard=null",
+    )
     p.add_argument("--out", default=str(ROOT / "docs" / "performance.md"), help="'' to write nothing")
     args = p.parse_args(argv)
     args.argv = argv

@@ -2,6 +2,8 @@
 
 import importlib.util
 import math
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,12 +82,19 @@ def test_benchmark_fails_when_litlab_does_other_work(tmp_path):
 @pytest.mark.slow
 def test_benchmark_tiny_run_writes_the_table(tmp_path):
     out = tmp_path / "performance.md"
-    args = [*TINY[:-2], "--repeats", "1", "--epochs", "2", "--limit", "3", "2", "--out", str(out)]
-    proc = run_bench(*args, cwd=tmp_path)
+    args = [*TINY[:-2], "--repeats", "1", "--epochs", "2", "--limit", "3", "2", "--out", str(out), "--keep"]
+    proc = run_bench(*args, "--litlab-extra", "callbacks.nan_guard=null", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     assert "| mlp | 3 |" in text and "GPU: none" in text and "torch " in text
     assert "python scripts/benchmark.py --models mlp" in text
+    work = Path(re.search(r"work dir (\S+)", proc.stdout).group(1))
+    try:
+        runs = {p.parts[-5]: p.read_text() for p in work.glob("logs/*/runs/*/.hydra/overrides.yaml")}
+        assert {"bench_mlp_parity_lit", "bench_mlp_lit1_r0", "bench_mlp_lit2_r0"} <= set(runs)
+        assert all("callbacks.nan_guard=null" in text for text in runs.values()), "--litlab-extra in every litlab run"
+    finally:
+        shutil.rmtree(work)
 
 
 def test_gpu_results_get_their_own_block(bench, tmp_path):

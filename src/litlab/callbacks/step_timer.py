@@ -11,7 +11,7 @@ from litlab.runs import write_json_atomic
 
 
 class StepTimer(L.Callback):
-    """Writes ``{"first_step", "epoch_starts", "fit_end", "steps", "losses"}`` to ``path`` when fit ends.
+    """Writes ``{"first_step", "epoch_starts", "fit_end", "steps", "losses", "gpu_peak_mb"}`` to ``path`` at fit end.
 
     Times are ``time.time()`` so another process (the benchmark that started this one) can
     subtract its own clock; ``epoch_cpu``/``fit_end_cpu`` are this process's CPU time, which
@@ -54,6 +54,7 @@ class StepTimer(L.Callback):
             "fit_end_cpu": time.process_time(),
             "steps": trainer.global_step,
             "losses": self.losses,
+            "gpu_peak_mb": gpu_peak_mb(pl_module.device),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path, summary)
@@ -64,3 +65,9 @@ def wait_for(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def gpu_peak_mb(device: torch.device | str) -> float | None:
+    """The most memory torch's allocator held on a GPU since the process started, in MiB; None elsewhere."""
+    device = torch.device(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None

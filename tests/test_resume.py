@@ -148,3 +148,29 @@ def test_resumed_with_more_epochs_the_schedule_runs_to_the_new_end(train_in_proc
         opt.step()
         planned.step()
     assert lr == pytest.approx(opt.param_groups[0]["lr"]), "where an uninterrupted 10-step schedule ends"
+
+
+def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_path):
+    cli("litlab-train", *FAST, "debug=limit", "trainer.max_epochs=1", "logger=none", cwd=tmp_path)
+    run_dir = only_run(tmp_path)
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    plain = tmp_path / "weights.pt"
+    torch.save(torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"], plain)
+    cases = {
+        "another net": ([f"ckpt_path={run_dir}", "model=cnn"], "changed: model.net.arch"),
+        "other data": ([f"ckpt_path={run_dir}", "data=synthetic"], "net is not the one this config builds"),
+        "weights only": ([f"ckpt_path={plain}"], "not a training checkpoint"),
+    }
+    for name, (args, message) in cases.items():
+        proc = cli("litlab-train", *args, cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and message in proc.stderr, (name, proc.stderr[-2000:])
+        assert len(proc.stderr.strip().splitlines()) == 1, (name, proc.stderr)
+
+    truncated = run_dir / "checkpoints" / "last.ckpt"
+    truncated.write_bytes(before[truncated][:1000])
+    proc = cli("litlab-train", "ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "last.ckpt is not a readable checkpoint: truncated" in proc.stderr, proc.stderr
+    truncated.write_bytes(before[truncated])
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert after == before, "config, overrides, metrics.json and checkpoints untouched; no error.txt"
+    assert list((tmp_path / "logs" / "train" / "runs").iterdir()) == [run_dir], "no new run directory either"

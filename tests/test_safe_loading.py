@@ -8,8 +8,9 @@ import torch
 from conftest import read_metrics
 from trained import saving_as_if_on_gpu
 
-from litlab.checkpoint import UnsafeCheckpointError, load_checkpoint
+from litlab.checkpoint import AtomicCheckpointIO, UnsafeCheckpointError, load_checkpoint
 from litlab.tasks import load_task
+from litlab.validate import ConfigError
 
 SRC = Path(__file__).parents[1] / "src"
 
@@ -51,6 +52,8 @@ def test_checkpoint_with_pickled_code_is_refused_everywhere(tmp_path, trained, t
         with pytest.raises(UnsafeCheckpointError, match=r"evil.ckpt holds pickled .*it imports posix.system"):
             load(evil)
     with pytest.raises(UnsafeCheckpointError):  # resuming: Lightning reads through litlab's CheckpointIO
+        AtomicCheckpointIO().load_checkpoint(evil)
+    with pytest.raises(ConfigError, match=r"^ckpt_path: .*evil.ckpt holds pickled"):  # refused before training
         train_in_process(f"ckpt_path={evil}", "debug=limit", "logger=none")
     assert not marker.exists(), "the payload ran"
 

@@ -27,8 +27,9 @@ BAD = {
         "model.optimizer.fused=true with trainer.precision=16-mixed cannot clip gradients",
     ),
     "batch size 0": (["data.batch_size=0"], "data.batch_size=0: must be an integer >= 1"),
-    "negative lr": (["model.optimizer.lr=-0.1"], "model.optimizer.lr=-0.1: must be a number >= 0"),
-    "lr not a number": (["model.optimizer.lr=fast"], "model.optimizer.lr=fast: must be a number >= 0"),
+    "negative lr": (["model.optimizer.lr=-0.1"], "model.optimizer.lr=-0.1: must be a finite number >= 0"),
+    "infinite lr": (["model.optimizer.lr=inf"], "model.optimizer.lr=inf: must be a finite number >= 0"),
+    "lr not a number": (["model.optimizer.lr=fast"], "model.optimizer.lr=fast: must be a finite number >= 0"),
     "missing checkpoint": (["ckpt_path=nowhere.ckpt"], "ckpt_path=nowhere.ckpt: no such checkpoint file"),
     "no checkpoint to resume": (["ckpt_path=last"], "ckpt_path=last: no checkpoints/last.ckpt under"),
     "every_n_train_steps negative": (

@@ -2,6 +2,7 @@
 
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,26 @@ class UnsafeCheckpointError(ValueError):
     """A checkpoint that holds pickled objects beyond tensors and plain containers."""
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+class UnreadableCheckpointError(ValueError):
+    """A file that torch cannot read as a checkpoint: truncated, empty, or not a torch file at all."""
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
     """``torch.load(weights_only=True)``, onto ``map_location`` (a GPU checkpoint loads on a CPU-only machine).
 
     Unpickling arbitrary objects can run arbitrary code, so a checkpoint holding any is refused.
+    ``mmap=True`` reads the tensors' bytes only when they are used (a look at the keys and shapes).
     """
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except (RuntimeError, EOFError, KeyError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        # torch's messages name neither the file nor the likely cause (a write cut short, another format).
+        reason = "no zip archive" if not zipfile.is_zipfile(path) else str(e).strip().splitlines()[0]
+        raise UnreadableCheckpointError(
+            f"{path} is not a readable checkpoint: truncated, empty, or not written by torch.save ({reason})"
+        ) from None
     except pickle.UnpicklingError as e:
         # torch's message runs to a page; one line of it names what the file wanted to import.
         found = re.search(r"GLOBAL ([\w.]+)", str(e))

@@ -83,3 +83,37 @@ def prepare_resume(checkpoint: str | Path) -> None:
     for stale in Path(checkpoint).parent.glob(".*.tmp"):  # writes cut short (litlab.checkpoint)
         stale.unlink(missing_ok=True)
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+def check_resumable(checkpoint: dict[str, Any], task: L.LightningModule, where: str) -> None:
+    """``ValueError`` naming the first reason ``checkpoint`` cannot resume training ``task``.
+
+    Run before Hydra writes anything into the run directory, so a resume that cannot work
+    leaves the finished (or killed) run as it was. ``task`` may live on the meta device.
+    """
+    if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
+        raise ValueError(
+            f"{where}: not a training checkpoint (no optimizer or loop state: a weights-only file?); "
+            "litlab-eval, litlab-predict and litlab-export take it, litlab-train resumes only full checkpoints"
+        )
+    if checkpoint.get("task") != task.name:
+        raise ValueError(f"{where}: a {checkpoint.get('task')} checkpoint; the config's data.task is {task.name}")
+    held, wanted = checkpoint.get("hyper_parameters", {}), dict(task.hparams)
+    changed = [k for k in sorted(wanted) if k not in ("optimizer", "scheduler", "compile") and held.get(k) != wanted[k]]
+    if isinstance(held.get("net"), dict) and "net" in changed:
+        net = [
+            f"model.net.{k}"
+            for k in sorted(held["net"].keys() | wanted["net"].keys())
+            if held["net"].get(k) != wanted["net"].get(k)
+        ]
+        changed = [*net, *(k for k in changed if k != "net")]
+    shapes = {k: tuple(v.shape) for k, v in task.state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    if saved != shapes:
+        odd = sorted(k for k in shapes.keys() | saved.keys() if shapes.get(k) != saved.get(k))
+        first = f"{odd[0]}: checkpoint {saved.get(odd[0], 'none')}, config {shapes.get(odd[0], 'none')}"
+        differs = f"changed: {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}; " if changed else ""
+        raise ValueError(
+            f"{where}: the checkpoint's net is not the one this config builds ({differs}{first}, "
+            f"{len(odd)} tensors differ); resume without those overrides, or drop ckpt_path to start a new run"
+        )

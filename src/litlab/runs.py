@@ -82,6 +82,8 @@ def resolve_checkpoint(ckpt_path: str | None, log_dir: str | Path) -> str | None
     path = Path(ckpt_path)
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path={ckpt_path}: a directory without checkpoints/last.ckpt")
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     return str(path)

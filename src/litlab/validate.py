@@ -39,7 +39,7 @@ def _number(lo: float, allow_none: bool = False) -> Callable[[Any], bool]:
     def ok(v: Any) -> bool:
         if v is None:
             return allow_none
-        return isinstance(v, Real) and not isinstance(v, bool) and v >= lo
+        return isinstance(v, Real) and not isinstance(v, bool) and lo <= v < float("inf")
 
     return ok
 
@@ -52,12 +52,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.log_every_n_steps": (_int(1), "an integer >= 1"),
     "trainer.accumulate_grad_batches": (_int(1), "an integer >= 1"),
     "trainer.check_val_every_n_epoch": (_int(1, (None,)), "an integer >= 1 or null"),
-    "trainer.gradient_clip_val": (_number(0, allow_none=True), "a number >= 0 or null"),
+    "trainer.gradient_clip_val": (_number(0, allow_none=True), "a finite number >= 0 or null"),
     "data.batch_size": (_int(1), "an integer >= 1"),
     "data.eval_batch_size": (_int(1, (None,)), "an integer >= 1 or null"),
     "data.num_workers": (_int(0), "an integer >= 0"),
-    "model.optimizer.lr": (_number(0), "a number >= 0"),  # 0: a frozen-weights baseline
-    "model.optimizer.weight_decay": (_number(0), "a number >= 0"),
+    "model.optimizer.lr": (_number(0), "a finite number >= 0"),  # 0: a frozen-weights baseline
+    "model.optimizer.weight_decay": (_number(0), "a finite number >= 0"),
     "seed": (_int(0, (None,)), "an integer >= 0 or null"),
     "reuse_freed_memory": (lambda v: isinstance(v, bool), "true or false"),
     "threads": (_int(1, (None,)), "an integer >= 1 or null"),
@@ -142,14 +142,31 @@ def _check_monitors(cfg: DictConfig) -> None:
 
 
 def _check_checkpoint(cfg: DictConfig) -> None:
+    """``ckpt_path`` names a readable training checkpoint of the net this config builds."""
     from litlab.runs import resolve_checkpoint
 
     if cfg.get("ckpt_path") is None:
         return
     try:
-        resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
+        path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from None
+    if OmegaConf.missing_keys(cfg.data):  # the job itself names the missing data keys
+        return
+    import torch
+
+    from litlab.checkpoint import load_checkpoint
+    from litlab.resume import check_resumable
+    from litlab.train import build_task
+
+    where = f"ckpt_path={cfg.ckpt_path}" + (f" ({path})" if path != cfg.ckpt_path else "")
+    try:
+        checkpoint = load_checkpoint(path, mmap=True)
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            task = build_task(cfg)
+        check_resumable(checkpoint, task, where)
+    except ValueError as e:  # the loader's messages name the file already
+        raise ConfigError(str(e) if str(e).startswith(where) else f"ckpt_path: {e}") from None
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -127,9 +127,45 @@ def test_report_on_a_sweep_still_running(sweep, tmp_path):
     assert (partial / "report.png").is_file()
 
 
-def test_report_bad_input(tmp_path, capsys):
+def test_report_survives_damaged_jobs_and_groups_a_seed_only_sweep(sweep, tmp_path):
+    _, sweep_dir = sweep
+    partial = tmp_path / "partial"
+    shutil.copytree(sweep_dir, partial, ignore=shutil.ignore_patterns("*model=cnn*", "*oops*"))
+    names = sorted(p.name for p in partial.iterdir() if p.is_dir())
+    assert names == ["0_debug=limit,model=mlp,seed=1", "1_debug=limit,model=mlp,seed=2"]
+    text = report(partial).markdown()
+    grouped = text.split("## Grouped over seeds")[1]
+    assert "| (only the seed differs) | 2 |" in grouped, "both seeds in one group, not one group per job"
+
+    shutil.copytree(sweep_dir, partial / "damaged")
+    damaged = partial / "damaged"
+    (damaged / "0_debug=limit,model=mlp,seed=1" / "metrics.json").write_text("[]")
+    (damaged / "1_debug=limit,model=mlp,seed=2" / ".hydra" / "overrides.yaml").write_text("- [unclosed\n")
+    summary = json.loads((damaged / "3_debug=limit,model=cnn,seed=1" / "metrics.json").read_text())
+    summary["metrics"]["test/acc"] = None
+    (damaged / "3_debug=limit,model=cnn,seed=1" / "metrics.json").write_text(json.dumps(summary))
+    result = report(damaged)
+    status = {j.path.name.split("_")[0]: j.status for j in result.jobs}
+    assert status == {
+        "0": "unreadable",
+        "1": "unreadable",
+        "2": "failed",
+        "3": "completed",
+        "4": "completed",
+        "5": "failed",
+    }
+    failed = result.markdown().split("## Failed jobs")[1]
+    assert "metrics.json: not litlab's summary object" in failed and ".hydra/overrides.yaml:" in failed
+
+
+def test_report_bad_input(sweep, tmp_path, capsys):
     assert report_main([str(tmp_path / "nope")]) == 2
     assert "nope does not exist" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert report_main([str(tmp_path / "file")]) == 2
+    assert "is a file, not a multirun directory" in capsys.readouterr().err
+    assert report_main([str(sweep[1]), "--metric", "val/acc_bset", "--no-plot"]) == 2
+    assert "--metric val/acc_bset: no job has it; choose one of test/acc," in capsys.readouterr().err
     assert report_main(["--log-dir", str(tmp_path)]) == 2
     assert "no sweep under" in capsys.readouterr().err
     assert report_main([str(tmp_path)]) == 2

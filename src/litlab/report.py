@@ -19,6 +19,9 @@ from typing import Any
 from litlab.jobs import ERROR_FILE
 from litlab.runs import METRICS_FILE
 
+#: Job states listed under "Failed jobs", with their error.
+NOT_DONE = ("failed", "interrupted", "unreadable")
+
 #: Metric names that are better when larger; anything else is minimized.
 MAXIMIZED = ("acc", "f1", "auc", "precision", "recall", "r2", "accuracy")
 
@@ -29,7 +32,7 @@ class Job:
 
     path: Path
     overrides: dict[str, str]
-    status: str  # completed | failed | interrupted | running
+    status: str  # completed | running | one of NOT_DONE
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
 
@@ -58,10 +61,16 @@ def read_overrides(job_dir: Path) -> dict[str, str]:
 
 
 def read_job(job_dir: Path) -> Job:
-    overrides = read_overrides(job_dir)
+    """The job as far as its files tell; files that do not parse make it ``unreadable``, naming them."""
+    try:
+        overrides = read_overrides(job_dir)
+    except Exception as e:  # a YAML error of any kind: the report still covers the other jobs
+        return Job(job_dir, {}, "unreadable", error=f".hydra/overrides.yaml: {str(e).splitlines()[0]}")
     summary: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):  # not written yet
         summary = json.loads((job_dir / METRICS_FILE).read_text())
+    if not isinstance(summary, dict) or not isinstance(summary.get("metrics", {}), dict):
+        return Job(job_dir, overrides, "unreadable", error=f"{METRICS_FILE}: not litlab's summary object")
     error_file = job_dir / ERROR_FILE
     # No metrics.json and no error.txt: still running (or killed without a trace).
     status = summary.get("status", "completed") if summary else "failed" if error_file.is_file() else "running"
@@ -69,7 +78,7 @@ def read_job(job_dir: Path) -> Job:
     if status != "completed" and not error and error_file.is_file():
         lines = error_file.read_text().strip().splitlines()
         error = lines[-1] if lines else ""
-    metrics = {k: float(v) for k, v in summary.get("metrics", {}).items()}
+    metrics = {k: float(v) for k, v in summary.get("metrics", {}).items() if isinstance(v, int | float)}
     return Job(job_dir, overrides, status, metrics, error)
 
 
@@ -136,8 +145,12 @@ class Report:
     def swept(self) -> list[str]:
         return swept_keys(self.jobs)
 
-    def label(self, job: Job, skip: tuple[str, ...] = ()) -> str:
-        return ",".join(f"{k}={job.overrides.get(k, '')}" for k in self.swept if k not in skip) or job.path.name
+    def label(self, job: Job) -> str:
+        return self.setting(job) or job.path.name
+
+    def setting(self, job: Job, skip: tuple[str, ...] = ()) -> str:
+        """The job's swept overrides, but those in ``skip``."""
+        return ",".join(f"{k}={job.overrides.get(k, '')}" for k in self.swept if k not in skip)
 
     def metric_columns(self) -> list[str]:
         seen = dict.fromkeys(k for j in self.jobs for k in j.metrics if k.startswith("test/"))
@@ -162,13 +175,13 @@ class Report:
         groups: dict[str, list[Job]] = {}
         for job in self.jobs:
             if job.status == "completed":
-                groups.setdefault(self.label(job, skip=("seed",)), []).append(job)
+                groups.setdefault(self.setting(job, skip=("seed",)) or "(only the seed differs)", []).append(job)
         sign = 1 if self.mode == "min" else -1
         values = {k: [j.metrics[self.metric] for j in v if self.metric in j.metrics] for k, v in groups.items()}
         return sorted(groups.items(), key=lambda kv: sign * statistics.fmean(values[kv[0]] or [math.inf * sign]))
 
     def markdown(self) -> str:
-        counts = {s: sum(j.status == s for j in self.jobs) for s in ("completed", "running", "failed", "interrupted")}
+        counts = {s: sum(j.status == s for j in self.jobs) for s in ("completed", "running", *NOT_DONE)}
         common = {k: v for k, v in (self.jobs[0].overrides.items() if self.jobs else []) if k not in self.swept}
         columns = self.metric_columns()
         tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -189,7 +202,7 @@ class Report:
                 for name, jobs in groups
             ]
             out += ["", "## Grouped over seeds (mean ± std)", "", table(["overrides", "n", *columns], rows)]
-        failed = [j for j in self.jobs if j.status in ("failed", "interrupted")]
+        failed = [j for j in self.jobs if j.status in NOT_DONE]
         if failed:
             rows = [[str(j.number), self.label(j), j.status, j.error] for j in failed]
             out += ["", "## Failed jobs", "", table(["#", "overrides", "status", "error"], rows)]
@@ -274,11 +287,15 @@ def read_curve(job_dir: Path, tag: str) -> tuple[list[int], list[float]]:
 def report(sweep_dir: Path, metric: str | None = None, mode: str | None = None, plot: bool = True) -> Report:
     """Read a sweep and write its report files next to its jobs."""
     if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"sweep directory {sweep_dir} does not exist")
+        what = "is a file, not a multirun directory" if sweep_dir.exists() else "does not exist"
+        raise FileNotFoundError(f"sweep directory {sweep_dir} {what}")
     jobs = read_sweep(sweep_dir)
     if not jobs:
         raise FileNotFoundError(f"{sweep_dir} holds no job directories (with .hydra/): is it a multirun directory?")
     settings = sweep_settings(sweep_dir)
+    known = sorted({k for j in jobs for k in j.metrics})
+    if metric and known and metric not in known:
+        raise ValueError(f"--metric {metric}: no job has it; choose one of {', '.join(known)}")
     metric = metric or settings.get("metric") or "val/loss_best"
     result = Report(sweep_dir, jobs, metric, mode or direction(metric, settings))
     (sweep_dir / "report.md").write_text(result.markdown() + "\n![curves and parameters](report.png)\n")
@@ -299,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sweep_dir = args.sweep_dir or newest_sweep(args.log_dir)
         result = report(sweep_dir, args.metric, args.mode, plot=not args.no_plot)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"litlab-report: {e}", file=sys.stderr)
         return 2
     print(result.markdown())

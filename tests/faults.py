@@ -1,7 +1,7 @@
 """litlab-train with a fault injected, for the fault-injection tests (run as a script).
 
 FAULT_KILL_AT_STEP=k     SIGKILL this process as training step k starts.
-FAULT_SIGNAL_AT_STEP=k:SIG  send SIG (TERM, USR1) to this process as step k starts.
+FAULT_SIGNAL_AT_STEP=k:SIG  send SIG (TERM, USR1, INT) to this process as step k starts.
 FAULT_KILL_IN_SAVE=n     SIGKILL in the middle of the n-th write of last.ckpt.
 """
 

@@ -111,6 +111,21 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_is_recorded_as_interrupted_and_the_run_resumes_exactly(tmp_path, reference):
+    proc = faulty(tmp_path, {"FAULT_SIGNAL_AT_STEP": "30:INT"})
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    run_dir = only_run(tmp_path)
+    assert f"Interrupted at step 30; newest checkpoint: {run_dir}/checkpoints/last.ckpt" in proc.stderr
+    assert f"Resume with: litlab-train ckpt_path={run_dir}" in proc.stderr
+    assert "Traceback" not in proc.stderr, "the traceback is in error.txt"
+    assert read_metrics(run_dir)["status"] == "interrupted"
+    assert (run_dir / "error.txt").is_file()
+    cli("litlab-train", f"ckpt_path={run_dir}", cwd=tmp_path)
+    assert_same_run(run_dir, reference)
+    assert not (run_dir / "error.txt").exists(), "the completed run keeps no stale error record"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["TERM", "USR1"])
 def test_preempted_run_resumes_exactly(tmp_path, reference, sig):
     proc = faulty(tmp_path, {"FAULT_SIGNAL_AT_STEP": f"30:{sig}"})

@@ -5,6 +5,7 @@ answer before they load.
 """
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -12,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir, to_plain
-from litlab.jobs import run_job, use_resources
+from litlab.jobs import ERROR_FILE, run_job, use_resources
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
 from litlab.validate import check_config, validated
@@ -100,7 +101,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
     loggers = instantiate_all(cfg.get("logger"))
-    callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg)), ExactResume(), Preemption(run_dir)]
+    preemption = Preemption(run_dir)
+    callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg)), ExactResume(), preemption]
     if ckpt_path:
         prepare_resume(ckpt_path)
         callbacks.append(PurgeRepeatedSteps())
@@ -111,7 +113,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.train:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except SystemExit:
+            if preemption.interrupted:  # recorded as interrupted, not failed
+                raise KeyboardInterrupt from None
+            raise
     metrics = scalars(trainer.callback_metrics)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None else ""
@@ -132,6 +139,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "metrics": metrics,
         }
         write_json_atomic(f"{run_dir}/{METRICS_FILE}", summary)
+        Path(run_dir, ERROR_FILE).unlink(missing_ok=True)  # of an earlier attempt this run resumed
         log_hparams(trainer, cfg, metrics)
         print("\n".join([f"  {k:<24} {v:.4f}" for k, v in metrics.items()] + [f"Run directory: {run_dir}"]))
     return metrics
@@ -141,7 +149,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @validated
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return run_job(train, cfg)
+    try:
+        return run_job(train, cfg)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None  # the shell's code for Ctrl-C
 
 
 if __name__ == "__main__":

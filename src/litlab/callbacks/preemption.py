@@ -24,6 +24,7 @@ class Preemption(L.Callback):
     def __init__(self, run_dir: str, resume_hint: str = "litlab-train ckpt_path={run_dir}") -> None:
         self.run_dir, self.resume_hint = run_dir, resume_hint
         self.saved: str | None = None
+        self.interrupted = False  # by Ctrl-C, which Lightning turns into exit(1)
         self._previous: Any = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -62,6 +63,18 @@ class Preemption(L.Callback):
             self._save(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            # No checkpoint now: Ctrl-C may land mid-step. The newest one resumes exactly.
+            self.interrupted = True
+            newest = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
+            if trainer.is_global_zero:
+                message = (
+                    f"Interrupted at step {trainer.global_step}; newest checkpoint: {newest}. "
+                    f"Resume with: {self.resume_hint.format(run_dir=self.run_dir)}"
+                )
+                log.warning(message)
+                print(message, file=sys.stderr, flush=True)
+            return
         if not isinstance(exception, SIGTERMException):
             return
         self._save(trainer)  # all ranks raise together, so the collective save is safe

@@ -215,3 +215,17 @@ def test_regression_predictions_and_export(tmp_path):
     )
     assert meta["output"] == {"name": "outputs", "shape": ["batch", 2], "meaning": "predicted values"}
     assert meta["classes"] is None and meta["inputs"][0]["shape"] == ["batch", 4]
+
+
+def test_eval_and_predict_refuse_data_the_model_does_not_take(ckpts, tmp_path):
+    """A 10-class model tested on 4-class data used to report a meaningless accuracy and exit 0."""
+    cases = {
+        "data=synthetic": "data.num_classes=4: the checkpoint's model takes num_classes=10",
+        "data=synthetic_regression": "data.task=regression: the checkpoint holds a classification model",
+    }
+    for command in ("litlab-eval", "litlab-predict"):
+        for data, message in cases.items():
+            proc = cli(command, f"ckpt_path={ckpts['mlp']}", data, cwd=tmp_path, check=False)
+            assert proc.returncode == 2, (command, data, proc.stderr[-2000:])
+            (line,) = proc.stderr.strip().splitlines()
+            assert line.startswith(f"litlab: error: {message}"), line

@@ -13,6 +13,7 @@ from litlab.config import config_dir
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
 from litlab.train import instantiate_all
+from litlab.validate import one_line_errors
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
-    from litlab.inputs import data_config
+    from litlab.inputs import check_data_fits, data_config
     from litlab.tasks import load_task
 
     imports_done()
@@ -34,6 +35,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         print(OmegaConf.to_yaml(data_cfg, resolve=True))
 
     task = load_task(ckpt_path)
+    check_data_fits(task, data_cfg)
     datamodule = instantiate(data_cfg)
     trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)
     trainer.test(task, datamodule=datamodule)
@@ -45,6 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @entry_point
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

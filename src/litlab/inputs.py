@@ -71,6 +71,24 @@ def data_config(
     return data or None
 
 
+def check_data_fits(task: Any, data_cfg: DictConfig | None) -> None:
+    """``ConfigError`` when ``data_cfg`` describes other data than the checkpoint's model takes.
+
+    A 10-class model tested on 4-class data would otherwise report a meaningless accuracy.
+    """
+    from litlab.validate import ConfigError
+
+    if not data_cfg:
+        return
+    if data_cfg.get("task") not in (None, task.name):
+        raise ConfigError(f"data.task={data_cfg.task}: the checkpoint holds a {task.name} model")
+    for key in task.data_keys:
+        held, given = task.hparams.get(key), OmegaConf.select(data_cfg, key, default=None)
+        given = OmegaConf.to_object(given) if OmegaConf.is_config(given) else given
+        if held is not None and given is not None and (list(held) if isinstance(held, list | tuple) else held) != given:
+            raise ConfigError(f"data.{key}={given}: the checkpoint's model takes {key}={held}; choose matching data")
+
+
 def load_datamodule(data_cfg: DictConfig | None) -> Any:
     """The instantiated and set-up DataModule of ``data_cfg``, or None."""
     from hydra.utils import instantiate

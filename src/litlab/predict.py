@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir
 from litlab.runs import atomic_file, resolve_checkpoint
+from litlab.validate import one_line_errors
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def predict(cfg: DictConfig) -> Path:
     """Write the predictions ``cfg`` asks for into the run directory; returns the CSV's path."""
     from hydra.core.hydra_config import HydraConfig
 
-    from litlab.inputs import batched, data_config, load_datamodule, path_inputs, split_batches
+    from litlab.inputs import batched, check_data_fits, data_config, load_datamodule, path_inputs, split_batches
     from litlab.tasks import load_task
 
     imports_done()
@@ -115,6 +116,7 @@ def predict(cfg: DictConfig) -> Path:
     # map_location: a checkpoint written on a GPU loads on a machine without one.
     task = load_task(ckpt_path, map_location="cpu").to(cfg.device).eval()
     data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
+    check_data_fits(task, data_cfg)
     datamodule = load_datamodule(data_cfg)
     if cfg.input is not None:
         spec = checked_spec(task, datamodule, cfg.normalize)
@@ -131,6 +133,7 @@ def predict(cfg: DictConfig) -> Path:
 
 @entry_point
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     predict(cfg)
 

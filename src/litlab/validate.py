@@ -291,6 +291,20 @@ def _resumed(args: list[str], cfg: DictConfig) -> list[str]:
     return args if checkpoint is None else resume_overrides(args, checkpoint)
 
 
+def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Wrap a Hydra task function: a ``ConfigError`` found once the job runs exits 2 with its one line."""
+
+    @functools.wraps(task_function)
+    def wrapper(cfg: DictConfig) -> Any:
+        try:
+            return task_function(cfg)
+        except ConfigError as e:
+            print(f"litlab: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper
+
+
 def validated(main: Callable[[], Any]) -> Callable[[], Any]:
     """Wrap a ``@hydra.main`` entry point: bad overrides exit 2 with one line, before Hydra starts.
 

@@ -67,21 +67,17 @@ class Preemption(L.Callback):
             # No checkpoint now: Ctrl-C may land mid-step. The newest one resumes exactly.
             self.interrupted = True
             newest = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
-            if trainer.is_global_zero:
-                message = (
-                    f"Interrupted at step {trainer.global_step}; newest checkpoint: {newest}. "
-                    f"Resume with: {self.resume_hint.format(run_dir=self.run_dir)}"
-                )
-                log.warning(message)
-                print(message, file=sys.stderr, flush=True)
-            return
-        if not isinstance(exception, SIGTERMException):
-            return
-        self._save(trainer)  # all ranks raise together, so the collective save is safe
-        if trainer.is_global_zero:
-            message = (
-                f"Stopped by a termination signal at step {trainer.global_step}; checkpoint saved to {self.saved}. "
-                f"Resume with: {self.resume_hint.format(run_dir=self.run_dir)}"
+            self._tell(trainer, f"Interrupted at step {trainer.global_step}; newest checkpoint: {newest}.")
+        elif isinstance(exception, SIGTERMException):
+            self._save(trainer)  # all ranks raise together, so the collective save is safe
+            self._tell(
+                trainer,
+                f"Stopped by a termination signal at step {trainer.global_step}; checkpoint saved to {self.saved}.",
             )
+
+    def _tell(self, trainer: L.Trainer, what: str) -> None:
+        """What happened and how to resume, on stderr and in the log (rank 0 only)."""
+        if trainer.is_global_zero:
+            message = f"{what} Resume with: {self.resume_hint.format(run_dir=self.run_dir)}"
             log.warning(message)
             print(message, file=sys.stderr, flush=True)

@@ -88,7 +88,7 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, referen
 
 @pytest.mark.slow
 def test_kill_9_while_writing_last_ckpt_keeps_the_previous_one(tmp_path, reference):
-    killed = faulty(tmp_path, {"FAULT_KILL_IN_SAVE": "2"})  # the write of last.ckpt at step 28
+    killed = faulty(tmp_path, {"FAULT_KILL_IN_SAVE": "3"})  # last.ckpt: epoch end 20, steps 21, 28
     assert killed.returncode == -signal.SIGKILL
     run_dir = only_run(tmp_path)
     (partial,) = (run_dir / "checkpoints").glob(".last.ckpt.*.tmp")
@@ -189,3 +189,12 @@ def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_p
     after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     assert after == before, "config, overrides, metrics.json and checkpoints untouched; no error.txt"
     assert list((tmp_path / "logs" / "train" / "runs").iterdir()) == [run_dir], "no new run directory either"
+
+
+def test_last_ckpt_is_the_newest_epoch_even_when_the_monitor_stops_improving(train_in_process):
+    """Lightning 2.6 alone rewrites last.ckpt only with a new best: here after epoch 0 only."""
+    worse = ["callbacks.model_checkpoint.mode=max"]  # val/loss falls, so only the first epoch is "best"
+    _, run_dir = train_in_process("debug=limit", "trainer.max_epochs=3", "logger=none", "test=false", *worse)
+    checkpoints = run_dir / "checkpoints"
+    assert torch.load(checkpoints / "epoch_000.ckpt", weights_only=True)["global_step"] == 5
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 15

@@ -3,6 +3,7 @@
 from litlab.callbacks.confusion_matrix import ConfusionMatrixImage
 from litlab.callbacks.exact_resume import ExactResume
 from litlab.callbacks.misclassified import MisclassifiedImages
+from litlab.callbacks.model_checkpoint import ModelCheckpoint
 from litlab.callbacks.nan_guard import NanGuard, NonFiniteLossError
 from litlab.callbacks.preemption import Preemption
 from litlab.callbacks.progress_bar import ProgressBar
@@ -13,6 +14,7 @@ __all__ = [
     "ConfusionMatrixImage",
     "ExactResume",
     "MisclassifiedImages",
+    "ModelCheckpoint",
     "NanGuard",
     "NonFiniteLossError",
     "Preemption",

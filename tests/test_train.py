@@ -40,6 +40,9 @@ def test_run_directory_layout(default_run):
     assert "last.ckpt" in ckpts and len(ckpts) == 2
     assert Path(read_metrics(run_dir)["best_checkpoint"]).name in ckpts
     assert list(run_dir.glob("events.out.tfevents.*"))
+    # Lightning's messages reach the run's log too, though litlab's config check imported it first.
+    log = (run_dir / "train.log").read_text()
+    assert re.search(r"^\[[\d-]+ [\d:,]+\]\[lightning\.pytorch\S*\]\[INFO\] - GPU available", log, re.M), log
 
 
 def test_default_run_prints_no_unexplained_warning(default_run):
@@ -51,6 +54,8 @@ def test_default_run_prints_no_unexplained_warning(default_run):
     assert "💡" not in text
     # Each Lightning message once: the duplicate console handler is gone.
     assert text.count("GPU available") == 1
+    # Nor Lightning's notes on settings litlab chose (its own summary callback, validation per epoch).
+    assert "Trainer already configured" not in text and "was configured so validation" not in text
 
 
 def test_tensorboard_events_hold_curves_and_hparams(default_run):

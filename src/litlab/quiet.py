@@ -11,8 +11,10 @@ def _not_an_advert(record: logging.LogRecord) -> bool:
 def quiet_lightning() -> None:
     """Silence the noise that a run would otherwise print, each for the reason given.
 
-    - ``import lightning`` adds a console handler to its package logger whose records also
-      reach the root logger that Hydra sets up: every message would be printed twice.
+    - ``import lightning`` adds console handlers to its package loggers. Imported before
+      Hydra set up logging (litlab's config check does that), ``lightning.pytorch`` also stops
+      propagating, so its messages would miss the run's log file; imported after, each
+      message would be printed twice. Both go: Lightning logs through the root logger.
     - Lightning logs "Tip" adverts for its cloud products on every run.
     - Lightning 2.6 calls ``isinstance(treespec, LeafSpec)``, which torch>=2.10 deprecates;
       the warning is about Lightning's own code, nothing a litlab user can change.
@@ -25,7 +27,10 @@ def quiet_lightning() -> None:
     - Under ``16-mixed``/``bf16-mixed`` the model summary says its size estimate assumes 32 bits;
       mixed precision keeps the weights in float32, so the estimate is right.
     """
-    logging.getLogger("lightning").handlers.clear()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if _not_an_advert not in rank_zero.filters:
         rank_zero.addFilter(_not_an_advert)

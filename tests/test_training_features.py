@@ -15,8 +15,9 @@ LIMIT = ["debug=limit"]
 
 @pytest.mark.parametrize("model", sorted(NETS))
 def test_fast_dev_run_every_model_on_digits(train_in_process, model):
-    metrics, _ = train_in_process(f"model={model}", "debug=fast_dev_run")
+    metrics, run_dir = train_in_process(f"model={model}", "debug=fast_dev_run")
     assert {"train/loss", "test/acc"} <= set(metrics)
+    assert not list(run_dir.glob("checkpoints/*")), "nothing for a later ckpt_path=last to resume"
 
 
 def test_bf16_mixed_runs_on_cpu(train_in_process):

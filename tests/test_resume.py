@@ -146,6 +146,19 @@ def test_requeued_job_resumes_from_its_own_last_ckpt(train_in_process):
     assert read_metrics(run_dir)["steps"] == 10, "went on from epoch 1 instead of starting over"
 
 
+def test_resuming_a_finished_run_keeps_its_metrics(train_in_process):
+    """Nothing left to train logs no train/val metrics; metrics.json keeps the earlier ones."""
+    from litlab.train import train
+
+    quick = ["debug=limit", "logger=none", "trainer.max_epochs=1"]
+    _, run_dir = train_in_process(*quick)
+    before = read_metrics(run_dir)["metrics"]
+    train(compose_cfg([*FAST, f"paths.root_dir={run_dir.parent}", *quick], run_dir))
+    after = read_metrics(run_dir)["metrics"]
+    assert {"train/loss", "val/loss", "val/acc", "test/acc"} <= set(after)
+    assert after["train/loss"] == before["train/loss"] and after["test/acc"] == before["test/acc"]
+
+
 def test_resumed_with_more_epochs_the_schedule_runs_to_the_new_end(train_in_process, caplog):
     """README's `ckpt_path=last trainer.max_epochs=40`: OneCycleLR used to fail one step past its old end."""
     from litlab.train import train

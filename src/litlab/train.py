@@ -4,6 +4,7 @@ Heavy imports (torch, Lightning) wait inside ``train()``: ``--help`` and a bad c
 answer before they load.
 """
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,14 @@ def log_hparams(trainer: Any, cfg: DictConfig, metrics: dict[str, float]) -> Non
             logger.experiment.flush()
 
 
+def previous_metrics(run_dir: str) -> dict[str, float]:
+    """The metrics an earlier attempt of this run wrote into its ``metrics.json`` (none if it wrote none)."""
+    try:
+        return dict(json.loads(Path(run_dir, METRICS_FILE).read_text()).get("metrics") or {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test as ``cfg`` says; returns the final metrics."""
     import lightning as L
@@ -131,6 +140,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(scalars(trainer.callback_metrics))
 
     if trainer.is_global_zero:
+        # A resumed run that had nothing left to train logs no train/val metrics: keep the earlier ones.
+        metrics = {**previous_metrics(run_dir), **metrics}
         summary = {
             "run_dir": run_dir,
             "best_checkpoint": best or None,

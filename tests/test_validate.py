@@ -26,6 +26,10 @@ BAD = {
         ["trainer.precision=16-mixed", "model.optimizer.fused=true", "trainer.gradient_clip_val=1"],
         "model.optimizer.fused=true with trainer.precision=16-mixed cannot clip gradients",
     ),
+    "token data for a net without embeddings": (
+        ["data=sequences"],
+        "model.net.arch=mlp: this data gives token ids (data.vocab_size=3), which only transformer embeds",
+    ),
     "batch size 0": (["data.batch_size=0"], "data.batch_size=0: must be an integer >= 1"),
     "negative lr": (["model.optimizer.lr=-0.1"], "model.optimizer.lr=-0.1: must be a finite number >= 0"),
     "infinite lr": (["model.optimizer.lr=inf"], "model.optimizer.lr=inf: must be a finite number >= 0"),

@@ -7,6 +7,7 @@ in-process and for each job of a multirun, whose values the command line only li
 
 import difflib
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Iterable
 from numbers import Real
@@ -185,6 +186,13 @@ def check_config(cfg: DictConfig) -> None:
 
         if arch not in NETS:
             raise ConfigError(f"model.net.arch={arch}: not a network; choose one of {', '.join(sorted(NETS))}")
+        vocab_size = OmegaConf.select(cfg, "data.vocab_size", default=None, throw_on_missing=False)
+        embedders = sorted(n for n, net in NETS.items() if "vocab_size" in inspect.signature(net).parameters)
+        if vocab_size is not None and arch not in embedders:
+            raise ConfigError(
+                f"model.net.arch={arch}: this data gives token ids (data.vocab_size={vocab_size}), "
+                f"which only {', '.join(embedders)} embeds; choose model={embedders[0]}"
+            )
     _check_fused_clipping(cfg)
     _check_monitors(cfg)
     _check_checkpoint(cfg)

@@ -94,8 +94,12 @@ def write_predictions(
         rows = [[n, *(f"{v:.6g}" for v in row)] for n, row in zip(names, outputs, strict=True)]
     if labels is not None:
         table["target"] = labels
-        header.append("target")
-        rows = [[*r, t.tolist()] for r, t in zip(rows, labels, strict=True)]
+        # One column per target value (target_<i>, like output_<i>); a class label is one "target".
+        flat = labels.reshape(len(labels), -1)
+        header += ["target"] if labels.ndim == 1 else [f"target_{i}" for i in range(flat.shape[1])]
+        rows = [
+            [*r, *(f"{v:.6g}" if flat.dtype.kind == "f" else v for v in t)] for r, t in zip(rows, flat, strict=True)
+        ]
 
     with atomic_file(out_dir / CSV_FILE, newline="") as f:
         csv.writer(f).writerows([header, *rows])

@@ -125,6 +125,14 @@ def test_user_config_dir_adds_an_experiment(tmp_path):
     assert "channels:\n    - 4" in cfg and "arch: cnn" in cfg
 
 
+def test_local_settings_need_no_package_header(tmp_path):
+    """conf/local/default.yaml (here in a --config-dir) sets top-level keys as written."""
+    (tmp_path / "my_conf" / "local").mkdir(parents=True)
+    (tmp_path / "my_conf" / "local" / "default.yaml").write_text("seed: 7\ntrainer:\n  max_epochs: 3\n")
+    proc = cli("litlab-train", "--config-dir", "my_conf", "--cfg", "job", cwd=tmp_path)
+    assert "\nseed: 7\n" in proc.stdout and "  max_epochs: 3\n" in proc.stdout
+
+
 def test_wheel_ships_the_config_tree(tmp_path):
     """A plain `pip install .` finds conf/ inside the package, from any directory."""
     repo = Path(__file__).resolve().parents[1]

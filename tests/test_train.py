@@ -169,7 +169,9 @@ def test_eval_needs_a_data_config_when_the_checkpoint_has_none(default_run, tmp_
     del ckpt["config"]
     torch.save(ckpt, tmp_path / "bare.ckpt")
     proc = cli("litlab-eval", f"ckpt_path={tmp_path / 'bare.ckpt'}", cwd=tmp_path, check=False)
-    assert proc.returncode != 0
-    assert "bare.ckpt stores no data config: give one, e.g. data=digits\n" in proc.stderr
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()  # one line; the traceback is in the run's error.txt
+    assert "bare.ckpt stores no data config: give one, e.g. data=digits (traceback in " in line, line
+    assert "Traceback" in Path(line.rsplit("(traceback in ", 1)[1].rstrip(")")).read_text()
     proc = cli("litlab-eval", f"ckpt_path={tmp_path / 'bare.ckpt'}", "data=digits", cwd=tmp_path)
     assert "test/acc" in proc.stdout

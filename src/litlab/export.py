@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir
 from litlab.inputs import Inputs, InputSpec
+from litlab.jobs import one_line_errors
 from litlab.runs import resolve_checkpoint, write_json_atomic
 from litlab.warnings_explained import explained_warnings
 
@@ -407,6 +408,7 @@ def export(cfg: DictConfig) -> dict:
 
 @entry_point
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     export(cfg)
 

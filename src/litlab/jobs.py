@@ -5,17 +5,21 @@ A failed job leaves ``error.txt`` (the traceback) and a ``metrics.json`` saying
 and Hydra's launchers catch the error per job, so the sweep's other jobs still run.
 """
 
+import functools
 import json
 import logging
 import os
+import sys
 import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from litlab.runs import METRICS_FILE, write_json_atomic
 
@@ -63,8 +67,11 @@ def _is_rank_zero() -> bool:
     return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
-def record_failure(run_dir: Path, error: BaseException) -> None:
-    """Write the error into the run directory, keeping any metrics already written."""
+def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -> None:
+    """Write the error into the run directory, keeping any metrics already written.
+
+    ``announce`` logs one line about it (a sweep's jobs); a single run prints its own (``one_line_errors``).
+    """
     if not _is_rank_zero() or not run_dir.is_dir():
         return
     status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
@@ -76,7 +83,9 @@ def record_failure(run_dir: Path, error: BaseException) -> None:
         summary = {}
     summary.update(run_dir=str(run_dir), status=status, error=f"{type(error).__name__}: {error}".strip())
     write_json_atomic(path, summary)
-    log.error("Job %s: %s (traceback in %s)", status, summary["error"], run_dir / ERROR_FILE)
+    if announce:
+        first = summary["error"].splitlines()[0] if summary["error"] else ""
+        log.error("Job %s: %s (traceback in %s)", status, first, run_dir / ERROR_FILE)
 
 
 def use_resources(cfg: DictConfig) -> None:
@@ -97,17 +106,56 @@ def use_resources(cfg: DictConfig) -> None:
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
 
 
+def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Wrap a Hydra task function: a failed single run ends with one line on stderr, not a traceback.
+
+    A ``ConfigError`` prints its message and exits 2; Ctrl-C exits 130; anything else prints its
+    first line and where its traceback is (``error.txt`` in the run directory) and exits 1. A
+    sweep's jobs re-raise for the launcher to record each one, and ``HYDRA_FULL_ERROR=1`` shows
+    the traceback as Hydra would.
+    """
+    from litlab.validate import ConfigError
+
+    @functools.wraps(task_function)
+    def wrapper(cfg: DictConfig) -> Any:
+        try:
+            return task_function(cfg)
+        except (Exception, KeyboardInterrupt) as error:
+            hydra = HydraConfig.get()
+            if hydra.mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            if isinstance(error, KeyboardInterrupt):
+                raise SystemExit(130) from None  # the shell's code for Ctrl-C; what to do next is printed
+            if isinstance(error, MissingMandatoryValue):  # a ??? in the config that nothing filled in
+                error = ConfigError(f"{error.full_key}: needs a value (it is ???); give it as {error.full_key}=...")
+            if isinstance(error, ConfigError):
+                print(f"litlab: error: {error}", file=sys.stderr)
+                raise SystemExit(2) from None
+            run_dir = Path(hydra.runtime.output_dir)
+            if not (run_dir / ERROR_FILE).is_file():  # litlab-train's run_job has recorded it already
+                record_failure(run_dir, error, announce=False)
+            lines = str(error).strip().splitlines()
+            what = (lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
+            if not isinstance(error, ValueError | OSError) or not what:  # the input errors speak for themselves
+                what = f"{type(error).__name__}: {what}".rstrip(": ")
+            print(f"litlab: error: {what} (traceback in {run_dir / ERROR_FILE})", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    return wrapper
+
+
 def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> float | None:
     """Call ``train(cfg)`` as one job; returns ``cfg.optimized_metric`` for a sweeper."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra = HydraConfig.get()
+    run_dir, sweep = Path(hydra.runtime.output_dir), hydra.mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
     except SystemExit as error:
         # A clean exit (preemption: checkpoint saved, resume hint printed) is no failure.
         if error.code not in (None, 0):
-            record_failure(run_dir, error)
+            record_failure(run_dir, error, announce=sweep)
         raise
     except BaseException as error:
-        record_failure(run_dir, error)
+        record_failure(run_dir, error, announce=sweep)
         raise
     return metrics.get(cfg.optimized_metric)

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 
 from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir
+from litlab.jobs import one_line_errors
 from litlab.runs import atomic_file, resolve_checkpoint
-from litlab.validate import one_line_errors
 
 log = logging.getLogger(__name__)
 

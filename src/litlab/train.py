@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir, to_plain
-from litlab.jobs import ERROR_FILE, run_job, use_resources
+from litlab.jobs import ERROR_FILE, one_line_errors, run_job, use_resources
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
 from litlab.validate import check_config, validated
@@ -159,11 +159,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @entry_point
 @validated
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+@one_line_errors
 def main(cfg: DictConfig) -> float | None:
-    try:
-        return run_job(train, cfg)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None  # the shell's code for Ctrl-C
+    return run_job(train, cfg)
 
 
 if __name__ == "__main__":

@@ -172,6 +172,9 @@ def _check_checkpoint(cfg: DictConfig) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value in ``cfg`` that cannot work."""
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+    if missing:
+        raise ConfigError(f"{missing[0]}: needs a value (it is ???); give it as {missing[0]}=...")
     for key, (ok, allowed) in RULES.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT and not ok(value):
@@ -297,20 +300,6 @@ def _resumed(args: list[str], cfg: DictConfig) -> list[str]:
 
     checkpoint = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
     return args if checkpoint is None else resume_overrides(args, checkpoint)
-
-
-def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Wrap a Hydra task function: a ``ConfigError`` found once the job runs exits 2 with its one line."""
-
-    @functools.wraps(task_function)
-    def wrapper(cfg: DictConfig) -> Any:
-        try:
-            return task_function(cfg)
-        except ConfigError as e:
-            print(f"litlab: error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-
-    return wrapper
 
 
 def validated(main: Callable[[], Any]) -> Callable[[], Any]:

@@ -151,6 +151,26 @@ def test_shape_mismatch_and_bad_keys():
         ArraysDataModule(arrays={"x": x, "y": y}, input_shape=SHAPE)
 
 
+def test_nan_and_non_numbers_are_named_with_their_key(tmp_path):
+    x, y = blobs(50)
+    bad = x.copy()
+    bad[7, 0, 1, 1] = np.nan
+    with pytest.raises(ValueError, match=r"arrays: x has NaN or inf values in 1 samples \(the first is sample 7\)"):
+        module(arrays={"x": bad, "y": y})
+    with pytest.raises(ValueError, match=r"arrays: y holds nan among its class labels; labels are whole numbers"):
+        module(arrays={"x": x, "y": np.where(y == 1, np.nan, 0.0)})
+    np.savez(tmp_path / "words.npz", x=x, y=np.array(["cat", "dog"] * 25))
+    with pytest.raises(ValueError, match=r"words.npz: y holds <U3 values; litlab reads numbers"):
+        module(path=str(tmp_path / "words.npz"))
+
+
+def test_a_split_too_small_to_hold_a_sample_is_refused():
+    """3 samples with val_split=0.1: no val metrics and no best checkpoint, silently."""
+    x, y = blobs(3)
+    with pytest.raises(ValueError, match=r"val split 0.1 of 3 samples is 0 samples"):
+        module(arrays={"x": x, "y": y})
+
+
 @pytest.mark.parametrize(
     ("split", "message"),
     [

@@ -242,3 +242,11 @@ def test_targets_get_a_column_each(tmp_path):
     write_predictions(tmp_path, [0, 1], outputs, np.array([1, 0]), ["a", "b"])
     header, rows = read_csv(tmp_path / "predictions.csv")
     assert header[-1] == "target" and [r[-1] for r in rows] == ["1", "0"]
+
+
+def test_nan_inputs_are_refused_by_row(ckpts, tmp_path):
+    x = np.zeros((4, 1, 8, 8), dtype=np.float32)
+    x[2, 0, 3, 3] = np.inf
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(ValueError, match=r"x.npy: NaN or inf in 1 inputs \(the first is row 2\)"):
+        predict(config("predict", tmp_path / "predict", f"ckpt_path={ckpts['mlp']}", f"input={tmp_path / 'x.npy'}"))

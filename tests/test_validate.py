@@ -31,6 +31,7 @@ BAD = {
         "model.net.arch=mlp: this data gives token ids (data.vocab_size=3), which only transformer embeds",
     ),
     "a ??? left empty": (["data=arrays"], "data.input_shape: needs a value (it is ???); give it as"),
+    "a later value of a sweep": (["seed=1,2", "data.batch_size=32,-1"], "data.batch_size=-1: must be an integer >= 1"),
     "batch size 0": (["data.batch_size=0"], "data.batch_size=0: must be an integer >= 1"),
     "negative lr": (["model.optimizer.lr=-0.1"], "model.optimizer.lr=-0.1: must be a finite number >= 0"),
     "infinite lr": (["model.optimizer.lr=inf"], "model.optimizer.lr=inf: must be a finite number >= 0"),

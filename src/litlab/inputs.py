@@ -180,6 +180,9 @@ def _check(x: Tensor, mask: Tensor | None, spec: InputSpec, source: str) -> tupl
     if tuple(x.shape[1:]) != tuple(spec.input_shape):
         expected = ", ".join(map(str, ["N", *spec.input_shape]))
         raise ValueError(f"{source}: inputs of shape {tuple(x.shape)} do not fit the model, which takes ({expected})")
+    if x.is_floating_point() and not torch.isfinite(x).all():  # would come out as NaN "predictions" of class 0
+        bad = (~torch.isfinite(x.reshape(len(x), -1))).any(1).nonzero().flatten()
+        raise ValueError(f"{source}: NaN or inf in {len(bad)} inputs (the first is row {int(bad[0])})")
     return x.float(), None
 
 

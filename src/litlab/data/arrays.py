@@ -27,6 +27,12 @@ def _npy(path: Path) -> np.ndarray:
         raise ValueError(f"{path} is not a readable .npy file (corrupt or truncated?): {e}") from None
 
 
+def _tensor(array: np.ndarray, where: str) -> Tensor:
+    if array.dtype.kind not in "biuf":  # torch's own error names neither the file nor the key
+        raise ValueError(f"{where} holds {array.dtype} values; litlab reads numbers (class labels as integers)")
+    return torch.from_numpy(array)
+
+
 def read_arrays(path: str | Path) -> dict[str, Tensor]:
     """The arrays stored at ``path`` (``.npz``, ``.pt`` or a folder of ``.npy``), by key."""
     path = Path(path)
@@ -36,11 +42,11 @@ def read_arrays(path: str | Path) -> dict[str, Tensor]:
         files = sorted(path.glob("*.npy"))
         if not files:
             raise FileNotFoundError(f"data.path={path} holds no .npy files (expected x.npy, y.npy or x_train.npy, ...)")
-        return {f.stem: torch.from_numpy(_npy(f)) for f in files}
+        return {f.stem: _tensor(_npy(f), str(f)) for f in files}
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
-                return {k: torch.from_numpy(z[k]) for k in z.files}
+                return {k: _tensor(z[k], f"{path}: {k}") for k in z.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"{path} is not a readable .npz file (corrupt or truncated?): {e}") from None
     if path.suffix == ".pt":
@@ -123,17 +129,27 @@ class ArraysDataModule(DataModule):
                 f"{source}: {xk} samples have shape {list(x.shape[1:])} but data.input_shape={self.input_shape}"
             )
         x = x.long() if self.vocab_size is not None else x.float()
+        _check_finite(x, f"{source}: {xk}")
         if self.task == "classification":
-            if y.dim() != 1 or (y.is_floating_point() and not torch.equal(y, y.round())):
-                raise ValueError(
-                    f"{source}: {yk} must be one integer class label per sample, got shape {list(y.shape)}"
-                )
+            if y.dim() != 1:
+                raise ValueError(f"{source}: {yk} must be one class label per sample (shape [N]), got {list(y.shape)}")
+            if y.is_floating_point() and not torch.equal(y, y.round()):  # NaN fails this too
+                bad = y[y != y.round()][0].item()
+                raise ValueError(f"{source}: {yk} holds {bad} among its class labels; labels are whole numbers")
             y = y.long()
         else:
             y = y.float()
+            _check_finite(y, f"{source}: {yk}")
             width = y[0].numel() if len(y) else 1
             if self.num_targets is not None and width != self.num_targets:
                 raise ValueError(
                     f"{source}: {yk} has {width} targets per sample but data.num_targets={self.num_targets}"
                 )
         return x, y
+
+
+def _check_finite(t: Tensor, where: str) -> None:
+    """A NaN or inf in the data would surface only as a NaN loss, blamed on training."""
+    if t.is_floating_point() and len(t) and not torch.isfinite(t).all():
+        bad = (~torch.isfinite(t.reshape(len(t), -1))).any(1).nonzero().flatten()
+        raise ValueError(f"{where} has NaN or inf values in {len(bad)} samples (the first is sample {int(bad[0])})")

@@ -155,6 +155,10 @@ def split_sizes(n: int, sizes: Sequence[float], names: Sequence[str] = ("val", "
         if not isinstance(size, Integral) and size >= 1:
             raise ValueError(f"{name} split {size!r} must be a fraction in [0, 1); give a count as an integer")
         counts.append(int(size) if isinstance(size, Integral) else round(size * n))
+        if size > 0 and counts[-1] == 0:  # the run would have no val metrics (or no test), and say nothing
+            raise ValueError(
+                f"{name} split {size!r} of {n} samples is 0 samples: give more data, or a count (1 or more)"
+            )
     if sum(counts) >= n:
         asked = dict(zip(names, sizes, strict=True))
         raise ValueError(f"split {asked} takes {sum(counts)} of {n} samples and leaves no training samples")

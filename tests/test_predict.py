@@ -250,3 +250,9 @@ def test_nan_inputs_are_refused_by_row(ckpts, tmp_path):
     np.save(tmp_path / "x.npy", x)
     with pytest.raises(ValueError, match=r"x.npy: NaN or inf in 1 inputs \(the first is row 2\)"):
         predict(config("predict", tmp_path / "predict", f"ckpt_path={ckpts['mlp']}", f"input={tmp_path / 'x.npy'}"))
+
+
+def test_eval_without_ckpt_path_is_one_line(tmp_path):
+    proc = cli("litlab-eval", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "litlab: error: ckpt_path: needs a value (it is ???); give it as ckpt_path=..."

@@ -15,6 +15,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from litlab.data.arrays import non_finite_samples
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 ARRAY_SUFFIXES = (".npy", ".npz", ".pt")
 
@@ -180,8 +182,8 @@ def _check(x: Tensor, mask: Tensor | None, spec: InputSpec, source: str) -> tupl
     if tuple(x.shape[1:]) != tuple(spec.input_shape):
         expected = ", ".join(map(str, ["N", *spec.input_shape]))
         raise ValueError(f"{source}: inputs of shape {tuple(x.shape)} do not fit the model, which takes ({expected})")
-    if x.is_floating_point() and not torch.isfinite(x).all():  # would come out as NaN "predictions" of class 0
-        bad = (~torch.isfinite(x.reshape(len(x), -1))).any(1).nonzero().flatten()
+    bad = non_finite_samples(x)
+    if len(bad):  # would come out as NaN "predictions" of class 0
         raise ValueError(f"{source}: NaN or inf in {len(bad)} inputs (the first is row {int(bad[0])})")
     return x.float(), None
 

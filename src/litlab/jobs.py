@@ -114,7 +114,7 @@ def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[Dic
     sweep's jobs re-raise for the launcher to record each one, and ``HYDRA_FULL_ERROR=1`` shows
     the traceback as Hydra would.
     """
-    from litlab.validate import ConfigError
+    from litlab.validate import ConfigError, missing_value
 
     @functools.wraps(task_function)
     def wrapper(cfg: DictConfig) -> Any:
@@ -127,7 +127,7 @@ def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[Dic
             if isinstance(error, KeyboardInterrupt):
                 raise SystemExit(130) from None  # the shell's code for Ctrl-C; what to do next is printed
             if isinstance(error, MissingMandatoryValue):  # a ??? in the config that nothing filled in
-                error = ConfigError(f"{error.full_key}: needs a value (it is ???); give it as {error.full_key}=...")
+                error = missing_value(error.full_key)
             if isinstance(error, ConfigError):
                 print(f"litlab: error: {error}", file=sys.stderr)
                 raise SystemExit(2) from None

@@ -173,11 +173,15 @@ def _check_checkpoint(cfg: DictConfig) -> None:
         raise ConfigError(str(e) if str(e).startswith(where) else f"ckpt_path: {e}") from None
 
 
+def missing_value(key: str) -> ConfigError:
+    return ConfigError(f"{key}: needs a value (it is ???); give it as {key}=...")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value in ``cfg`` that cannot work."""
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
     if missing:
-        raise ConfigError(f"{missing[0]}: needs a value (it is ???); give it as {missing[0]}=...")
+        raise missing_value(missing[0])
     for key, (ok, allowed) in RULES.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT and not ok(value):

@@ -148,8 +148,15 @@ class ArraysDataModule(DataModule):
         return x, y
 
 
+def non_finite_samples(t: Tensor) -> Tensor:
+    """Indices of the samples (rows of the first dimension) holding a NaN or an inf."""
+    if not t.is_floating_point() or not len(t) or torch.isfinite(t).all():
+        return torch.empty(0, dtype=torch.long)
+    return (~torch.isfinite(t.reshape(len(t), -1))).any(1).nonzero().flatten()
+
+
 def _check_finite(t: Tensor, where: str) -> None:
     """A NaN or inf in the data would surface only as a NaN loss, blamed on training."""
-    if t.is_floating_point() and len(t) and not torch.isfinite(t).all():
-        bad = (~torch.isfinite(t.reshape(len(t), -1))).any(1).nonzero().flatten()
+    bad = non_finite_samples(t)
+    if len(bad):
         raise ValueError(f"{where} has NaN or inf values in {len(bad)} samples (the first is sample {int(bad[0])})")

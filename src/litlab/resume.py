@@ -98,6 +98,11 @@ def check_resumable(checkpoint: dict[str, Any], task: L.LightningModule, where: 
         )
     if checkpoint.get("task") != task.name:
         raise ValueError(f"{where}: a {checkpoint.get('task')} checkpoint; the config's data.task is {task.name}")
+    shapes = {k: tuple(v.shape) for k, v in task.state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    if saved == shapes:
+        return
+    # What the user changed, to name in the message: the net's keys one by one, then the data's.
     held, wanted = checkpoint.get("hyper_parameters", {}), dict(task.hparams)
     changed = [k for k in sorted(wanted) if k not in ("optimizer", "scheduler", "compile") and held.get(k) != wanted[k]]
     if isinstance(held.get("net"), dict) and "net" in changed:
@@ -107,13 +112,10 @@ def check_resumable(checkpoint: dict[str, Any], task: L.LightningModule, where: 
             if held["net"].get(k) != wanted["net"].get(k)
         ]
         changed = [*net, *(k for k in changed if k != "net")]
-    shapes = {k: tuple(v.shape) for k, v in task.state_dict().items()}
-    saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
-    if saved != shapes:
-        odd = sorted(k for k in shapes.keys() | saved.keys() if shapes.get(k) != saved.get(k))
-        first = f"{odd[0]}: checkpoint {saved.get(odd[0], 'none')}, config {shapes.get(odd[0], 'none')}"
-        differs = f"changed: {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}; " if changed else ""
-        raise ValueError(
-            f"{where}: the checkpoint's net is not the one this config builds ({differs}{first}, "
-            f"{len(odd)} tensors differ); resume without those overrides, or drop ckpt_path to start a new run"
-        )
+    odd = sorted(k for k in shapes.keys() | saved.keys() if shapes.get(k) != saved.get(k))
+    first = f"{odd[0]}: checkpoint {saved.get(odd[0], 'none')}, config {shapes.get(odd[0], 'none')}"
+    differs = f"changed: {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}; " if changed else ""
+    raise ValueError(
+        f"{where}: the checkpoint's net is not the one this config builds ({differs}{first}, "
+        f"{len(odd)} tensors differ); resume without those overrides, or drop ckpt_path to start a new run"
+    )

@@ -1,7 +1,7 @@
 """Every model on every data config it fits: composes and runs ``debug=fast_dev_run`` in-process.
 
 Data that needs files gets small ones written here; ``data=digits`` on every model is in
-test_training_features.py. Token sequences fit only the Transformer.
+test_training_features.py. Token sequences fit the nets that embed tokens.
 """
 
 import numpy as np
@@ -18,8 +18,9 @@ IMAGE_DATA = [
     "fashion_mnist",
     "cifar10",
 ]
-CASES = [(model, data) for data in IMAGE_DATA for model in ("mlp", "cnn", "transformer")] + [
-    ("transformer", "sequences")
+CASES = [(model, data) for data in IMAGE_DATA for model in ("mlp", "cnn", "rnn", "transformer")] + [
+    ("rnn", "sequences"),
+    ("transformer", "sequences"),
 ]
 
 
@@ -55,7 +56,7 @@ def files(tmp_path_factory) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize(("model", "data"), CASES)
 def test_model_runs_on_data(train_in_process, files, model, data):
-    # Small batches and patches keep the 25 runs cheap; the shapes still go through every layer.
+    # Small batches and patches keep the 34 runs cheap; the shapes still go through every layer.
     cheap = ["data.batch_size=16", "data.eval_batch_size=16"]
     if model == "transformer" and data != "sequences":
         cheap.append("model.net.patch_size=4")

@@ -138,6 +138,14 @@ def test_sequences_transformer_learns_majority(train_in_process):
     assert metrics["test/acc"] > 0.75
 
 
+def test_sequences_bidirectional_rnn_learns_majority(train_in_process):
+    metrics, _ = train_in_process(
+        "data=sequences", "model=rnn", "model.net.hidden_size=32", "model.net.bidirectional=true",
+        "trainer.max_epochs=3", *NO_OUTPUT,
+    )  # fmt: skip
+    assert metrics["test/acc"] > 0.9
+
+
 def test_bad_synthetic_settings():
     with pytest.raises(ValueError, match=r"data\.num_train=0"):
         SyntheticDataModule(num_train=0, num_classes=2)

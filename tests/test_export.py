@@ -76,10 +76,16 @@ def test_each_format_of_each_net_matches_the_checkpoint(ckpts, digits, tmp_path,
         torch.testing.assert_close(torch.as_tensor(model(batch.x)), reference(batch.x), atol=1e-4, rtol=1e-4)
 
 
-def token_checkpoint(path):
-    """A token-sequence Transformer built through the Task classes (no sequence data config needed)."""
+TOKEN_NETS = {
+    "transformer": {"arch": "transformer", "d_model": 16, "n_heads": 2, "d_ff": 32, "n_layers": 2},
+    "rnn": {"arch": "rnn", "hidden_size": 16, "n_layers": 2, "bidirectional": True},
+}
+
+
+def token_checkpoint(path, arch="transformer"):
+    """A token-sequence net built through the Task classes (no sequence data config needed)."""
     torch.manual_seed(0)
-    net = {"arch": "transformer", "d_model": 16, "n_heads": 2, "d_ff": 32, "n_layers": 2}
+    net = TOKEN_NETS[arch]
     task = Classifier([12], 3, net, {"name": "adamw", "lr": 1e-3}, vocab_size=20)
     with torch.no_grad():  # weights large enough that outputs depend clearly on every real token
         for p in task.net.parameters():
@@ -97,16 +103,25 @@ def padded_tokens(n=10, T=12, seed=1):
     return x, mask
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx", "state_dict", pytest.param("pt2", marks=SLOW)])
-def test_token_transformer_exports_with_its_padding_mask(tmp_path, fmt):
-    task = token_checkpoint(tmp_path / "tokens.ckpt")
+@pytest.mark.parametrize(
+    "arch,fmt",
+    [
+        *(("transformer", f) for f in ("torchscript", "onnx", "state_dict")),
+        pytest.param("transformer", "pt2", marks=SLOW),
+        ("rnn", "torchscript"),
+        ("rnn", "state_dict"),
+    ],
+)
+def test_token_nets_export_with_their_padding_mask(tmp_path, arch, fmt):
+    task = token_checkpoint(tmp_path / "tokens.ckpt", arch)
     x, mask = padded_tokens()
     np.savez(tmp_path / "tokens.npz", x=x.numpy(), mask=mask.numpy())
     run_dir = tmp_path / "export"
     ckpt = tmp_path / "tokens.ckpt"
     meta = export(config("export", run_dir, f"ckpt_path={ckpt}", f"format={fmt}", "input=tokens.npz"))
 
-    assert [i["name"] for i in meta["inputs"]] == ["x", "mask"] and meta["max_seq"] == 12
+    assert [i["name"] for i in meta["inputs"]] == ["x", "mask"]
+    assert meta["max_seq"] == (12 if arch == "transformer" else None)  # an RNN takes any length
     assert meta["normalization"] is None
     checked = " / ".join(meta["parity"]["inputs"])
     assert "re-padded to random lengths" in checked and "cut to 6 of 12 tokens" in checked
@@ -121,6 +136,23 @@ def test_token_transformer_exports_with_its_padding_mask(tmp_path, fmt):
         # A shorter sequence than at export time, for the formats with dynamic shapes.
         short = torch.as_tensor(model(x[:, :5], mask[:, :5] | (torch.arange(5) == 0)))
         torch.testing.assert_close(short, task(x[:, :5], mask[:, :5] | (torch.arange(5) == 0)), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_a_token_rnn_is_not_exported_for_one_length_only(tmp_path, fmt):
+    token_checkpoint(tmp_path / "tokens.ckpt", "rnn")
+    x, mask = padded_tokens()
+    np.savez(tmp_path / "tokens.npz", x=x.numpy(), mask=mask.numpy())
+    with pytest.raises(ValueError, match=f"format={fmt}: torch.export unrolls the net's LSTM/GRU"):
+        export(
+            config(
+                "export",
+                tmp_path / "export",
+                f"ckpt_path={tmp_path / 'tokens.ckpt'}",
+                f"format={fmt}",
+                "input=tokens.npz",
+            )
+        )
 
 
 @pytest.mark.parametrize("net", ["mlp", pytest.param("transformer", marks=SLOW)])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from litlab.models import CNN, MLP, NETS, Transformer, build_net
+from litlab.models import CNN, MLP, NETS, RNN, Transformer, build_net
 
 
 @pytest.mark.parametrize("hidden", [[], [16], [32, 16, 8, 4]])
@@ -47,9 +47,83 @@ def test_transformer_rejects_bad_geometry():
         Transformer([1, 8, 8], 10, d_model=30, n_heads=4)
 
 
+def test_rnn_bidirectional_stack_equals_torchs():
+    torch.manual_seed(0)
+    net = RNN([12, 5], 3, hidden_size=8, n_layers=2, bidirectional=True).eval()
+    ref = torch.nn.LSTM(5, 8, num_layers=2, bidirectional=True, batch_first=True)
+    with torch.no_grad():  # layer i, direction d of ours is torch's weight_*_l{i}{_reverse}
+        for i, layer in enumerate(net.layers):
+            suffix = f"l{i // 2}" + ("_reverse" if i % 2 else "")
+            for name, p in layer.named_parameters():
+                getattr(ref, name.replace("l0", suffix)).copy_(p)
+    x = torch.randn(4, 12, 5)
+    out, _ = ref(x)
+    pooled = torch.cat([out[:, -1, :8], out[:, 0, 8:]], dim=-1)
+    torch.testing.assert_close(net(x), net.head(pooled))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_rnn_padding_is_invisible(cell, pooling):
+    """A padded sequence gives what the sequence alone gives, in both directions."""
+    torch.manual_seed(0)
+    net = RNN([10], 3, vocab_size=7, cell=cell, hidden_size=8, n_layers=2, bidirectional=True, pooling=pooling)
+    net.eval()
+    lengths = [10, 4, 1, 7]
+    x = torch.randint(1, 7, (4, 10))
+    mask = torch.arange(10) < torch.tensor(lengths)[:, None]
+    batch = net(x.masked_fill(~mask, 0), mask)
+    for b, n in enumerate(lengths):
+        torch.testing.assert_close(batch[b], net(x[b : b + 1, :n])[0])
+
+
+@pytest.mark.parametrize("shape", [[1, 8, 8], [3, 5, 4], [12, 5], [16]])
+def test_rnn_reads_images_rows_feature_sequences_and_vectors(shape):
+    net = RNN(shape, 4, hidden_size=8, cell="gru")
+    assert net(torch.randn(2, *shape)).shape == (2, 4)
+
+
+def test_init_schemes_set_weights_and_zero_biases():
+    torch.manual_seed(0)
+    mlp = build_net("mlp", init="xavier", input_shape=[64], num_outputs=10, hidden_sizes=[256])
+    bound = (6 / (64 + 256)) ** 0.5  # xavier_uniform_ on the first 64 -> 256 layer
+    first = mlp.layers[1]
+    assert first.weight.abs().max() <= bound and first.weight.abs().max() > 0.9 * bound
+    assert torch.count_nonzero(mlp.head.bias) == 0
+    rnn = build_net("rnn", init="orthogonal", input_shape=[6, 5], num_outputs=3, hidden_size=8)
+    w = rnn.layers[0].weight_hh_l0  # (4H, H): orthonormal columns
+    torch.testing.assert_close(w.T @ w, torch.eye(8), atol=1e-5, rtol=0)
+    torch.manual_seed(0)
+    default = build_net("mlp", init="default", input_shape=[64], num_outputs=10, hidden_sizes=[256])
+    torch.manual_seed(0)
+    torch.testing.assert_close(default.head.weight, MLP([64], 10, hidden_sizes=[256]).head.weight)
+    with pytest.raises(ValueError, match=r"model.net.init='he' is unknown; choose one of \['default', 'xavier'"):
+        build_net("mlp", init="he", input_shape=[4], num_outputs=2)
+
+
+def test_activation_checkpointing_recomputes_blocks_and_keeps_gradients(monkeypatch):
+    from litlab.models.transformer import Block
+
+    calls = []
+    forward = Block.forward
+    monkeypatch.setattr(Block, "forward", lambda self, *a: calls.append(1) or forward(self, *a))
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        net = Transformer([12], 3, vocab_size=9, d_model=16, n_heads=2, dropout=0.1, activation_checkpointing=flag)
+        x = torch.randint(0, 9, (4, 12))
+        calls.clear()
+        torch.manual_seed(1)
+        net(x).square().sum().backward()
+        assert len(calls) == (4 if flag else 2), "each of the 2 blocks runs again in backward"
+        grads.append([p.grad for p in net.parameters()])
+    for plain, checkpointed in zip(*grads, strict=True):
+        torch.testing.assert_close(plain, checkpointed)  # dropout masks replayed: the same gradients
+
+
 def test_build_net_names_the_choices():
-    assert set(NETS) == {"mlp", "cnn", "transformer"}
-    with pytest.raises(ValueError, match=r"model.net.arch='resnet'.*\['cnn', 'mlp', 'transformer'\]"):
+    assert set(NETS) == {"mlp", "cnn", "rnn", "transformer"}
+    with pytest.raises(ValueError, match=r"model.net.arch='resnet'.*\['cnn', 'mlp', 'rnn', 'transformer'\]"):
         build_net("resnet", input_shape=[1, 8, 8], num_outputs=10)
 
 

@@ -11,6 +11,7 @@ import torch
 from conftest import BIN, FAST, PYTHON, cli, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import litlab
 from litlab.tasks import Classifier, load_task
 
 
@@ -73,6 +74,7 @@ def test_checkpoint_is_weights_only_and_rebuilds_without_hydra(default_run):
     best = read_metrics(run_dir)["best_checkpoint"]
     ckpt = torch.load(best, weights_only=True)
     assert ckpt["task"] == "classification"
+    assert ckpt["versions"]["torch"] == torch.__version__ and ckpt["versions"]["litlab"] == litlab.__version__
     assert ckpt["config"]["model"]["net"]["arch"] == "mlp"
     assert ckpt["config"]["data"]["_target_"] == "litlab.data.DigitsDataModule"
     model = Classifier.load_from_checkpoint(best, weights_only=True).eval()
@@ -100,7 +102,7 @@ def test_help_lists_groups_and_options(tmp_path):
     out = cli("litlab-train", "--help", cwd=tmp_path).stdout
     assert "litlab-train" in out
     for line in (
-        "model: cnn, mlp, transformer",
+        "model: cnn, mlp, rnn, transformer",
         "trainer: cpu, ddp, ddp_cpu, default, gpu, mps",
         "logger: csv, none, tensorboard",
     ):

@@ -124,6 +124,14 @@ def test_same_seed_same_result(train_in_process):
     assert a["train/loss"] != c["train/loss"]
 
 
+def test_seed_null_draws_a_seed_that_repeats_the_run(train_in_process):
+    drawn, run_dir = train_in_process("seed=null", "trainer.deterministic=true", *LIMIT)
+    seed = read_metrics(run_dir)["seed"]
+    assert isinstance(seed, int)
+    again, _ = train_in_process(f"seed={seed}", "trainer.deterministic=true", *LIMIT)
+    assert drawn == again
+
+
 def test_resume_last_continues_training(train_in_process):
     _, run_dir = train_in_process("trainer.max_epochs=2", "callbacks.early_stopping.patience=100")
     _, second_dir = train_in_process(
@@ -201,3 +209,13 @@ def test_threads_key_sets_torch_threads_for_the_run(train_in_process):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_seed_null_is_one_seed_for_all_ranks(monkeypatch):
+    from litlab.train import run_seed
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("PL_GLOBAL_SEED", "123")  # left by an earlier job of an in-process sweep
+    assert run_seed(None) != run_seed(None)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP rank started by rank 0, which drew 123
+    assert run_seed(None) == 123 and run_seed(5) == 5

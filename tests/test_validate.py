@@ -13,7 +13,7 @@ BAD = {
     "unknown top-level key": (["modle=cnn"], "modle: no such key; did you mean model?"),
     "wrong type": (["trainer.max_epochs=ten"], "trainer.max_epochs=ten: must be an integer >= 1, or -1 for no limit"),
     "invalid precision": (["trainer.precision=17"], "trainer.precision=17: not a precision; choose one of"),
-    "unknown model": (["model=resnet"], "model=resnet: no such option (choose one of cnn, mlp, transformer)"),
+    "unknown model": (["model=resnet"], "model=resnet: no such option (choose one of cnn, mlp, rnn, transformer)"),
     "unknown option in a sweep": (["model=mlp,resnet"], "model=resnet: no such option"),
     "unknown nested group option": (["model/optimizer=lamb"], "model/optimizer=lamb: no such option"),
     "gpu without a gpu": (["trainer.accelerator=gpu"], "trainer.accelerator=gpu: no gpu device on this machine"),
@@ -28,7 +28,11 @@ BAD = {
     ),
     "token data for a net without embeddings": (
         ["data=sequences"],
-        "model.net.arch=mlp: this data gives token ids (data.vocab_size=3), which only transformer embeds",
+        "model.net.arch=mlp: this data gives token ids (data.vocab_size=3), which only rnn, transformer can embed",
+    ),
+    "unknown init": (
+        ["model.net.init=he"],
+        "model.net.init=he: unknown; choose one of default, xavier, kaiming, orthogonal, normal",
     ),
     "a ??? left empty": (["data=arrays"], "data.input_shape: needs a value (it is ???); give it as"),
     "a later value of a sweep": (["seed=1,2", "data.batch_size=32,-1"], "data.batch_size=-1: must be an integer >= 1"),

@@ -8,11 +8,12 @@ import torch
 from conftest import compose_cfg
 from omegaconf import DictConfig
 
-#: The three nets, small enough to train in a second or two; the MLP keeps its default width so
+#: The four nets, small enough to train in a second or two; the MLP keeps its default width so
 #: that int8 Linear layers make a visibly smaller file.
 NETS = {
     "mlp": ["model=mlp"],
     "cnn": ["model=cnn", "model.net.channels=[8,16]"],
+    "rnn": ["model=rnn", "model.net.hidden_size=16"],
     "transformer": ["model=transformer", "model.net.d_model=16", "model.net.n_heads=2", "model.net.d_ff=32"],
 }
 _cache: dict[str, Path] = {}

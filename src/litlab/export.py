@@ -64,9 +64,10 @@ def wrap(net: nn.Module, spec: InputSpec) -> ImageNet:
     return (TokenNet if spec.tokens else ImageNet)(net).eval()
 
 
-def max_len(net: nn.Module) -> int:
-    """The longest sequence a token Transformer takes (its learned positions, less the CLS slot)."""
-    return net.pos.shape[1] - (net.cls is not None)
+def max_len(net: nn.Module) -> int | None:
+    """The longest sequence a token net takes: a Transformer's learned positions less the CLS slot; None: any."""
+    pos = getattr(net, "pos", None)
+    return None if pos is None else pos.shape[1] - (net.cls is not None)
 
 
 def dynamic_shapes(net: nn.Module, spec: InputSpec) -> tuple[dict, ...]:
@@ -162,12 +163,16 @@ class Format:
     load: Callable[[Path, dict], Callable]
     packages: tuple[str, ...] = ()
     how_to_load: str = ""
+    #: Built by torch.export, which unrolls an LSTM/GRU over the steps it traces (one sequence length only).
+    unrolls_time: bool = False
 
 
 FORMATS: dict[str, Format] = {
     "torchscript": Format("model.pt", _save_torchscript, _load_torchscript, how_to_load="torch.jit.load(path)"),
-    "onnx": Format("model.onnx", _save_onnx, _load_onnx, ONNX_PACKAGES, "onnxruntime.InferenceSession(path)"),
-    "pt2": Format("model.pt2", _save_pt2, _load_pt2, how_to_load="torch.export.load(path).module()"),
+    "onnx": Format(
+        "model.onnx", _save_onnx, _load_onnx, ONNX_PACKAGES, "onnxruntime.InferenceSession(path)", unrolls_time=True
+    ),
+    "pt2": Format("model.pt2", _save_pt2, _load_pt2, how_to_load="torch.export.load(path).module()", unrolls_time=True),
     "state_dict": Format(
         "state_dict.pt",
         _save_state_dict,
@@ -371,6 +376,11 @@ def export(cfg: DictConfig) -> dict:
     data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
     datamodule = load_datamodule(data_cfg)
     spec = checked_spec(task, datamodule, cfg.normalize) if cfg.input is not None else input_spec(task, datamodule)
+    if spec.tokens and fmt.unrolls_time and any(isinstance(m, nn.RNNBase) for m in task.net.modules()):
+        raise ValueError(
+            f"format={cfg.format}: torch.export unrolls the net's LSTM/GRU over the steps it traces, so the file "
+            "would take one sequence length only; export a token RNN as format=torchscript or state_dict"
+        )
     batch = parity_batch(cfg, datamodule, spec)
     module = wrap(task.net, spec)
     example = tuple(a[:2] for a in batch.args())

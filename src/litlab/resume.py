@@ -26,7 +26,8 @@ def run_dir_of(checkpoint: str | Path) -> Path | None:
     return None
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
+    """``+a.b=1`` -> ``a.b``."""
     return override.split("=", 1)[0].lstrip("+~")
 
 
@@ -37,9 +38,11 @@ def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
     run = run_dir_of(checkpoint)
     if run is None:
         return args
-    given = {_key(a) for a in args}
-    stored = [o for o in OmegaConf.load(run / ".hydra" / "overrides.yaml") if _key(o) not in {*given, *NOT_CARRIED}]
-    rest = [a for a in args if _key(a) != "ckpt_path"]
+    given = {override_key(a) for a in args}
+    stored = [
+        o for o in OmegaConf.load(run / ".hydra" / "overrides.yaml") if override_key(o) not in {*given, *NOT_CARRIED}
+    ]
+    rest = [a for a in args if override_key(a) != "ckpt_path"]
     return [*stored, *rest, f"ckpt_path='{Path(checkpoint).resolve()}'", f"hydra.run.dir='{run}'"]
 
 

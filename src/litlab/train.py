@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir, to_plain
@@ -83,6 +83,24 @@ def previous_metrics(run_dir: str) -> dict[str, float]:
         return {}
 
 
+def run_seed(seed: int | None) -> int:
+    """``seed``; for ``seed=null`` a fresh one, logged so the run can be repeated.
+
+    The DDP ranks this process starts inherit its seed through ``PL_GLOBAL_SEED`` (set by
+    ``seed_everything``), as they would an explicit one.
+    """
+    import os
+    import random
+
+    if seed is not None:
+        return seed
+    if "PL_GLOBAL_SEED" in os.environ and os.environ.get("LOCAL_RANK", "0") != "0":
+        return int(os.environ["PL_GLOBAL_SEED"])
+    seed = random.SystemRandom().randrange(2**31)
+    log.info(f"seed=null: drew seed {seed} (seed={seed} repeats this run)")
+    return seed
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test as ``cfg`` says; returns the final metrics."""
     import lightning as L
@@ -101,14 +119,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     use_resources(cfg)
     if cfg.print_config:
         print(OmegaConf.to_yaml(cfg, resolve=True))
-    if cfg.seed is not None:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    with open_dict(cfg):  # the seed used, wherever the config is stored (checkpoints, hparams)
+        cfg.seed = run_seed(cfg.seed)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     # A requeued job (submitit, SLURM) finds its own last.ckpt and goes on from there.
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
     ckpt_path = ckpt_path or requeued_checkpoint(run_dir)
 
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
+    if cfg.get("init_from") and not ckpt_path:  # a resumed run has its weights in its checkpoint
+        from litlab.finetune import init_from
+
+        init_from(task.net, cfg.init_from, list(cfg.init_skip))
     loggers = instantiate_all(cfg.get("logger"))
     preemption = Preemption(run_dir)
     callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg)), ExactResume(), preemption]
@@ -147,6 +170,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "best_checkpoint": best or None,
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
+            "seed": cfg.seed,
             "metrics": metrics,
         }
         write_json_atomic(f"{run_dir}/{METRICS_FILE}", summary)

@@ -145,14 +145,17 @@ def _check_monitors(cfg: DictConfig) -> None:
             )
 
 
-def _check_checkpoint(cfg: DictConfig) -> None:
-    """``ckpt_path`` names a readable training checkpoint of the net this config builds."""
+def _check_weights(cfg: DictConfig) -> None:
+    """``ckpt_path`` and ``init_from`` fit the net this config builds; ``model.freeze`` names parts of it."""
     from litlab.runs import resolve_checkpoint
 
-    if cfg.get("ckpt_path") is None:
+    ckpt, init, skip = cfg.get("ckpt_path"), cfg.get("init_from"), list(cfg.get("init_skip") or [])
+    if skip and not init:
+        raise ConfigError(f"init_skip=[{','.join(skip)}]: has no effect without init_from=<checkpoint or run dir>")
+    if ckpt is None and init is None and not OmegaConf.select(cfg, "model.freeze"):
         return
     try:
-        path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
+        path = resolve_checkpoint(ckpt, f"{cfg.paths.log_dir}/{cfg.task_name}")
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from None
     if OmegaConf.missing_keys(cfg.data):  # the job itself names the missing data keys
@@ -160,17 +163,22 @@ def _check_checkpoint(cfg: DictConfig) -> None:
     import torch
 
     from litlab.checkpoint import load_checkpoint
+    from litlab.finetune import init_tensors
     from litlab.resume import check_resumable
     from litlab.train import build_task
 
-    where = f"ckpt_path={cfg.ckpt_path}" + (f" ({path})" if path != cfg.ckpt_path else "")
+    where = f"ckpt_path={ckpt}" + (f" ({path})" if path != ckpt else "")
     try:
-        checkpoint = load_checkpoint(path, mmap=True)
         with torch.device("meta"):  # shapes only: no memory, no initialisation
             task = build_task(cfg)
-        check_resumable(checkpoint, task, where)
-    except ValueError as e:  # the loader's messages name the file already
-        raise ConfigError(str(e) if str(e).startswith(where) else f"ckpt_path: {e}") from None
+        if path:
+            check_resumable(load_checkpoint(path, mmap=True), task, where)
+        elif init:
+            init_tensors(init, task.net, skip, mmap=True)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    except ValueError as e:  # the messages name the key or the file already
+        raise ConfigError(str(e) if not path or str(e).startswith(where) else f"ckpt_path: {e}") from None
 
 
 def missing_value(key: str) -> ConfigError:
@@ -196,16 +204,21 @@ def check_config(cfg: DictConfig) -> None:
 
         if arch not in NETS:
             raise ConfigError(f"model.net.arch={arch}: not a network; choose one of {', '.join(sorted(NETS))}")
+        from litlab.models.layers import INITS
+
+        init = OmegaConf.select(cfg, "model.net.init", default="default")
+        if init != "default" and init not in INITS:
+            raise ConfigError(f"model.net.init={init}: unknown; choose one of default, {', '.join(INITS)}")
         vocab_size = OmegaConf.select(cfg, "data.vocab_size", default=None, throw_on_missing=False)
         embedders = sorted(n for n, net in NETS.items() if "vocab_size" in inspect.signature(net).parameters)
         if vocab_size is not None and arch not in embedders:
             raise ConfigError(
                 f"model.net.arch={arch}: this data gives token ids (data.vocab_size={vocab_size}), "
-                f"which only {', '.join(embedders)} embeds; choose model={embedders[0]}"
+                f"which only {', '.join(embedders)} can embed; choose model={embedders[0]}"
             )
     _check_fused_clipping(cfg)
     _check_monitors(cfg)
-    _check_checkpoint(cfg)
+    _check_weights(cfg)
 
 
 # ---- the command line, before Hydra makes a run directory --------------------------------------
@@ -318,6 +331,22 @@ def _resumed(args: list[str], cfg: DictConfig) -> list[str]:
     return args if checkpoint is None else resume_overrides(args, checkpoint)
 
 
+def _check_run_dir(args: list[str]) -> None:
+    """A ``hydra.run.dir`` holding a run's ``last.ckpt`` resumes it (a requeued job does): it must fit."""
+    from litlab.resume import override_key, requeued_checkpoint
+
+    run_dir = next((a.split("=", 1)[1].strip("'\"") for a in args if override_key(a) == "hydra.run.dir"), None)
+    last = run_dir and requeued_checkpoint(run_dir)
+    if last:
+        try:
+            check_command_line([*args, f"ckpt_path='{last}'"])
+        except ConfigError as e:
+            raise ConfigError(
+                f"hydra.run.dir={run_dir} holds a run, which a run started there resumes (as a requeued job "
+                f"does), and it does not fit: {e}. Choose another hydra.run.dir"
+            ) from None
+
+
 def validated(main: Callable[[], Any]) -> Callable[[], Any]:
     """Wrap a ``@hydra.main`` entry point: bad overrides exit 2 with one line, before Hydra starts.
 
@@ -339,6 +368,8 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                     if resumed != overrides:
                         check_command_line(resumed)
                         sys.argv[1:] = resumed
+                elif not multirun:
+                    _check_run_dir(overrides)
             except ConfigError as e:
                 print(f"litlab: error: {e}", file=sys.stderr)
                 raise SystemExit(2) from None

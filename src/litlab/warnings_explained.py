@@ -24,8 +24,17 @@ KNOWN_WARNINGS: dict[str, str] = {
         "raised inside torch.ao's dynamic quantized Linear when it packs its int8 weights (same deprecation)"
     ),
     r"Converting a tensor to a Python (boolean|integer) might cause the trace to be incorrect": (
-        "the tracer records the Transformer's sequence-length check and head split as constants; both are "
-        "fixed for a trained model, and the parity check runs other batch sizes and sequence lengths"
+        "the tracer records shape checks as constants (the Transformer's sequence-length check and head split, "
+        "nn.LSTM/GRU's input-width check); all are fixed for a trained model, and the parity check runs other "
+        "batch sizes and sequence lengths"
+    ),
+    r"_flat_weights\[\d+\].* were assigned during export": (
+        "nn.LSTM/GRU re-point their list of weight views (_flat_weights) in every forward; the views are the "
+        "registered parameters, which the exported program holds (the parity check confirms it)"
+    ),
+    r"_check_is_size will be removed in a future PyTorch release": (
+        "raised by the code torch.export generates for an LSTM/GRU's loop (torch 2.13 deprecates a helper its own "
+        "decomposition still calls)"
     ),
     r"`isinstance\(treespec, LeafSpec\)` is deprecated": (
         "raised inside torch.export's own run_decompositions (torch 2.13 deprecates a class it still copies)"

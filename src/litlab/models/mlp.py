@@ -32,8 +32,8 @@ class MLP(nn.Module):
             if dropout > 0:
                 blocks.append(nn.Dropout(dropout))
             width = hidden
-        blocks.append(nn.Linear(width, num_outputs))
         self.layers = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
+        return self.head(self.layers(x))

@@ -7,6 +7,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from litlab.finetune import covers, top_level, unknown_prefixes
 from litlab.models import build_net
 from litlab.tasks.metrics import MeanMetric
 from litlab.tasks.optim import build_optimizer, build_scheduler
@@ -35,10 +36,12 @@ class Task(L.LightningModule):
         scheduler: dict[str, Any] | None = None,
         vocab_size: int | None = None,
         compile: bool = False,
+        freeze: Sequence[str] = (),
     ) -> None:
         super().__init__()
         extra = {"vocab_size": vocab_size} if vocab_size is not None else {}
         self.net = build_net(**net, input_shape=list(input_shape), num_outputs=num_outputs, **extra)
+        self.frozen = self._freeze(list(freeze))
         # Keyed "<stage>_loss"/"<stage>_metrics": a bare "train" key would shadow Module.train().
         self.meters = nn.ModuleDict()
         for stage in STAGES:
@@ -54,6 +57,27 @@ class Task(L.LightningModule):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def _freeze(self, prefixes: list[str]) -> list[nn.Module]:
+        """Stop the gradients of the net's parameters under ``prefixes``; the modules they name."""
+        names = [n for n, _ in self.net.named_parameters()]
+        unknown = unknown_prefixes(prefixes, names)
+        if unknown:
+            parts = ", ".join(top_level(names))
+            raise ValueError(f"model.freeze: {unknown[0]} names no parameter of the net; its parts: {parts}")
+        for name, p in self.net.named_parameters():
+            if any(covers(prefix, name) for prefix in prefixes):
+                p.requires_grad_(False)
+        if prefixes and not any(p.requires_grad for p in self.net.parameters()):
+            raise ValueError(f"model.freeze=[{','.join(prefixes)}] freezes every parameter: nothing would train")
+        modules = dict(self.net.named_modules())
+        return [modules[p] for p in prefixes if p in modules]
+
+    def on_train_start(self) -> None:
+        # Frozen modules stay in eval mode: BatchNorm keeps the statistics the weights were trained
+        # with and dropout is off. Set here, after Lightning's check that everything trains.
+        for module in self.frozen:
+            module.eval()
 
     def make_metrics(self, num_outputs: int) -> nn.Module:
         raise NotImplementedError
@@ -115,4 +139,14 @@ class Task(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": build_scheduler(optimizer, total, **self.hparams.scheduler)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        import platform
+
+        import litlab
+
         checkpoint["task"] = self.name
+        # Lightning records its own version; these say what else a reload months later needs.
+        checkpoint["versions"] = {
+            "torch": str(torch.__version__),  # a str subclass that weights-only loading refuses
+            "litlab": litlab.__version__,
+            "python": platform.python_version(),
+        }

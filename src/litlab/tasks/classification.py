@@ -26,8 +26,9 @@ class Classifier(Task):
         vocab_size: int | None = None,
         compile: bool = False,
         label_smoothing: float = 0.0,
+        freeze: Sequence[str] = (),
     ) -> None:
-        super().__init__(input_shape, num_classes, net, optimizer, scheduler, vocab_size, compile)
+        super().__init__(input_shape, num_classes, net, optimizer, scheduler, vocab_size, compile, freeze)
         self.label_smoothing = label_smoothing
         self.save_hyperparameters(logger=False)
 

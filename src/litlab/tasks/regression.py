@@ -25,8 +25,9 @@ class Regressor(Task):
         scheduler: dict[str, Any] | None = None,
         vocab_size: int | None = None,
         compile: bool = False,
+        freeze: Sequence[str] = (),
     ) -> None:
-        super().__init__(input_shape, num_targets, net, optimizer, scheduler, vocab_size, compile)
+        super().__init__(input_shape, num_targets, net, optimizer, scheduler, vocab_size, compile, freeze)
         self.save_hyperparameters(logger=False)
 
     def make_metrics(self, num_outputs: int) -> nn.Module:

@@ -1,0 +1,116 @@
+"""Fine-tuning: start a net from another run's weights (``init_from``) and freeze parts of it.
+
+Unlike ``ckpt_path`` (which resumes a run: optimizer, schedule, epoch), ``init_from`` takes
+only the net's tensors; the new run trains from step 0 with its own optimizer and data. Every
+tensor must fit by name and shape unless ``init_skip`` leaves it freshly initialised, so a
+changed architecture fails loudly instead of silently training mostly from scratch.
+"""
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+
+def covers(prefix: str, name: str) -> bool:
+    """``head`` covers ``head`` and ``head.weight``, not ``header.weight``."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def unknown_prefixes(prefixes: Iterable[str], names: Iterable[str]) -> list[str]:
+    names = list(names)
+    return [p for p in prefixes if not any(covers(p, n) for n in names)]
+
+
+def top_level(names: Iterable[str]) -> list[str]:
+    """The first components of dotted names, in order: what a prefix list usually names."""
+    return list(dict.fromkeys(n.split(".", 1)[0] for n in names))
+
+
+def init_source(path: str | Path) -> Path:
+    """The checkpoint ``init_from`` names: a file, or a run directory's best (else last) checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            best = json.loads((path / "metrics.json").read_text()).get("best_checkpoint")
+        except (OSError, ValueError, AttributeError):
+            best = None
+        for candidate in (best, path / "checkpoints" / "last.ckpt"):
+            if candidate and Path(candidate).is_file():
+                return Path(candidate)
+        raise FileNotFoundError(f"init_from={path}: a directory without a best checkpoint or checkpoints/last.ckpt")
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from={path}: no such checkpoint file")
+    return path
+
+
+def net_tensors(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The net's tensors in a litlab checkpoint, or a plain ``state_dict`` (``litlab-export format=state_dict``)."""
+    if "state_dict" in checkpoint:
+        return {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    if checkpoint and all(isinstance(v, Tensor) for v in checkpoint.values()):
+        return dict(checkpoint)
+    raise ValueError("neither a litlab checkpoint nor a state_dict of tensors")
+
+
+def fitting_tensors(source: Mapping[str, Tensor], net: nn.Module, skip: list[str], where: str) -> dict[str, Tensor]:
+    """The tensors of ``source`` that ``net`` takes; ``ValueError`` naming those that do not fit.
+
+    ``net`` may live on the meta device (shapes only).
+    """
+    target = net.state_dict()
+    unknown = unknown_prefixes(skip, [*target, *source])
+    if unknown:
+        parts = ", ".join(top_level(target))
+        raise ValueError(f"init_skip: {unknown[0]} names no tensor of the net; its parts: {parts}")
+    kept = {k: v for k, v in source.items() if not any(covers(p, k) for p in skip)}
+    wanted = [k for k in target if not any(covers(p, k) for p in skip)]
+    misfits = [
+        f"{k}: checkpoint {tuple(kept[k].shape) if k in kept else 'none'}, net {tuple(target[k].shape)}"
+        for k in wanted
+        if k not in kept or kept[k].shape != target[k].shape
+    ]
+    misfits += [f"{k}: checkpoint {tuple(v.shape)}, net none" for k, v in kept.items() if k not in target]
+    fitting = {k: v for k, v in kept.items() if k in target and v.shape == target[k].shape}
+    if misfits and not fitting:
+        raise ValueError(
+            f"{where}: no tensor fits: the checkpoint holds another net (its parts: {', '.join(top_level(source))}; "
+            f"this config's net: {', '.join(top_level(target))}); build the net the checkpoint was trained with"
+        )
+    if misfits:
+        names = [m.split(":", 1)[0] for m in misfits]
+        raise ValueError(
+            f"{where}: {len(misfits)} net tensors do not fit ({misfits[0]}); start them fresh with "
+            f"init_skip=[{','.join(top_level(names))}] or build the net the checkpoint was trained with"
+        )
+    return fitting
+
+
+def init_tensors(
+    path: str | Path, net: nn.Module, skip: list[str], mmap: bool = False
+) -> tuple[str, dict[str, Tensor]]:
+    """Where ``init_from=path`` reads (for messages) and the tensors of it that ``net`` takes.
+
+    ``mmap=True`` with a meta-device ``net``: a check of names and shapes that reads no weights.
+    """
+    from litlab.checkpoint import load_checkpoint
+
+    source = init_source(path)
+    where = f"init_from={path}" + (f" ({source})" if source != Path(path) else "")
+    try:
+        return where, fitting_tensors(net_tensors(load_checkpoint(source, mmap=mmap)), net, skip, where)
+    except ValueError as e:
+        raise ValueError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
+
+
+def init_from(net: nn.Module, path: str | Path, skip: list[str]) -> None:
+    """Copy the tensors of checkpoint ``path`` into ``net``; those under ``skip`` stay as built."""
+    where, tensors = init_tensors(path, net, skip)
+    net.load_state_dict(tensors, strict=False)
+    fresh = [k for k in net.state_dict() if k not in tensors]
+    log.info(f"{where}: {len(tensors)} net tensors loaded" + (f"; fresh: {', '.join(fresh)}" if fresh else ""))

@@ -13,6 +13,7 @@ IMAGE_DATA = [
     "folder",
     "synthetic",
     "synthetic_regression",
+    "synthetic_multilabel",
     "synthetic_stream",
     "mnist",
     "fashion_mnist",
@@ -46,6 +47,7 @@ def files(tmp_path_factory) -> dict[str, list[str]]:
         ],
         "synthetic": small,
         "synthetic_regression": small,
+        "synthetic_multilabel": small,
         "synthetic_stream": small,
         "sequences": small,
         "mnist": offline,
@@ -56,7 +58,7 @@ def files(tmp_path_factory) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize(("model", "data"), CASES)
 def test_model_runs_on_data(train_in_process, files, model, data):
-    # Small batches and patches keep the 34 runs cheap; the shapes still go through every layer.
+    # Small batches and patches keep the 38 runs cheap; the shapes still go through every layer.
     cheap = ["data.batch_size=16", "data.eval_batch_size=16"]
     if model == "transformer" and data != "sequences":
         cheap.append("model.net.patch_size=4")

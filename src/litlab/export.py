@@ -313,7 +313,7 @@ def sidecar(ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: Input
     from litlab.predict import class_names
 
     hp = task.hparams
-    num_outputs = hp.get("num_classes") or hp.get("num_targets")
+    num_outputs = hp.get("num_classes") or hp.get("num_labels") or hp.get("num_targets")
     if spec.tokens:
         inputs = [
             {
@@ -337,7 +337,6 @@ def sidecar(ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: Input
             **spec.normalization,
             "formula": "x = (x01 - mean) / std per channel, x01 = input scaled to [0, 1]",
         }
-    classification = task.name == "classification"
     meta = {
         "format": cfg.format,
         "file": fmt.file,
@@ -348,11 +347,11 @@ def sidecar(ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: Input
         "max_seq": max_len(task.net) if spec.tokens else None,
         "normalization": normalization,
         "output": {
-            "name": "logits" if classification else "outputs",
+            "name": task.output[0],
             "shape": ["batch", num_outputs],
-            "meaning": "class logits: softmax gives probabilities" if classification else "predicted values",
+            "meaning": task.output[1],
         },
-        "classes": class_names(data_cfg, num_outputs) if classification else None,
+        "classes": class_names(data_cfg, num_outputs) if task.classes else None,
         "net": {**hp.net, "input_shape": list(hp.input_shape), "num_outputs": num_outputs}
         | ({"vocab_size": spec.vocab_size} if spec.tokens else {}),
         "torch": torch.__version__,

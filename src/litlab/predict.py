@@ -53,14 +53,14 @@ def checked_spec(task: Any, datamodule: Any, normalize: bool):
 
 
 def run_model(task: Any, batches: Iterable[Any], device: str) -> tuple[list, np.ndarray, np.ndarray | None]:
-    """Names, outputs (probabilities for a classifier, values for a regressor) and labels of all rows."""
+    """Names, outputs (probabilities for classifiers, values for a regressor) and labels of all rows."""
     import torch
 
     names, outputs, labels = [], [], []
     with torch.inference_mode():
         for b in batches:
             out = task(*(t.to(device) for t in b.args())).float()
-            outputs.append((out.softmax(-1) if task.name == "classification" else out).cpu().numpy())
+            outputs.append(task.readout(out).cpu().numpy())
             names += list(b.names)
             if b.y is not None:
                 labels.append(b.y.cpu().numpy())
@@ -68,12 +68,22 @@ def run_model(task: Any, batches: Iterable[Any], device: str) -> tuple[list, np.
 
 
 def write_predictions(
-    out_dir: Path, names: list, outputs: np.ndarray, labels: np.ndarray | None, classes: list[str] | None
+    out_dir: Path,
+    names: list,
+    outputs: np.ndarray,
+    labels: np.ndarray | None,
+    classes: list[str] | None,
+    multilabel: bool = False,
 ) -> None:
-    """``predictions.csv`` (one row per input) and ``predictions.npy`` (a structured array, same rows)."""
+    """``predictions.csv`` (one row per input) and ``predictions.npy`` (a structured array, same rows).
+
+    A classifier's row names its class; a multi-label row its labels of probability >= 0.5, joined by ``;``.
+    """
     key = "index" if names and isinstance(names[0], int) else "file"
     fields: list[tuple] = [(key, np.int64 if key == "index" else f"U{max(map(len, map(str, names)), default=1)}")]
-    if classes is not None:
+    if multilabel:
+        fields += [("labels", np.bool_, (outputs.shape[1],)), ("probs", np.float32, (outputs.shape[1],))]
+    elif classes is not None:
         fields += [("class", np.int64), ("probs", np.float32, (len(classes),))]
     else:
         fields += [("outputs", np.float32, (outputs.shape[1],))]
@@ -81,7 +91,14 @@ def write_predictions(
         fields.append(("target", labels.dtype, labels.shape[1:]))
     table = np.zeros(len(names), dtype=fields)
     table[key] = names
-    if classes is not None:
+    if multilabel:
+        table["labels"], table["probs"] = outputs >= 0.5, outputs
+        header = [key, "labels", *(f"prob_{c}" for c in classes)]
+        rows = [
+            [n, ";".join(c for c, on in zip(classes, row >= 0.5, strict=True) if on), *(f"{p:.6g}" for p in row)]
+            for n, row in zip(names, outputs, strict=True)
+        ]
+    elif classes is not None:
         table["class"], table["probs"] = outputs.argmax(1), outputs
         header = [key, "class", "label", *(f"prob_{c}" for c in classes)]
         rows = [
@@ -128,8 +145,8 @@ def predict(cfg: DictConfig) -> Path:
     else:
         batches = split_batches(datamodule, cfg.split, cfg.batch_size)
     names, outputs, labels = run_model(task, batches, cfg.device)
-    classes = class_names(data_cfg, outputs.shape[1]) if task.name == "classification" else None
-    write_predictions(out_dir, names, outputs, labels, classes)
+    classes = class_names(data_cfg, outputs.shape[1]) if task.classes else None
+    write_predictions(out_dir, names, outputs, labels, classes, multilabel=task.classes == "any")
     source = cfg.input if cfg.input is not None else f"split={cfg.split}"
     print(f"{len(names)} predictions for {source}: {out_dir / CSV_FILE}, {out_dir / NPY_FILE}")
     return out_dir / CSV_FILE

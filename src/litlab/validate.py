@@ -135,6 +135,10 @@ def _check_monitors(cfg: DictConfig) -> None:
     task = OmegaConf.select(cfg, "data.task")
     if task not in TASKS:
         raise ConfigError(f"data.task={task}: not a task; choose one of {', '.join(sorted(TASKS))}")
+    task_cls = TASKS[task]
+    for key, param in inspect.signature(task_cls).parameters.items():
+        if key in task_cls.data_keys and param.default is param.empty and OmegaConf.select(cfg, f"data.{key}") is None:
+            raise ConfigError(f"data.task={task}: needs data.{key}, which this data config leaves unset")
     logged = logged_metrics(task)
     for name, callback in (cfg.get("callbacks") or {}).items():
         monitor = callback.get("monitor") if isinstance(callback, DictConfig) else None

@@ -84,6 +84,8 @@ class ArraysDataModule(DataModule):
             raise ValueError("data=arrays needs exactly one of data.path=<.npz|.pt|folder of .npy> or arrays=")
         if self.task == "classification" and self.num_classes is None:
             raise ValueError("data=arrays with data.task=classification needs data.num_classes=<number of classes>")
+        if self.task == "multilabel" and self.num_labels is None:
+            raise ValueError("data=arrays with data.task=multilabel needs data.num_labels=<number of labels>")
         self.path, self.arrays = path, arrays
         self.sizes, self.split_seed = (val_split, test_split), split_seed
 
@@ -137,6 +139,16 @@ class ArraysDataModule(DataModule):
                 bad = y[y != y.round()][0].item()
                 raise ValueError(f"{source}: {yk} holds {bad} among its class labels; labels are whole numbers")
             y = y.long()
+        elif self.task == "multilabel":
+            y = y.float()
+            _check_finite(y, f"{source}: {yk}")
+            if y.dim() != 2 or y.shape[1] != self.num_labels:
+                raise ValueError(
+                    f"{source}: {yk} must be one 0/1 entry per label and sample (shape [N, {self.num_labels}] "
+                    f"for data.num_labels={self.num_labels}), got {list(y.shape)}"
+                )
+            if len(y) and (y.min() < 0 or y.max() > 1):
+                raise ValueError(f"{source}: {yk} holds values in [{y.min():g}, {y.max():g}]; labels lie in [0, 1]")
         else:
             y = y.float()
             _check_finite(y, f"{source}: {yk}")

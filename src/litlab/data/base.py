@@ -16,7 +16,7 @@ from litlab.data.transforms import TransformDataset, compose
 class DataModule(L.LightningDataModule):
     """Subclasses implement ``load()`` returning the train, val and test datasets.
 
-    ``task``, ``input_shape``, ``num_classes``/``num_targets`` and ``vocab_size`` describe the
+    ``task``, ``input_shape``, ``num_classes``/``num_labels``/``num_targets`` and ``vocab_size`` describe the
     data to the model; they live in the data config so a model config never repeats them.
     A split that is a ``TensorDataset`` takes the fast path (``TensorLoader``); any other
     dataset goes through a ``DataLoader``. Both shard by rank themselves, which is why the
@@ -31,6 +31,7 @@ class DataModule(L.LightningDataModule):
         input_shape: Sequence[int] = (),
         num_classes: int | None = None,
         num_targets: int | None = None,
+        num_labels: int | None = None,
         vocab_size: int | None = None,
         data_dir: str = "data",
         batch_size: int = 64,
@@ -51,6 +52,7 @@ class DataModule(L.LightningDataModule):
             raise ValueError(f"data.batch_size={batch_size} must be a positive integer")
         self.task, self.input_shape = task, list(input_shape)
         self.num_classes, self.num_targets, self.vocab_size = num_classes, num_targets, vocab_size
+        self.num_labels = num_labels
         self.data_dir = data_dir
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.loader_kwargs = {

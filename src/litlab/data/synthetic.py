@@ -25,7 +25,8 @@ class Teacher:
     """A fixed random two-layer tanh network: the target it computes is learnable, not noise.
 
     Classification takes the argmax of its outputs, centred per class so the classes come out
-    roughly balanced; regression its outputs plus optional gaussian ``noise``.
+    roughly balanced; multi-label the sign of each centred output (each label on for about
+    half the samples); regression its outputs plus optional gaussian ``noise``.
     """
 
     def __init__(
@@ -37,7 +38,7 @@ class Teacher:
         self.w1 = torch.randn(d, hidden, generator=g) / math.sqrt(d)
         self.w2 = torch.randn(hidden, num_outputs, generator=g) / math.sqrt(hidden)
         self.bias = torch.zeros(num_outputs)
-        if task == "classification":
+        if task in ("classification", "multilabel"):
             self.bias = -self.net(torch.randn(4096, d, generator=g)).mean(0)
 
     def net(self, x: Tensor) -> Tensor:
@@ -49,6 +50,8 @@ class Teacher:
         out = self.net(x)
         if self.task == "classification":
             return x, out.argmax(1)
+        if self.task == "multilabel":
+            return x, (out > 0).float()
         noise = torch.stack([torch.randn(out.shape[1], generator=g) for g in gens]) if len(gens) else out
         return x, out + self.noise * noise
 
@@ -115,7 +118,7 @@ class Sequences:
 
 
 class SyntheticDataModule(DataModule):
-    """Teacher data in memory, or as a sharded stream (``streaming``): classification or regression by ``task``."""
+    """Teacher data in memory, or as a sharded stream (``streaming``): classification, multilabel or regression."""
 
     def __init__(
         self,
@@ -137,9 +140,10 @@ class SyntheticDataModule(DataModule):
         self.hidden, self.noise = hidden, noise
 
     def source(self) -> Teacher | Sequences:
-        outputs = self.num_classes if self.task == "classification" else self.num_targets
+        key = {"classification": "num_classes", "multilabel": "num_labels"}.get(self.task, "num_targets")
+        outputs = getattr(self, key)
         if not outputs:
-            raise ValueError(f"data.task={self.task} needs data.num_classes (classification) or data.num_targets")
+            raise ValueError(f"data.task={self.task} needs data.{key}")
         return Teacher(self.input_shape, outputs, self.task, self.data_seed, self.hidden, self.noise)
 
     def load(self) -> list[Dataset]:

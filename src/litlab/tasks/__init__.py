@@ -6,9 +6,10 @@ import torch
 
 from litlab.tasks.base import Task
 from litlab.tasks.classification import Classifier
+from litlab.tasks.multilabel import MultiLabelClassifier
 from litlab.tasks.regression import Regressor
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classifier, Regressor)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classifier, MultiLabelClassifier, Regressor)}
 
 
 def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Task:
@@ -28,4 +29,4 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Tas
     return task
 
 
-__all__ = ["TASKS", "Classifier", "Regressor", "Task", "load_task"]
+__all__ = ["TASKS", "Classifier", "MultiLabelClassifier", "Regressor", "Task", "load_task"]

@@ -26,6 +26,10 @@ class Task(L.LightningModule):
     name: str
     #: Data config keys this task takes as arguments (the data decides the model's I/O).
     data_keys: tuple[str, ...] = ("input_shape", "vocab_size")
+    #: The net's output for an exported file's users: its name and what it means.
+    output: tuple[str, str] = ("outputs", "predicted values")
+    #: Outputs named by ``data.classes``: "one" class per sample, "any" number of labels, or None.
+    classes: str | None = None
 
     def __init__(
         self,
@@ -108,6 +112,14 @@ class Task(L.LightningModule):
 
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
+
+    def readout(self, output: Tensor) -> Tensor:
+        """What a user reads from the net's output (probabilities for classifiers)."""
+        return output
+
+    def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        x, _, *mask = batch
+        return self.readout(self(x, *mask))
 
     def _log_epoch(self, stage: str) -> None:
         values = {"loss": self.meters[f"{stage}_loss"].compute(), **self.meters[f"{stage}_metrics"].compute()}

@@ -11,10 +11,12 @@ from litlab.tasks.metrics import ClassificationMetrics
 
 
 class Classifier(Task):
-    """Predicts one of ``num_classes`` classes; ``predict_step`` returns probabilities."""
+    """Predicts one of ``num_classes`` classes; ``predict_step`` returns their probabilities."""
 
     name = "classification"
     data_keys = (*Task.data_keys, "num_classes")
+    output = ("logits", "class logits: softmax gives probabilities")
+    classes = "one"
 
     def __init__(
         self,
@@ -38,6 +40,5 @@ class Classifier(Task):
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(output, target, label_smoothing=self.label_smoothing)
 
-    def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
-        x, _, *mask = batch
-        return self(x, *mask).softmax(dim=-1)
+    def readout(self, output: Tensor) -> Tensor:
+        return output.softmax(dim=-1)

@@ -73,3 +73,33 @@ class RegressionMetrics(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         return {"mse": self.se / self.n, "mae": self.ae / self.n}
+
+
+class MultiLabelMetrics(Metric):
+    """Label accuracy, exact-match (subset) accuracy and macro-F1 over labels; a label is on at p >= 0.5."""
+
+    full_state_update = False
+
+    def __init__(self, num_labels: int) -> None:
+        super().__init__()
+        for name in ("tp", "fp", "fn", "tn"):
+            self.add_state(name, torch.zeros(num_labels), dist_reduce_fx="sum")
+        self.add_state("exact", torch.zeros(()), dist_reduce_fx="sum")
+        self.add_state("n", torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        pred, true = logits.detach() >= 0, target >= 0.5  # logit 0 is probability 0.5
+        for name, cells in (("tp", pred & true), ("fp", pred & ~true), ("fn", ~pred & true), ("tn", ~pred & ~true)):
+            getattr(self, name).add_(cells.sum(0))
+        self.exact.add_((pred == true).all(1).sum())
+        self.n.add_(len(true))
+
+    def compute(self) -> dict[str, Tensor]:
+        support = 2 * self.tp + self.fp + self.fn
+        f1 = 2 * self.tp / support.clamp(min=1)
+        return {
+            "acc": (self.tp + self.tn).sum() / (self.n * len(self.tp)).clamp(min=1),
+            "exact": self.exact / self.n.clamp(min=1),
+            # Over the labels that occur in the targets or the predictions, as the classifier's macro-F1.
+            "f1": f1[support > 0].mean() if bool((support > 0).any()) else f1.new_zeros(()),
+        }

@@ -35,7 +35,3 @@ class Regressor(Task):
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         return F.mse_loss(output, target.view_as(output))
-
-    def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
-        x, _, *mask = batch
-        return self(x, *mask)

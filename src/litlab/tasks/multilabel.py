@@ -1,0 +1,46 @@
+"""Multi-label classification: any number of ``num_labels`` labels per sample, one sigmoid each."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from litlab.tasks.base import Task
+from litlab.tasks.metrics import MultiLabelMetrics
+
+
+class MultiLabelClassifier(Task):
+    """Targets are ``(B, num_labels)`` of 0/1 (or soft labels in [0, 1]); binary cross-entropy per label."""
+
+    name = "multilabel"
+    data_keys = (*Task.data_keys, "num_labels")
+    output = ("logits", "label logits: a sigmoid gives each label's probability")
+    classes = "any"
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_labels: int,
+        net: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        vocab_size: int | None = None,
+        compile: bool = False,
+        freeze: Sequence[str] = (),
+        pos_weight: float | None = None,
+    ) -> None:
+        super().__init__(input_shape, num_labels, net, optimizer, scheduler, vocab_size, compile, freeze)
+        self.pos_weight = pos_weight
+        self.save_hyperparameters(logger=False)
+
+    def make_metrics(self, num_outputs: int) -> nn.Module:
+        return MultiLabelMetrics(num_outputs)
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        # pos_weight > 1 weighs the rare positives up (the usual fix for sparse labels).
+        weight = None if self.pos_weight is None else output.new_tensor(self.pos_weight)
+        return F.binary_cross_entropy_with_logits(output, target.to(output.dtype), pos_weight=weight)
+
+    def readout(self, output: Tensor) -> Tensor:
+        return output.sigmoid()

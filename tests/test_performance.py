@@ -272,6 +272,17 @@ def test_gpu_fast_paths_train(train_in_process):
     assert metrics["test/acc"] > 0.5, metrics
 
 
+@cuda
+def test_memory_monitor_logs_the_gpu_peak(train_in_process):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run_dir = train_in_process("trainer=gpu", "trainer.max_epochs=2")
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    peaks = [e.value for e in acc.Scalars("memory/gpu_peak_mb")]
+    assert len(peaks) == 2 and all(p > 0 for p in peaks)
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
 

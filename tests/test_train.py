@@ -66,6 +66,9 @@ def test_tensorboard_events_hold_curves_and_hparams(default_run):
     tags = set(acc.Tags()["scalars"])
     assert {"train/loss", "val/loss", "val/acc", "test/acc", "val/loss_best"} <= tags
     assert len(acc.Scalars("val/loss")) >= 5, "one point per epoch"
+    rss = acc.Scalars("memory/host_peak_rss_mb")
+    assert len(rss) == len(acc.Scalars("train/loss")) and 50 < rss[-1].value < 8000
+    assert "memory/gpu_peak_mb" not in tags, "no GPU here"
     assert "hparams" in acc.PluginTagToContent("hparams") or acc.PluginTagToContent("hparams")
 
 

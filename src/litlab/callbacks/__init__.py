@@ -2,6 +2,7 @@
 
 from litlab.callbacks.confusion_matrix import ConfusionMatrixImage
 from litlab.callbacks.exact_resume import ExactResume
+from litlab.callbacks.memory import MemoryMonitor
 from litlab.callbacks.misclassified import MisclassifiedImages
 from litlab.callbacks.model_checkpoint import ModelCheckpoint
 from litlab.callbacks.nan_guard import NanGuard, NonFiniteLossError
@@ -13,6 +14,7 @@ from litlab.callbacks.store_config import StoreConfig
 __all__ = [
     "ConfusionMatrixImage",
     "ExactResume",
+    "MemoryMonitor",
     "MisclassifiedImages",
     "ModelCheckpoint",
     "NanGuard",

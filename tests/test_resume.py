@@ -69,7 +69,10 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
     got, want = scalars(resumed), scalars(reference)
     assert set(got) == set(want)
     for tag in want:  # every step once, with the same value: nothing repeated, nothing missing
-        assert got[tag] == want[tag], tag
+        if tag.startswith("memory/"):  # a measurement of the process, not of the training
+            assert [s for s, _ in got[tag]] == [s for s, _ in want[tag]], tag
+        else:
+            assert got[tag] == want[tag], tag
 
 
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, reference):

@@ -67,6 +67,19 @@ def _is_rank_zero() -> bool:
     return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
+class NotEchoed(logging.Filter):
+    """On the console handler (conf/hydra/default.yaml): drops records already printed on stderr (``tell``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "echoed", False)
+
+
+def tell(logger: logging.Logger, message: str) -> None:
+    """``message`` on stderr, and in the run's log file; a terminal shows it once."""
+    print(message, file=sys.stderr, flush=True)
+    logger.warning(message, extra={"echoed": True})
+
+
 def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -> None:
     """Write the error into the run directory, keeping any metrics already written.
 

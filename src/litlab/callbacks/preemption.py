@@ -10,6 +10,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from litlab.jobs import tell
+
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +54,7 @@ class Preemption(L.Callback):
     def _save(self, trainer: L.Trainer) -> None:
         if self.saved is None:
             self.saved = str(self._path(trainer))
-            trainer.save_checkpoint(self.saved)
+            trainer.save_checkpoint(self.saved, weights_only=False)  # a full checkpoint, to resume from
             # ModelCheckpoint must not later delete or re-version it on resume.
             if trainer.checkpoint_callback is not None:
                 trainer.checkpoint_callback.last_model_path = self.saved
@@ -78,6 +80,4 @@ class Preemption(L.Callback):
     def _tell(self, trainer: L.Trainer, what: str) -> None:
         """What happened and how to resume, on stderr and in the log (rank 0 only)."""
         if trainer.is_global_zero:
-            message = f"{what} Resume with: {self.resume_hint.format(run_dir=self.run_dir)}"
-            log.warning(message)
-            print(message, file=sys.stderr, flush=True)
+            tell(log, f"{what} Resume with: {self.resume_hint.format(run_dir=self.run_dir)}")

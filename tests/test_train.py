@@ -110,6 +110,10 @@ def test_help_lists_groups_and_options(tmp_path):
         "logger: csv, none, tensorboard",
     ):
         assert line in out
+    from litlab.config import config_dir
+
+    launchers = sorted(p.stem for p in (config_dir() / "hydra" / "launcher").glob("*.yaml"))
+    assert f"(launchers: {', '.join(launchers)})" in out  # Hydra's own groups are not listed above
 
 
 def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):

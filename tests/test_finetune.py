@@ -1,5 +1,7 @@
 """Fine-tuning: init_from takes another run's net weights, init_skip leaves some fresh, model.freeze stops training."""
 
+import re
+
 import pytest
 import torch
 from conftest import FAST, cli, read_metrics
@@ -114,3 +116,60 @@ def test_cli_refuses_a_misfit_with_one_line(source, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "init_skip=[head]" in proc.stderr
     assert not (tmp_path / "logs").exists()
+
+
+def test_checkpoints_from_before_the_mlp_head_was_named_still_load(source, tmp_path):
+    """The MLP's output layer was ``layers.<n>``; eval, resume and init_from still read such files."""
+    new = source / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(new, weights_only=True)
+    n = len(load_task(new).net.layers)
+    checkpoint["state_dict"] = {
+        k.replace("net.head.", f"net.layers.{n}."): v for k, v in checkpoint["state_dict"].items()
+    }
+    assert f"net.layers.{n}.weight" in checkpoint["state_dict"]
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    x = torch.randn(5, 1, 8, 8)
+    torch.testing.assert_close(load_task(old).eval()(x), load_task(new).eval()(x))
+    check_command_line([f"ckpt_path={old}"])  # resumable
+    check_command_line([f"init_from={old}"])
+
+
+def test_init_from_a_copied_run_directory_reads_the_copy(source, tmp_path):
+    import shutil
+
+    from litlab.finetune import init_source
+
+    copy = tmp_path / "copy"
+    shutil.copytree(source, copy)
+    best = read_metrics(source)["best_checkpoint"]
+    assert init_source(copy) == copy / "checkpoints" / best.rsplit("/", 1)[1]
+    shutil.rmtree(copy / "checkpoints")
+    (copy / "checkpoints").mkdir()
+    with pytest.raises(FileNotFoundError, match="a directory without a best checkpoint"):
+        init_source(copy)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.net.hidden_sizes=[64]"], "no tensor fits: the checkpoint holds another net"),
+        (["init_skip=[layers,head]"], "init_skip=[layers,head] leaves no tensor to take from the checkpoint"),
+    ],
+)
+def test_a_fine_tune_that_would_take_nothing_is_refused(source, overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_command_line([f"init_from={source}", *overrides])
+
+
+def test_a_bare_name_is_one_prefix(source, train_in_process):
+    _, run = train_in_process(*SHORT, "model.freeze=layers", f"init_from={source}", "init_skip=head")
+    task = load_task(run / "checkpoints" / "last.ckpt")
+    assert [n for n, p in task.net.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]
+
+
+def test_resuming_with_another_freeze_is_refused(source):
+    with pytest.raises(
+        ConfigError, match=re.escape("the run trained with model.freeze=[], this config freezes [layers]")
+    ):
+        check_command_line([f"ckpt_path={source}", "model.freeze=[layers]"])

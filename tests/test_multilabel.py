@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import FAST, compose_cfg
+from omegaconf import OmegaConf
 from trained import config
 
 from litlab.export import export
+from litlab.inputs import load_datamodule
 from litlab.predict import predict
-from litlab.tasks import load_task
+from litlab.tasks import MultiLabelClassifier, load_task
 from litlab.tasks.metrics import MultiLabelMetrics
 from litlab.validate import ConfigError, check_command_line
 
@@ -38,6 +40,16 @@ def trained(tmp_path_factory):
     return train(compose_cfg(overrides, run)), run
 
 
+def test_pos_weight_weighs_the_positives():
+    net = {"arch": "mlp", "hidden_sizes": [4]}
+    plain = MultiLabelClassifier([3], 2, net, {"name": "adamw", "lr": 1e-3})
+    weighted = MultiLabelClassifier([3], 2, net, {"name": "adamw", "lr": 1e-3}, pos_weight=3.0)
+    logits = torch.tensor([[-2.0, 1.0]])
+    positives, negatives = torch.ones(1, 2), torch.zeros(1, 2)
+    assert weighted.loss(logits, positives) == pytest.approx(3 * plain.loss(logits, positives).item())
+    assert weighted.loss(logits, negatives) == pytest.approx(plain.loss(logits, negatives).item())
+
+
 def test_synthetic_multilabel_learns(trained):
     metrics, _ = trained
     assert metrics["test/f1"] > 0.85 and metrics["test/acc"] > 0.85
@@ -52,9 +64,15 @@ def test_predictions_name_the_labels_on(trained, tmp_path):
     table = np.load(tmp_path / "predict" / "predictions.npy")
     assert header == ["index", "labels", *(f"prob_{i}" for i in range(5)), *(f"target_{i}" for i in range(5))]
     assert table.dtype.names == ("index", "labels", "probs", "target") and table["labels"].shape == (500, 5)
-    task = load_task(next((run / "checkpoints").glob("epoch_*.ckpt")))
+    checkpoint = run / "checkpoints" / "last.ckpt"  # what ckpt_path=<run dir> reads
+    task = load_task(checkpoint).eval()
     assert task.name == "multilabel"
-    assert (table["labels"] == (table["probs"] >= 0.5)).all()
+    data = OmegaConf.create(torch.load(checkpoint, weights_only=True)["config"]["data"])
+    x, _ = load_datamodule(data).splits["test"].tensors
+    with torch.inference_mode():
+        probs = task.readout(task(x)).numpy()
+    np.testing.assert_allclose(table["probs"], probs, atol=1e-6)
+    assert (table["labels"] == (probs >= 0.5)).all() and table["labels"].any(1).mean() > 0.5
     assert [r[1] for r in rows[:20]] == [";".join(str(i) for i in np.flatnonzero(on)) for on in table["labels"][:20]]
     assert ((table["probs"] > 0) & (table["probs"] < 1)).all()  # sigmoids, not a softmax over the labels
     assert not np.allclose(table["probs"].sum(1), 1.0)
@@ -90,5 +108,8 @@ def test_array_labels_are_checked(tmp_path, train_in_process):
 
 
 def test_multilabel_without_a_label_count_is_refused():
-    with pytest.raises(ConfigError, match=r"^data\.task=multilabel: needs data\.num_labels"):
+    with pytest.raises(ConfigError) as e:
         check_command_line(["data=synthetic", "data.task=multilabel"])
+    assert str(e.value) == "data.task=multilabel: needs data.num_labels; give it as data.num_labels=..."
+    with pytest.raises(ConfigError, match=r"give it as \+data\.num_labels=\.\.\. \(this data config has no such key\)"):
+        check_command_line(["data=digits", "data.task=multilabel"])

@@ -191,7 +191,14 @@ def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_p
         "another net": ([f"ckpt_path={run_dir}", "model=cnn"], "changed: model.net.arch"),
         "other data": ([f"ckpt_path={run_dir}", "data=synthetic"], "net is not the one this config builds"),
         "weights only": ([f"ckpt_path={plain}"], "not a training checkpoint"),
-        "another net in its directory": ([f"hydra.run.dir={run_dir}", "model=cnn"], "does not fit: ckpt_path="),
+        "another net in its directory": (
+            [f"hydra.run.dir={run_dir}", "model=cnn"],
+            "resumes (as a requeued job does): the checkpoint's net is not the one this config builds",
+        ),
+        "another freeze": (
+            [f"ckpt_path={run_dir}", "model.freeze=[head]"],
+            "model.freeze=[], this config freezes [head]",
+        ),
     }
     for name, (args, message) in cases.items():
         proc = cli("litlab-train", *args, cwd=tmp_path, check=False)

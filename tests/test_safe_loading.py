@@ -1,6 +1,7 @@
 """Checkpoints load without unpickling code, and a GPU checkpoint loads on a CPU-only machine."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,11 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_no_code_path_unpickles_freely():
-    offenders = [p for p in SRC.rglob("*.py") if "weights_only=False" in p.read_text()]
+    # Loading with weights_only=False may run code; saving a full checkpoint (weights_only=False) is fine.
+    loads = re.compile(r"load\w*\([^)]*weights_only=False")
+    offenders = [p for p in SRC.rglob("*.py") if loads.search(p.read_text())]
     assert offenders == []
+    assert loads.search("torch.load(path, map_location='cpu', weights_only=False)")
 
 
 def test_checkpoint_with_pickled_code_is_refused_everywhere(tmp_path, trained, train_in_process):

@@ -3,7 +3,7 @@
 import lightning as L
 import pytest
 import torch
-from conftest import read_metrics
+from conftest import FAST, compose_cfg, read_metrics
 from torch.utils.data import TensorDataset
 
 from litlab.data.base import DataModule
@@ -212,10 +212,31 @@ def test_threads_key_sets_torch_threads_for_the_run(train_in_process):
 
 
 def test_seed_null_is_one_seed_for_all_ranks(monkeypatch):
-    from litlab.train import run_seed
+    from litlab.train import SHARED_JOB_IDS, run_seed
 
+    for key, count in SHARED_JOB_IDS:
+        monkeypatch.delenv(key, raising=False)
+        monkeypatch.delenv(count, raising=False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setenv("PL_GLOBAL_SEED", "123")  # left by an earlier job of an in-process sweep
     assert run_seed(None) != run_seed(None)
     monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP rank started by rank 0, which drew 123
     assert run_seed(None) == 123 and run_seed(5) == 5
+    monkeypatch.delenv("LOCAL_RANK")
+    # Processes that SLURM (or torchrun) starts: no parent to inherit from, but a job id they share.
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    assert run_seed(None) == run_seed(None)
+    monkeypatch.setenv("SLURM_NTASKS", "1")  # one process: nothing to agree with, a fresh seed
+    assert run_seed(None) != run_seed(None)
+
+
+def test_a_resumed_seed_null_run_keeps_its_seed(tmp_path):
+    from litlab.train import train
+
+    def run(epochs: int) -> int:  # the second run finds the first one's last.ckpt, as a requeued job does
+        overrides = [*FAST, f"paths.root_dir={tmp_path}", "seed=null", f"trainer.max_epochs={epochs}", "logger=none"]
+        train(compose_cfg(overrides, tmp_path / "run"))
+        return read_metrics(tmp_path / "run")["seed"]
+
+    assert run(1) == run(2)

@@ -14,7 +14,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from litlab.models import upgrade_state_dict
+
 log = logging.getLogger(__name__)
+
+
+def as_list(value: Any) -> list[str]:
+    """A config's list of prefixes; a bare ``head`` (no brackets) is one prefix, not four letters."""
+    return [value] if isinstance(value, str) else list(value or [])
 
 
 def covers(prefix: str, name: str) -> bool:
@@ -40,9 +47,10 @@ def init_source(path: str | Path) -> Path:
             best = json.loads((path / "metrics.json").read_text()).get("best_checkpoint")
         except (OSError, ValueError, AttributeError):
             best = None
-        for candidate in (best, path / "checkpoints" / "last.ckpt"):
-            if candidate and Path(candidate).is_file():
-                return Path(candidate)
+        # By name under this directory: metrics.json holds the absolute path where the run was written.
+        for name in (Path(best).name if best else None, "last.ckpt"):
+            if name and (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
         raise FileNotFoundError(f"init_from={path}: a directory without a best checkpoint or checkpoints/last.ckpt")
     if not path.is_file():
         raise FileNotFoundError(f"init_from={path}: no such checkpoint file")
@@ -64,6 +72,8 @@ def fitting_tensors(source: Mapping[str, Tensor], net: nn.Module, skip: list[str
     ``net`` may live on the meta device (shapes only).
     """
     target = net.state_dict()
+    source = dict(source)
+    upgrade_state_dict(net, source)
     unknown = unknown_prefixes(skip, [*target, *source])
     if unknown:
         parts = ", ".join(top_level(target))
@@ -77,16 +87,19 @@ def fitting_tensors(source: Mapping[str, Tensor], net: nn.Module, skip: list[str
     ]
     misfits += [f"{k}: checkpoint {tuple(v.shape)}, net none" for k, v in kept.items() if k not in target]
     fitting = {k: v for k, v in kept.items() if k in target and v.shape == target[k].shape}
-    if misfits and not fitting:
+    suggested = top_level(m.split(":", 1)[0] for m in misfits)  # the init_skip that would make them fit
+    # Where that leaves nothing to take, it would not fine-tune but train from scratch.
+    if all(any(covers(p, k) for p in suggested) for k in fitting):
+        if not misfits:
+            raise ValueError(f"{where}: init_skip=[{','.join(skip)}] leaves no tensor to take from the checkpoint")
         raise ValueError(
             f"{where}: no tensor fits: the checkpoint holds another net (its parts: {', '.join(top_level(source))}; "
             f"this config's net: {', '.join(top_level(target))}); build the net the checkpoint was trained with"
         )
     if misfits:
-        names = [m.split(":", 1)[0] for m in misfits]
         raise ValueError(
             f"{where}: {len(misfits)} net tensors do not fit ({misfits[0]}); start them fresh with "
-            f"init_skip=[{','.join(top_level(names))}] or build the net the checkpoint was trained with"
+            f"init_skip=[{','.join(suggested)}] or build the net the checkpoint was trained with"
         )
     return fitting
 

@@ -11,6 +11,9 @@ from typing import Any
 
 import lightning as L
 
+from litlab.finetune import as_list
+from litlab.models import upgrade_state_dict
+
 log = logging.getLogger(__name__)
 
 #: Overrides that say where a run is, not what it is: never carried over from the old run.
@@ -88,7 +91,12 @@ def prepare_resume(checkpoint: str | Path) -> None:
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
-def check_resumable(checkpoint: dict[str, Any], task: L.LightningModule, where: str) -> None:
+def check_resumable(
+    checkpoint: dict[str, Any],
+    task: L.LightningModule,
+    where: str,
+    fix: str = "resume without the changed overrides, or drop ckpt_path to start a new run",
+) -> None:
     """``ValueError`` naming the first reason ``checkpoint`` cannot resume training ``task``.
 
     Run before Hydra writes anything into the run directory, so a resume that cannot work
@@ -101,8 +109,17 @@ def check_resumable(checkpoint: dict[str, Any], task: L.LightningModule, where: 
         )
     if checkpoint.get("task") != task.name:
         raise ValueError(f"{where}: a {checkpoint.get('task')} checkpoint; the config's data.task is {task.name}")
+    held_freeze = as_list(checkpoint.get("hyper_parameters", {}).get("freeze"))
+    freeze = as_list(task.hparams.get("freeze"))
+    if held_freeze != freeze:  # the optimizer's state holds the parameters that trained
+        raise ValueError(
+            f"{where}: the run trained with model.freeze=[{','.join(held_freeze)}], this config freezes "
+            f"[{','.join(freeze)}]; {fix}"
+        )
+    state = dict(checkpoint["state_dict"])
+    upgrade_state_dict(task.net, state, "net.")
     shapes = {k: tuple(v.shape) for k, v in task.state_dict().items()}
-    saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    saved = {k: tuple(v.shape) for k, v in state.items()}
     if saved == shapes:
         return
     # What the user changed, to name in the message: the net's keys one by one, then the data's.
@@ -120,5 +137,5 @@ def check_resumable(checkpoint: dict[str, Any], task: L.LightningModule, where: 
     differs = f"changed: {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}; " if changed else ""
     raise ValueError(
         f"{where}: the checkpoint's net is not the one this config builds ({differs}{first}, "
-        f"{len(odd)} tensors differ); resume without those overrides, or drop ckpt_path to start a new run"
+        f"{len(odd)} tensors differ); {fix}"
     )

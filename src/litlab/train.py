@@ -83,21 +83,35 @@ def previous_metrics(run_dir: str) -> dict[str, float]:
         return {}
 
 
-def run_seed(seed: int | None) -> int:
-    """``seed``; for ``seed=null`` a fresh one, logged so the run can be repeated.
+#: Ids that every process of one multi-process job shares, with the variable that counts the processes.
+SHARED_JOB_IDS = (("SLURM_JOB_ID", "SLURM_NTASKS"), ("TORCHELASTIC_RUN_ID", "WORLD_SIZE"))
 
-    The DDP ranks this process starts inherit its seed through ``PL_GLOBAL_SEED`` (set by
-    ``seed_everything``), as they would an explicit one.
+
+def run_seed(seed: int | None, checkpoint: str | None = None) -> int:
+    """``seed``; for ``seed=null`` the seed a resumed run drew, or a fresh one (logged, to repeat the run).
+
+    Every process of a run must draw the same one, or their data shards would overlap: DDP ranks
+    that Lightning starts inherit it (``PL_GLOBAL_SEED``); processes that SLURM or torchrun start
+    derive it from the job id they share.
     """
     import os
     import random
+    import zlib
 
     if seed is not None:
         return seed
+    if checkpoint:
+        from litlab.checkpoint import load_checkpoint
+
+        held = (load_checkpoint(checkpoint, mmap=True).get("config") or {}).get("seed")
+        if held is not None:
+            return int(held)
     if "PL_GLOBAL_SEED" in os.environ and os.environ.get("LOCAL_RANK", "0") != "0":
         return int(os.environ["PL_GLOBAL_SEED"])
-    seed = random.SystemRandom().randrange(2**31)
-    log.info(f"seed=null: drew seed {seed} (seed={seed} repeats this run)")
+    shared = next((os.environ[k] for k, n in SHARED_JOB_IDS if k in os.environ and int(os.environ.get(n, 1)) > 1), None)
+    seed = zlib.crc32(shared.encode()) % 2**31 if shared else random.SystemRandom().randrange(2**31)
+    how = f"from the job id {shared}, which all its processes share" if shared else "drawn"
+    log.info(f"seed=null: seed {seed}, {how} (seed={seed} repeats this run)")
     return seed
 
 
@@ -119,19 +133,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
     use_resources(cfg)
     if cfg.print_config:
         print(OmegaConf.to_yaml(cfg, resolve=True))
-    with open_dict(cfg):  # the seed used, wherever the config is stored (checkpoints, hparams)
-        cfg.seed = run_seed(cfg.seed)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     # A requeued job (submitit, SLURM) finds its own last.ckpt and goes on from there.
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
     ckpt_path = ckpt_path or requeued_checkpoint(run_dir)
+    with open_dict(cfg):  # the seed used, wherever the config is stored (checkpoints, hparams)
+        cfg.seed = run_seed(cfg.seed, ckpt_path)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
-    if cfg.get("init_from") and not ckpt_path:  # a resumed run has its weights in its checkpoint
-        from litlab.finetune import init_from
+    if cfg.get("init_from") and ckpt_path:
+        log.info(f"init_from={cfg.init_from} is not read: the resumed run's weights are in {ckpt_path}")
+    elif cfg.get("init_from"):
+        from litlab.finetune import as_list, init_from
 
-        init_from(task.net, cfg.init_from, list(cfg.init_skip))
+        init_from(task.net, cfg.init_from, as_list(cfg.init_skip))
     loggers = instantiate_all(cfg.get("logger"))
     preemption = Preemption(run_dir)
     callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg)), ExactResume(), preemption]

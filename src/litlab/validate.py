@@ -138,7 +138,8 @@ def _check_monitors(cfg: DictConfig) -> None:
     task_cls = TASKS[task]
     for key, param in inspect.signature(task_cls).parameters.items():
         if key in task_cls.data_keys and param.default is param.empty and OmegaConf.select(cfg, f"data.{key}") is None:
-            raise ConfigError(f"data.task={task}: needs data.{key}, which this data config leaves unset")
+            how = f"data.{key}=..." if key in cfg.data else f"+data.{key}=... (this data config has no such key)"
+            raise ConfigError(f"data.task={task}: needs data.{key}; give it as {how}")
     logged = logged_metrics(task)
     for name, callback in (cfg.get("callbacks") or {}).items():
         monitor = callback.get("monitor") if isinstance(callback, DictConfig) else None
@@ -151,9 +152,10 @@ def _check_monitors(cfg: DictConfig) -> None:
 
 def _check_weights(cfg: DictConfig) -> None:
     """``ckpt_path`` and ``init_from`` fit the net this config builds; ``model.freeze`` names parts of it."""
+    from litlab.finetune import as_list
     from litlab.runs import resolve_checkpoint
 
-    ckpt, init, skip = cfg.get("ckpt_path"), cfg.get("init_from"), list(cfg.get("init_skip") or [])
+    ckpt, init, skip = cfg.get("ckpt_path"), cfg.get("init_from"), as_list(cfg.get("init_skip"))
     if skip and not init:
         raise ConfigError(f"init_skip=[{','.join(skip)}]: has no effect without init_from=<checkpoint or run dir>")
     if ckpt is None and init is None and not OmegaConf.select(cfg, "model.freeze"):
@@ -335,20 +337,25 @@ def _resumed(args: list[str], cfg: DictConfig) -> list[str]:
     return args if checkpoint is None else resume_overrides(args, checkpoint)
 
 
-def _check_run_dir(args: list[str]) -> None:
+def _check_run_dir(args: list[str], cfg: DictConfig) -> None:
     """A ``hydra.run.dir`` holding a run's ``last.ckpt`` resumes it (a requeued job does): it must fit."""
-    from litlab.resume import override_key, requeued_checkpoint
+    import torch
+
+    from litlab.checkpoint import load_checkpoint
+    from litlab.resume import check_resumable, override_key, requeued_checkpoint
+    from litlab.train import build_task
 
     run_dir = next((a.split("=", 1)[1].strip("'\"") for a in args if override_key(a) == "hydra.run.dir"), None)
     last = run_dir and requeued_checkpoint(run_dir)
-    if last:
-        try:
-            check_command_line([*args, f"ckpt_path='{last}'"])
-        except ConfigError as e:
-            raise ConfigError(
-                f"hydra.run.dir={run_dir} holds a run, which a run started there resumes (as a requeued job "
-                f"does), and it does not fit: {e}. Choose another hydra.run.dir"
-            ) from None
+    if not last:
+        return
+    where = f"hydra.run.dir={run_dir} holds a run, which a run started there resumes (as a requeued job does)"
+    try:
+        with torch.device("meta"):
+            task = build_task(cfg)
+        check_resumable(load_checkpoint(last, mmap=True), task, where, fix="choose another hydra.run.dir")
+    except ValueError as e:
+        raise ConfigError(str(e) if str(e).startswith(where) else f"{where}, but {e}") from None
 
 
 def validated(main: Callable[[], Any]) -> Callable[[], Any]:
@@ -373,7 +380,7 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                         check_command_line(resumed)
                         sys.argv[1:] = resumed
                 elif not multirun:
-                    _check_run_dir(overrides)
+                    _check_run_dir(overrides, cfg)
             except ConfigError as e:
                 print(f"litlab: error: {e}", file=sys.stderr)
                 raise SystemExit(2) from None

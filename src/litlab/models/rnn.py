@@ -25,7 +25,8 @@ class RNN(nn.Module):
     Padding must close each sequence (as litlab's collate pads): the forward direction never
     reads it before a real step, and the backward direction reads each sequence reversed
     within its own length, so padded and unpadded inputs give the same output. Layers are run
-    one at a time for that reason; a bidirectional stack equals torch's ``bidirectional=True``.
+    one at a time for that reason; a bidirectional stack equals torch's ``bidirectional=True``
+    (``dropout`` as torch's between layers, and once more before the head).
     """
 
     def __init__(

@@ -7,7 +7,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from litlab.finetune import covers, top_level, unknown_prefixes
+from litlab.finetune import as_list, covers, top_level, unknown_prefixes
 from litlab.models import build_net
 from litlab.tasks.metrics import MeanMetric
 from litlab.tasks.optim import build_optimizer, build_scheduler
@@ -45,7 +45,7 @@ class Task(L.LightningModule):
         super().__init__()
         extra = {"vocab_size": vocab_size} if vocab_size is not None else {}
         self.net = build_net(**net, input_shape=list(input_shape), num_outputs=num_outputs, **extra)
-        self.frozen = self._freeze(list(freeze))
+        self.frozen = self._freeze(as_list(freeze))
         # Keyed "<stage>_loss"/"<stage>_metrics": a bare "train" key would shadow Module.train().
         self.meters = nn.ModuleDict()
         for stage in STAGES:

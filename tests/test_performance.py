@@ -283,10 +283,6 @@ def test_memory_monitor_logs_the_gpu_peak(train_in_process):
     assert len(peaks) == 2 and all(p > 0 for p in peaks)
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__]))
-
-
 # ---------------------------------------------------------------- the allocator
 
 FAULTS = """

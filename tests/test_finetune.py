@@ -79,7 +79,7 @@ def test_resume_of_a_fine_tuned_run_needs_not_its_source(source, tmp_path):
     [
         (
             ["data=synthetic"],
-            "2 net tensors do not fit (head.weight: checkpoint (10, 128), net (4, 128)); "
+            "2 of the net's 14 tensors do not fit (head.weight: checkpoint (10, 128), net (4, 128)); "
             "start them fresh with init_skip=[head]",
         ),
         (
@@ -153,11 +153,15 @@ def test_init_from_a_copied_run_directory_reads_the_copy(source, tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
+        # Only the layers that do not fit are named: the first hidden layer (and its BatchNorm) still fits.
+        (["model.net.hidden_sizes=[256,64]"], "start them fresh with init_skip=[layers.5,layers.6,head]"),
         (["model.net.hidden_sizes=[64]"], "no tensor fits: the checkpoint holds another net"),
+        # One hidden layer fewer: the checkpoint's second hidden layer is not mistaken for an old-style head.
+        (["model.net.hidden_sizes=[256]"], "(head.weight: checkpoint (10, 128), net (10, 256))"),
         (["init_skip=[layers,head]"], "init_skip=[layers,head] leaves no tensor to take from the checkpoint"),
     ],
 )
-def test_a_fine_tune_that_would_take_nothing_is_refused(source, overrides, message):
+def test_a_partial_or_empty_fit_is_refused_with_the_skip_that_fits(source, overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_command_line([f"init_from={source}", *overrides])
 

@@ -28,3 +28,15 @@ def test_mean_is_weighted_by_batch_size():
     mean.update(torch.tensor(1.0), 3)
     mean.update(torch.tensor(5.0), 1)
     assert mean.compute().item() == pytest.approx(2.0)
+
+
+def test_the_report_knows_which_way_every_logged_metric_improves():
+    from litlab.report import direction
+    from litlab.tasks import TASKS
+    from litlab.validate import logged_metrics
+
+    lower_is_better = {"loss", "loss_step", "mse", "mae"}
+    for task in TASKS:
+        for name in logged_metrics(task):
+            want = "min" if name.split("/")[-1] in lower_is_better else "max"
+            assert direction(name, {}) == want == direction(f"{name}_best", {}), (task, name)

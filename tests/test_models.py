@@ -121,6 +121,16 @@ def test_activation_checkpointing_recomputes_blocks_and_keeps_gradients(monkeypa
         torch.testing.assert_close(plain, checkpointed)  # dropout masks replayed: the same gradients
 
 
+@pytest.mark.parametrize("arch", sorted(NETS))
+def test_nets_pickle(arch):
+    """ddp_spawn and torch.save(net) pickle the module (hooks included)."""
+    import pickle
+
+    shape, extra = ([12], {"vocab_size": 9}) if arch in ("rnn", "transformer") else ([1, 8, 8], {})
+    net = build_net(arch, input_shape=shape, num_outputs=3, **extra)
+    assert pickle.loads(pickle.dumps(net)).state_dict().keys() == net.state_dict().keys()
+
+
 def test_build_net_names_the_choices():
     assert set(NETS) == {"mlp", "cnn", "rnn", "transformer"}
     with pytest.raises(ValueError, match=r"model.net.arch='resnet'.*\['cnn', 'mlp', 'rnn', 'transformer'\]"):

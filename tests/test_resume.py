@@ -109,6 +109,9 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = only_run(tmp_path)
     assert f"Resume with: litlab-train ckpt_path={run_dir}" in proc.stderr
+    assert (proc.stdout + proc.stderr).count("Resume with") == 1, "once on a terminal"
+    assert "Resume with" in (run_dir / "train.log").read_text()
+    assert "weights_only" not in proc.stdout + proc.stderr
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 24
     assert not (run_dir / "metrics.json").exists(), "a stopped run reports no final metrics"
 
@@ -222,3 +225,14 @@ def test_last_ckpt_is_the_newest_epoch_even_when_the_monitor_stops_improving(tra
     checkpoints = run_dir / "checkpoints"
     assert torch.load(checkpoints / "epoch_000.ckpt", weights_only=True)["global_step"] == 5
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 15
+
+
+def test_tell_prints_once_where_logging_is_not_configured(capsys):
+    import logging
+
+    from litlab.jobs import tell
+
+    logger = logging.getLogger("litlab.tests.unconfigured")
+    logger.propagate = False  # no handler anywhere above it: logging's last resort would print it too
+    tell(logger, "Stopped; resume with: ...")
+    assert capsys.readouterr().err.count("Stopped; resume with") == 1

@@ -212,23 +212,34 @@ def test_threads_key_sets_torch_threads_for_the_run(train_in_process):
 
 
 def test_seed_null_is_one_seed_for_all_ranks(monkeypatch):
-    from litlab.train import SHARED_JOB_IDS, run_seed
+    from litlab.train import run_seed
+    from litlab.validate import ConfigError
 
-    for key, count in SHARED_JOB_IDS:
+    for key in ("LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
         monkeypatch.delenv(key, raising=False)
-        monkeypatch.delenv(count, raising=False)
-    monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setenv("PL_GLOBAL_SEED", "123")  # left by an earlier job of an in-process sweep
     assert run_seed(None) != run_seed(None)
     monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP rank started by rank 0, which drew 123
     assert run_seed(None) == 123 and run_seed(5) == 5
     monkeypatch.delenv("LOCAL_RANK")
-    # Processes that SLURM (or torchrun) starts: no parent to inherit from, but a job id they share.
+    # The tasks of one srun step (SLURM, submitit): no parent to inherit from, but a step id they share.
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    monkeypatch.setenv("SLURM_NTASKS", "2")
-    assert run_seed(None) == run_seed(None)
-    monkeypatch.setenv("SLURM_NTASKS", "1")  # one process: nothing to agree with, a fresh seed
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    first = run_seed(None)
+    assert run_seed(None) == first
+    monkeypatch.setenv("SLURM_STEP_ID", "1")  # the next step of the same allocation: another run
+    assert run_seed(None) != first
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")  # one task (say, a script in an salloc -n4 shell)
     assert run_seed(None) != run_seed(None)
+    # torchrun: its run id, unless it has none to give.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "abc")
+    assert run_seed(None) == run_seed(None)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    with pytest.raises(ConfigError, match="torchrun: give --rdzv-id"):
+        run_seed(None)
 
 
 def test_a_resumed_seed_null_run_keeps_its_seed(tmp_path):

@@ -34,6 +34,14 @@ BAD = {
         ["model.net.init=he"],
         "model.net.init=he: unknown; choose one of default, xavier, kaiming, orthogonal, normal",
     ),
+    "a model argument the task does not take": (
+        ["+model.pos_weight=3"],
+        "model.pos_weight: the classification task takes no such argument (it takes net, optimizer,",
+    ),
+    "a task the data has no targets for": (
+        ["data=sequences", "model=rnn", "data.task=regression"],
+        "data.task=regression: SequenceDataModule has targets for classification only",
+    ),
     "a ??? left empty": (["data=arrays"], "data.input_shape: needs a value (it is ???); give it as"),
     "a later value of a sweep": (["seed=1,2", "data.batch_size=32,-1"], "data.batch_size=-1: must be an integer >= 1"),
     "batch size 0": (["data.batch_size=0"], "data.batch_size=0: must be an integer >= 1"),

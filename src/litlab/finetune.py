@@ -39,6 +39,19 @@ def top_level(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(n.split(".", 1)[0] for n in names))
 
 
+def shortest_prefixes(names: list[str], keep: list[str]) -> list[str]:
+    """For each of ``names`` its shortest dotted prefix that covers none of ``keep``, without repeats."""
+    out: list[str] = []
+    for name in names:
+        parts = name.split(".")
+        prefix = next(
+            p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1)) if not any(covers(p, k) for k in keep)
+        )
+        if not any(covers(q, name) for q in out):
+            out.append(prefix)
+    return out
+
+
 def init_source(path: str | Path) -> Path:
     """The checkpoint ``init_from`` names: a file, or a run directory's best (else last) checkpoint."""
     path = Path(path)
@@ -87,9 +100,11 @@ def fitting_tensors(source: Mapping[str, Tensor], net: nn.Module, skip: list[str
     ]
     misfits += [f"{k}: checkpoint {tuple(v.shape)}, net none" for k, v in kept.items() if k not in target]
     fitting = {k: v for k, v in kept.items() if k in target and v.shape == target[k].shape}
-    suggested = top_level(m.split(":", 1)[0] for m in misfits)  # the init_skip that would make them fit
-    # Where that leaves nothing to take, it would not fine-tune but train from scratch.
-    if all(any(covers(p, k) for p in suggested) for k in fitting):
+    names = [m.split(":", 1)[0] for m in misfits]
+    # A layer with a misfit starts fresh as a whole (its bias or BatchNorm counter alone mean nothing).
+    broken = {n.rpartition(".")[0] for n in names}
+    whole = [k for k in fitting if k.rpartition(".")[0] not in broken]
+    if not whole:  # nothing taken would not fine-tune but train from scratch
         if not misfits:
             raise ValueError(f"{where}: init_skip=[{','.join(skip)}] leaves no tensor to take from the checkpoint")
         raise ValueError(
@@ -97,9 +112,10 @@ def fitting_tensors(source: Mapping[str, Tensor], net: nn.Module, skip: list[str
             f"this config's net: {', '.join(top_level(target))}); build the net the checkpoint was trained with"
         )
     if misfits:
+        suggested = shortest_prefixes(names, whole)
         raise ValueError(
-            f"{where}: {len(misfits)} net tensors do not fit ({misfits[0]}); start them fresh with "
-            f"init_skip=[{','.join(suggested)}] or build the net the checkpoint was trained with"
+            f"{where}: {len(misfits)} of the net's {len(target)} tensors do not fit ({misfits[0]}); start them "
+            f"fresh with init_skip=[{','.join(suggested)}] or build the net the checkpoint was trained with"
         )
     return fitting
 

@@ -77,7 +77,8 @@ class NotEchoed(logging.Filter):
 def tell(logger: logging.Logger, message: str) -> None:
     """``message`` on stderr, and in the run's log file; a terminal shows it once."""
     print(message, file=sys.stderr, flush=True)
-    logger.warning(message, extra={"echoed": True})
+    if logger.hasHandlers():  # else logging's last resort would print it on stderr again
+        logger.warning(message, extra={"echoed": True})
 
 
 def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -> None:

@@ -29,7 +29,7 @@ def class_names(data_cfg: DictConfig | dict | None, num_classes: int) -> list[st
     """``data.classes`` when the data config names them, else ``"0"``, ``"1"``, ..."""
     names = (data_cfg or {}).get("classes")
     if names is not None and len(names) != num_classes:
-        raise ValueError(f"data.classes has {len(names)} names but the model predicts {num_classes} classes")
+        raise ValueError(f"data.classes has {len(names)} names but the model has {num_classes} outputs")
     return [str(n) for n in names] if names is not None else [str(i) for i in range(num_classes)]
 
 

@@ -23,7 +23,7 @@ from litlab.runs import METRICS_FILE
 NOT_DONE = ("failed", "interrupted", "unreadable")
 
 #: Metric names that are better when larger; anything else is minimized.
-MAXIMIZED = ("acc", "f1", "auc", "precision", "recall", "r2", "accuracy")
+MAXIMIZED = ("acc", "exact", "f1", "auc", "precision", "recall", "r2", "accuracy")
 
 
 @dataclass

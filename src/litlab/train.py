@@ -83,8 +83,28 @@ def previous_metrics(run_dir: str) -> dict[str, float]:
         return {}
 
 
-#: Ids that every process of one multi-process job shares, with the variable that counts the processes.
-SHARED_JOB_IDS = (("SLURM_JOB_ID", "SLURM_NTASKS"), ("TORCHELASTIC_RUN_ID", "WORLD_SIZE"))
+def shared_job_id() -> str | None:
+    """An id that every process of this multi-process job shares (and no other job has), if any.
+
+    ``ConfigError`` for processes of one job that have none to agree on: torchrun without
+    ``--rdzv-id`` names every run ``none``.
+    """
+    import os
+
+    from litlab.validate import ConfigError
+
+    env = os.environ
+    if "SLURM_PROCID" in env and int(env.get("SLURM_STEP_NUM_TASKS", 1)) > 1:  # one task of an srun step
+        return f"slurm {env.get('SLURM_JOB_ID')}.{env.get('SLURM_STEP_ID')}"
+    if int(env.get("WORLD_SIZE", 1)) > 1:  # torchrun and other launchers that set the world size
+        run = env.get("TORCHELASTIC_RUN_ID", "none")
+        if run == "none":
+            raise ConfigError(
+                "seed=null: this job's processes share no id to agree on a seed (torchrun: give --rdzv-id); "
+                "give seed=<integer>"
+            )
+        return f"torchrun {run}"
+    return None
 
 
 def run_seed(seed: int | None, checkpoint: str | None = None) -> int:
@@ -92,7 +112,7 @@ def run_seed(seed: int | None, checkpoint: str | None = None) -> int:
 
     Every process of a run must draw the same one, or their data shards would overlap: DDP ranks
     that Lightning starts inherit it (``PL_GLOBAL_SEED``); processes that SLURM or torchrun start
-    derive it from the job id they share.
+    derive it from the id of the job step they share.
     """
     import os
     import random
@@ -108,9 +128,9 @@ def run_seed(seed: int | None, checkpoint: str | None = None) -> int:
             return int(held)
     if "PL_GLOBAL_SEED" in os.environ and os.environ.get("LOCAL_RANK", "0") != "0":
         return int(os.environ["PL_GLOBAL_SEED"])
-    shared = next((os.environ[k] for k, n in SHARED_JOB_IDS if k in os.environ and int(os.environ.get(n, 1)) > 1), None)
+    shared = shared_job_id()
     seed = zlib.crc32(shared.encode()) % 2**31 if shared else random.SystemRandom().randrange(2**31)
-    how = f"from the job id {shared}, which all its processes share" if shared else "drawn"
+    how = f"from the id of the job step its processes share ({shared})" if shared else "drawn"
     log.info(f"seed=null: seed {seed}, {how} (seed={seed} repeats this run)")
     return seed
 

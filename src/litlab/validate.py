@@ -135,8 +135,22 @@ def _check_monitors(cfg: DictConfig) -> None:
     task = OmegaConf.select(cfg, "data.task")
     if task not in TASKS:
         raise ConfigError(f"data.task={task}: not a task; choose one of {', '.join(sorted(TASKS))}")
+    target = OmegaConf.select(cfg, "data._target_")
+    try:
+        from hydra.utils import get_class
+
+        served = getattr(get_class(target), "tasks", None) if target else None
+    except Exception:  # a DataModule that does not import: the job names the error
+        served = None
+    if served is not None and task not in served:
+        raise ConfigError(f"data.task={task}: {target.rsplit('.', 1)[-1]} has targets for {', '.join(served)} only")
     task_cls = TASKS[task]
-    for key, param in inspect.signature(task_cls).parameters.items():
+    params = inspect.signature(task_cls).parameters
+    unknown = [k for k in (cfg.get("model") or {}) if k not in params]
+    if unknown:
+        takes = ", ".join(k for k in params if k not in task_cls.data_keys)
+        raise ConfigError(f"model.{unknown[0]}: the {task} task takes no such argument (it takes {takes})")
+    for key, param in params.items():
         if key in task_cls.data_keys and param.default is param.empty and OmegaConf.select(cfg, f"data.{key}") is None:
             how = f"data.{key}=..." if key in cfg.data else f"+data.{key}=... (this data config has no such key)"
             raise ConfigError(f"data.task={task}: needs data.{key}; give it as {how}")

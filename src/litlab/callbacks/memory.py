@@ -15,14 +15,11 @@ except ImportError:  # Windows: no getrusage
 class MemoryMonitor(L.Callback):
     """Logs ``memory/*`` in MB at each training epoch end, read once an epoch (no per-step cost).
 
-    ``gpu_peak`` is the most torch allocated on this rank's GPU during the epoch (the number to
-    watch when raising the batch size); ``gpu_reserved`` what its caching allocator holds;
+    ``gpu_peak`` is the most torch has allocated on this rank's GPU so far (the number to watch
+    when raising the batch size); ``gpu_reserved`` what its caching allocator holds now;
     ``host_peak_rss`` the process's largest resident set so far. Rank 0's values are logged.
+    The peaks are never reset: other readers of them (the benchmark) see the whole run's.
     """
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(pl_module.device)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.loggers or not trainer.is_global_zero:

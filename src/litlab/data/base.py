@@ -24,6 +24,8 @@ class DataModule(L.LightningDataModule):
     """
 
     collate_fn: Callable[[list[Any]], Any] | None = None
+    #: The ``data.task`` values this data has targets for; None: any (the subclass checks its targets).
+    tasks: tuple[str, ...] | None = None
 
     def __init__(
         self,
@@ -50,6 +52,8 @@ class DataModule(L.LightningDataModule):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be a positive integer")
+        if self.tasks is not None and task not in self.tasks:
+            raise ValueError(f"data.task={task}: {type(self).__name__} has targets for {', '.join(self.tasks)} only")
         self.task, self.input_shape = task, list(input_shape)
         self.num_classes, self.num_targets, self.vocab_size = num_classes, num_targets, vocab_size
         self.num_labels = num_labels

@@ -79,6 +79,8 @@ def extract(archive: Path, dest: Path) -> None:
 class CIFAR10DataModule(DataModule):
     """CIFAR-10: 50k training images split into train/val (``val_size``), the 10k test set as published."""
 
+    tasks = ("classification",)
+
     def __init__(
         self,
         url: str | None = None,

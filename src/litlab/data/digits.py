@@ -37,6 +37,8 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
 class DigitsDataModule(DataModule):
     """Digits standardised with the training split's mean and std, split by ``(val, test)`` fractions."""
 
+    tasks = ("classification",)
+
     def __init__(self, val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.fractions, self.split_seed = (val_fraction, test_fraction), split_seed

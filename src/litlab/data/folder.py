@@ -112,6 +112,8 @@ class FolderDataset(Dataset):
 class FolderDataModule(DataModule):
     """A class-per-subfolder tree of files, read lazily; ``val_split``/``test_split`` as fractions or counts."""
 
+    tasks = ("classification",)
+
     def __init__(
         self,
         root: str,

@@ -64,6 +64,8 @@ class MNISTDataModule(DataModule):
     Pixels are scaled to [0, 1] and standardised with the training split's mean and std.
     """
 
+    tasks = ("classification",)
+
     def __init__(
         self,
         name: str = "MNIST",

@@ -158,7 +158,9 @@ class SyntheticDataModule(DataModule):
 
 
 class SequenceDataModule(SyntheticDataModule):
-    """Variable-length token sequences for the Transformer; batches are ``(x, y, mask)``."""
+    """Variable-length token sequences for the RNN and the Transformer; batches are ``(x, y, mask)``."""
+
+    tasks = ("classification",)
 
     collate_fn = staticmethod(pad_collate)
 

@@ -313,7 +313,6 @@ def sidecar(ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: Input
     from litlab.predict import class_names
 
     hp = task.hparams
-    num_outputs = hp.get("num_classes") or hp.get("num_labels") or hp.get("num_targets")
     if spec.tokens:
         inputs = [
             {
@@ -348,11 +347,11 @@ def sidecar(ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: Input
         "normalization": normalization,
         "output": {
             "name": task.output[0],
-            "shape": ["batch", num_outputs],
+            "shape": ["batch", task.num_outputs],
             "meaning": task.output[1],
         },
-        "classes": class_names(data_cfg, num_outputs) if task.classes else None,
-        "net": {**hp.net, "input_shape": list(hp.input_shape), "num_outputs": num_outputs}
+        "classes": class_names(data_cfg, task.num_outputs) if task.classes else None,
+        "net": {**hp.net, "input_shape": list(hp.input_shape), "num_outputs": task.num_outputs}
         | ({"vocab_size": spec.vocab_size} if spec.tokens else {}),
         "torch": torch.__version__,
     }

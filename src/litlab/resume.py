@@ -29,8 +29,7 @@ def run_dir_of(checkpoint: str | Path) -> Path | None:
     return None
 
 
-def override_key(override: str) -> str:
-    """``+a.b=1`` -> ``a.b``."""
+def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
@@ -41,11 +40,9 @@ def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
     run = run_dir_of(checkpoint)
     if run is None:
         return args
-    given = {override_key(a) for a in args}
-    stored = [
-        o for o in OmegaConf.load(run / ".hydra" / "overrides.yaml") if override_key(o) not in {*given, *NOT_CARRIED}
-    ]
-    rest = [a for a in args if override_key(a) != "ckpt_path"]
+    given = {_key(a) for a in args}
+    stored = [o for o in OmegaConf.load(run / ".hydra" / "overrides.yaml") if _key(o) not in {*given, *NOT_CARRIED}]
+    rest = [a for a in args if _key(a) != "ckpt_path"]
     return [*stored, *rest, f"ckpt_path='{Path(checkpoint).resolve()}'", f"hydra.run.dir='{run}'"]
 
 

@@ -164,6 +164,16 @@ def _check_monitors(cfg: DictConfig) -> None:
             )
 
 
+def _meta_task(cfg: DictConfig) -> Any:
+    """The task this config builds, on the meta device: shapes only, no memory, no initialisation."""
+    import torch
+
+    from litlab.train import build_task
+
+    with torch.device("meta"):
+        return build_task(cfg)
+
+
 def _check_weights(cfg: DictConfig) -> None:
     """``ckpt_path`` and ``init_from`` fit the net this config builds; ``model.freeze`` names parts of it."""
     from litlab.finetune import as_list
@@ -180,17 +190,13 @@ def _check_weights(cfg: DictConfig) -> None:
         raise ConfigError(str(e)) from None
     if OmegaConf.missing_keys(cfg.data):  # the job itself names the missing data keys
         return
-    import torch
-
     from litlab.checkpoint import load_checkpoint
     from litlab.finetune import init_tensors
     from litlab.resume import check_resumable
-    from litlab.train import build_task
 
     where = f"ckpt_path={ckpt}" + (f" ({path})" if path != ckpt else "")
     try:
-        with torch.device("meta"):  # shapes only: no memory, no initialisation
-            task = build_task(cfg)
+        task = _meta_task(cfg)
         if path:
             check_resumable(load_checkpoint(path, mmap=True), task, where)
         elif init:
@@ -351,23 +357,18 @@ def _resumed(args: list[str], cfg: DictConfig) -> list[str]:
     return args if checkpoint is None else resume_overrides(args, checkpoint)
 
 
-def _check_run_dir(args: list[str], cfg: DictConfig) -> None:
+def _check_run_dir(cfg: DictConfig) -> None:
     """A ``hydra.run.dir`` holding a run's ``last.ckpt`` resumes it (a requeued job does): it must fit."""
-    import torch
-
     from litlab.checkpoint import load_checkpoint
-    from litlab.resume import check_resumable, override_key, requeued_checkpoint
-    from litlab.train import build_task
+    from litlab.resume import check_resumable, requeued_checkpoint
 
-    run_dir = next((a.split("=", 1)[1].strip("'\"") for a in args if override_key(a) == "hydra.run.dir"), None)
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir")
     last = run_dir and requeued_checkpoint(run_dir)
     if not last:
         return
     where = f"hydra.run.dir={run_dir} holds a run, which a run started there resumes (as a requeued job does)"
     try:
-        with torch.device("meta"):
-            task = build_task(cfg)
-        check_resumable(load_checkpoint(last, mmap=True), task, where, fix="choose another hydra.run.dir")
+        check_resumable(load_checkpoint(last, mmap=True), _meta_task(cfg), where, fix="choose another hydra.run.dir")
     except ValueError as e:
         raise ConfigError(str(e) if str(e).startswith(where) else f"{where}, but {e}") from None
 
@@ -394,7 +395,7 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                         check_command_line(resumed)
                         sys.argv[1:] = resumed
                 elif not multirun:
-                    _check_run_dir(overrides, cfg)
+                    _check_run_dir(cfg)
             except ConfigError as e:
                 print(f"litlab: error: {e}", file=sys.stderr)
                 raise SystemExit(2) from None

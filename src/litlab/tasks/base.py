@@ -45,6 +45,7 @@ class Task(L.LightningModule):
         super().__init__()
         extra = {"vocab_size": vocab_size} if vocab_size is not None else {}
         self.net = build_net(**net, input_shape=list(input_shape), num_outputs=num_outputs, **extra)
+        self.num_outputs = num_outputs
         self.frozen = self._freeze(as_list(freeze))
         # Keyed "<stage>_loss"/"<stage>_metrics": a bare "train" key would shadow Module.train().
         self.meters = nn.ModuleDict()

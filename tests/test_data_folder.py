@@ -53,6 +53,17 @@ def test_index_is_built_once_and_rebuilt_when_files_change(tmp_path, monkeypatch
     assert sum(len(d) for d in dm.splits.values()) == 13
 
 
+def test_verified_index_sees_a_file_rewritten_in_place(tmp_path):
+    """Rewriting a file keeps its folder's mtime; the verified index must still notice the file."""
+    write_tree(tmp_path, "npy")
+    folder(tmp_path)
+    bad = tmp_path / "dog" / "3.npy"
+    with open(bad, "r+b") as f:  # in place: the same inode, no directory entry changes
+        f.truncate(bad.stat().st_size // 2)
+    with pytest.raises(ValueError, match=r"dog/3\.npy cannot be read"):
+        folder(tmp_path)
+
+
 def test_workers_read_the_files(train_in_process, tmp_path):
     write_tree(tmp_path / "images", "png", per_class=20)
     metrics, _ = train_in_process(

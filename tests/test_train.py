@@ -116,6 +116,27 @@ def test_help_lists_groups_and_options(tmp_path):
     assert f"(launchers: {', '.join(launchers)})" in out  # Hydra's own groups are not listed above
 
 
+@pytest.mark.parametrize("option,log_file", [("stdout", False), ("disabled", False), ("default", True)])
+def test_hydra_job_logging_options_replace_litlab_s(tmp_path, option, log_file):
+    """Hydra's own job_logging options work: litlab's settings live in an option of their own."""
+    proc = cli("litlab-train", *FAST, "debug=fast_dev_run", "logger=none", f"hydra/job_logging={option}", cwd=tmp_path)
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert (run_dir / "train.log").exists() == log_file
+    assert ("GPU available" in proc.stdout) == (option != "disabled")
+
+
+@pytest.mark.parametrize("option,handlers", [("litlab", "[console]"), ("default", "[console]"), ("stdout", None)])
+def test_ddp_ranks_leave_the_log_file_to_rank_zero(tmp_path, option, handlers):
+    from conftest import compose_cfg
+
+    from litlab.distributed import child_command
+
+    compose_cfg([f"hydra/job_logging={option}"], tmp_path / "run")
+    command, _ = child_command(1)
+    overrides = [c for c in command if c.startswith("hydra.job_logging.")]
+    assert overrides == ([f"hydra.job_logging.root.handlers={handlers}"] if handlers else [])
+
+
 def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
     cmd = [str(BIN / "litlab-train"), *FAST, "debug=fast_dev_run", "logger=none"]
     procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]

@@ -12,6 +12,7 @@ import sys
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd, to_absolute_path
+from omegaconf import OmegaConf
 
 
 def child_command(local_rank: int) -> tuple[list[str], str]:
@@ -28,9 +29,12 @@ def child_command(local_rank: int) -> tuple[list[str], str]:
         f"hydra.run.dir='{hydra.runtime.output_dir}'",
         f"hydra.job.name=train_ddp_process_{local_rank}",
         "hydra.output_subdir=null",  # .hydra/ is the parent's to write
-        "hydra.job_logging.root.handlers=[console]",  # the log file too
         "print_config=false",
     ]
+    # The log file is the parent's to write; the ranks keep the other handlers.
+    handlers = OmegaConf.select(hydra.job_logging, "root.handlers")
+    if handlers and "file" in handlers:
+        command.append(f"hydra.job_logging.root.handlers=[{','.join(h for h in handlers if h != 'file')}]")
     return command, get_original_cwd()
 
 

@@ -4,7 +4,8 @@
 ``root/train``, ``root/val``, ``root/test`` when those folders exist, else from a seeded split
 of ``root``. The index (files and classes) is built once and cached in ``root/.litlab_index.json``
 until a class folder changes; with ``verify`` every file is read once when the index is
-built, so a corrupt file fails before training, by name.
+built, so a corrupt file fails before training, by name, and a file rewritten in place
+rebuilds it too.
 """
 
 import hashlib
@@ -87,11 +88,21 @@ def scan(folder: Path, classes: list[str] | None = None) -> tuple[list[str], lis
     return classes, samples
 
 
-def signature(root: Path) -> str:
-    """Changes when a file is added to or removed from any folder under ``root`` (their mtimes change)."""
+def signature(root: Path, files: bool = False) -> str:
+    """Changes when a file is added to or removed from any folder under ``root`` (their mtimes change).
+
+    With ``files``, also when a file is rewritten in place (its size or mtime), which leaves its
+    folder's mtime as it was: a verified index must see that. It costs a ``stat`` per file.
+    """
     # The root's own mtime is left out: writing the cache there changes it. Its entries stand in.
     entries = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
-    stamps = [*entries, *(f"{d}:{os.stat(d).st_mtime_ns}" for d, _, _ in sorted(os.walk(root))[1:])]
+    stamps = [*entries]
+    for folder, _, names in sorted(os.walk(root))[1:]:
+        stamps.append(f"{folder}:{os.stat(folder).st_mtime_ns}")
+        if files:
+            for name in sorted(names):
+                st = os.stat(os.path.join(folder, name))
+                stamps.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
     return hashlib.sha1("\n".join(stamps).encode()).hexdigest()
 
 
@@ -133,7 +144,7 @@ class FolderDataModule(DataModule):
         cache = self.root / INDEX_FILE
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.root={self.root} does not exist")
-        sig = signature(self.root)
+        sig = signature(self.root, files=self.verify)
         key = {"signature": sig, "sizes": list(self.sizes), "split_seed": self.split_seed, "verify": self.verify}
         if self.cache_index and cache.is_file():
             try:

@@ -195,11 +195,15 @@ def test_split_that_does_not_add_up(split, message):
 def test_mnist_reads_idx_in_both_layouts(tmp_path, gz, layout):
     folder = tmp_path if layout == "flat" else tmp_path / "MNIST" / "raw"
     write_mnist(folder, n_train=60, n_test=20, gz=gz)
-    dm = MNISTDataModule(data_dir=str(tmp_path), val_size=10, download=False, num_classes=10, input_shape=[1, 28, 28])
+    dm = MNISTDataModule(data_dir=str(tmp_path), val_split=10, download=False, num_classes=10, input_shape=[1, 28, 28])
     dm.setup("fit")
     assert sizes(dm) == [50, 10, 20]
     x = dm.splits["train"].tensors[0]
     assert x.shape == (50, 1, 28, 28) and abs(float(x.mean())) < 0.1
+    # Every datamodule's val_split is a count or a fraction.
+    dm = MNISTDataModule(data_dir=str(tmp_path), val_split=0.25, download=False, num_classes=10)
+    dm.setup("fit")
+    assert sizes(dm) == [45, 15, 20]
 
 
 def test_mnist_missing_files_named(tmp_path):
@@ -227,7 +231,7 @@ def test_mnist_images_and_labels_disagree(tmp_path):
     write_mnist(tmp_path, gz=False)
     write_mnist(tmp_path / "other", n_train=30, gz=False)
     (tmp_path / "other" / "train-labels-idx1-ubyte").replace(tmp_path / "train-labels-idx1-ubyte")
-    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, val_size=5, num_classes=10)
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, val_split=5, num_classes=10)
     with pytest.raises(ValueError, match=r"60 images but .*train-labels-idx1-ubyte has 30 labels"):
         dm.setup("fit")
 
@@ -235,7 +239,7 @@ def test_mnist_images_and_labels_disagree(tmp_path):
 def test_mnist_mlp_experiment(train_in_process, tmp_path):
     write_mnist(tmp_path / "mnist", n_train=300, n_test=50)
     metrics, _ = train_in_process(
-        "experiment=mnist_mlp", f"data.data_dir={tmp_path / 'mnist'}", "data.download=false", "data.val_size=50",
+        "experiment=mnist_mlp", f"data.data_dir={tmp_path / 'mnist'}", "data.download=false", "data.val_split=50",
         "trainer.max_epochs=1", "logger=none", "callbacks=none", "trainer.enable_checkpointing=false",
     )  # fmt: skip
     assert "test/acc" in metrics

@@ -92,20 +92,20 @@ def test_mnist_downloads_into_raw_and_loads(server, tmp_path):
     files = write_mnist(served, n_train=40, n_test=10)
     sums = {p.name: md5(p) for p in files.values()}
     data_dir = tmp_path / "data"
-    dm = MNISTDataModule(data_dir=str(data_dir), url=url, md5=sums, val_size=10, num_classes=10)
+    dm = MNISTDataModule(data_dir=str(data_dir), url=url, md5=sums, val_split=10, num_classes=10)
     dm.setup("fit")
     assert sorted(leftovers(data_dir / "MNIST" / "raw")) == sorted(sums)
     assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [30, 10, 10]
     # A second run reads the files and downloads nothing.
     (served / "train-images-idx3-ubyte.gz").unlink()
-    MNISTDataModule(data_dir=str(data_dir), url=url, md5=sums, val_size=10, num_classes=10).setup("fit")
+    MNISTDataModule(data_dir=str(data_dir), url=url, md5=sums, val_split=10, num_classes=10).setup("fit")
 
 
 def test_mnist_download_with_a_wrong_checksum_fails_clearly(server, tmp_path):
     served, url = server
     files = write_mnist(served)
     sums = {p.name: md5(p) for p in files.values()} | {"t10k-images-idx3-ubyte.gz": "f" * 32}
-    dm = MNISTDataModule(data_dir=str(tmp_path / "data"), url=url, md5=sums, val_size=10, num_classes=10)
+    dm = MNISTDataModule(data_dir=str(tmp_path / "data"), url=url, md5=sums, val_split=10, num_classes=10)
     with pytest.raises(DownloadError, match=r"t10k-images-idx3-ubyte.gz failed its md5 check"):
         dm.setup("fit")
     assert "t10k-images-idx3-ubyte.gz" not in leftovers(tmp_path / "data")
@@ -123,7 +123,9 @@ def test_cifar_downloads_extracts_and_loads(server, tmp_path):
     served, url = server
     archive = cifar_archive(served, tmp_path / "src")
     data_dir = tmp_path / "data"
-    dm = CIFAR10DataModule(data_dir=str(data_dir), url=url + archive.name, md5=md5(archive), val_size=4, num_classes=10)
+    dm = CIFAR10DataModule(
+        data_dir=str(data_dir), url=url + archive.name, md5=md5(archive), val_split=4, num_classes=10
+    )
     dm.setup("fit")
     assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [16, 4, 4]
     x = dm.splits["train"].tensors[0]
@@ -151,7 +153,7 @@ def test_cifar_missing_and_corrupt_batches(tmp_path):
     bad = folder / "data_batch_3"
     bad.write_bytes(bad.read_bytes()[:200])
     with pytest.raises(ValueError, match=r"data_batch_3 is not a readable CIFAR batch"):
-        CIFAR10DataModule(data_dir=str(tmp_path), download=False, num_classes=10, val_size=5).setup("fit")
+        CIFAR10DataModule(data_dir=str(tmp_path), download=False, num_classes=10, val_split=5).setup("fit")
 
 
 class Evil:

@@ -36,7 +36,7 @@ def files(tmp_path_factory) -> dict[str, list[str]]:
     write_mnist(root / "FashionMNIST" / "raw", n_train=40, n_test=10, gz=False)
     write_cifar(root, n_per_batch=8)
     small = ["data.num_train=64", "data.num_val=32", "data.num_test=32"]
-    offline = [f"data.data_dir={root}", "data.download=false", "data.val_size=8"]
+    offline = [f"data.data_dir={root}", "data.download=false", "data.val_split=8"]
     return {
         "arrays": [f"data.path={root / 'arrays.npz'}", "data.input_shape=[1,8,8]", "data.num_classes=3"],
         "folder": [

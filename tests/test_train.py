@@ -95,6 +95,19 @@ def test_eval_reproduces_test_metrics(default_run, tmp_path):
     assert read_metrics(eval_dir)["metrics"]["test/acc"] == pytest.approx(m["metrics"]["test/acc"])
 
 
+def test_eval_reads_a_checkpoint_with_the_old_split_keys(default_run, tmp_path):
+    """Checkpoints written before the split keys were unified (val_fraction, test_fraction) still evaluate."""
+    _, run_dir = default_run
+    m = read_metrics(run_dir)
+    ckpt = torch.load(m["best_checkpoint"], map_location="cpu", weights_only=True)
+    data = ckpt["config"]["data"]
+    data["val_fraction"], data["test_fraction"] = data.pop("val_split"), data.pop("test_split")
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    cli("litlab-eval", f"ckpt_path={tmp_path / 'old.ckpt'}", *FAST, cwd=tmp_path)
+    (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
+    assert read_metrics(eval_dir)["metrics"]["test/acc"] == pytest.approx(m["metrics"]["test/acc"])
+
+
 @pytest.mark.parametrize("model,threshold", [("cnn", 0.97), ("transformer", 0.93)])
 def test_models_reach_accuracy_on_digits(train_in_process, model, threshold):
     metrics, _ = train_in_process(f"model={model}")

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from litlab.data.arrays import non_finite_samples
+from litlab.data.base import upgrade_data_config
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 ARRAY_SUFFIXES = (".npy", ".npz", ".pt")
@@ -67,7 +68,7 @@ def data_config(
     cfg: DictConfig, ckpt_path: str, required: bool = True, alternative: str = ", or input=<folder or file>"
 ) -> DictConfig | None:
     """``data=...`` from the command line, else the data config the checkpoint was trained with."""
-    data = cfg.get("data") or OmegaConf.create(checkpoint_config(ckpt_path).get("data"))
+    data = cfg.get("data") or OmegaConf.create(upgrade_data_config(checkpoint_config(ckpt_path).get("data") or {}))
     if not data and required:
         raise ValueError(f"{ckpt_path} stores no data config: give one, e.g. data=digits{alternative}")
     return data or None

@@ -152,6 +152,15 @@ class DataModule(L.LightningDataModule):
         return self._loader("test")
 
 
+#: Data keys renamed since a checkpoint may have stored its config: old name -> current name.
+RENAMED_KEYS = {"val_fraction": "val_split", "test_fraction": "test_split", "val_size": "val_split"}
+
+
+def upgrade_data_config(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored data config with the keys renamed since it was written (eval and predict read it)."""
+    return {RENAMED_KEYS.get(k, k): v for k, v in data.items()}
+
+
 def split_sizes(n: int, sizes: Sequence[float], names: Sequence[str] = ("val", "test")) -> list[int]:
     """Sample counts from sizes that are fractions (floats in ``[0, 1)``) or counts (integers)."""
     counts = []

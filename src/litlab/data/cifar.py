@@ -77,7 +77,7 @@ def extract(archive: Path, dest: Path) -> None:
 
 
 class CIFAR10DataModule(DataModule):
-    """CIFAR-10: 50k training images split into train/val (``val_size``), the 10k test set as published."""
+    """CIFAR-10: 50k training images split into train/val (``val_split``), the 10k test set as published."""
 
     tasks = ("classification",)
 
@@ -86,12 +86,12 @@ class CIFAR10DataModule(DataModule):
         url: str | None = None,
         md5: str | None = None,
         download: bool = True,
-        val_size: int = 5000,
+        val_split: float = 5000,
         split_seed: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.url, self.md5, self.download, self.val_size, self.split_seed = url, md5, download, val_size, split_seed
+        self.url, self.md5, self.download, self.val_split, self.split_seed = url, md5, download, val_split, split_seed
 
     def folder(self) -> Path:
         data_dir = Path(self.data_dir)
@@ -120,5 +120,5 @@ class CIFAR10DataModule(DataModule):
                 np.concatenate([y for _, y in parts])
             )
 
-        train, val, _ = split_tensors(read(TRAIN), (self.val_size, 0), self.split_seed)
+        train, val, _ = split_tensors(read(TRAIN), (self.val_split, 0), self.split_seed)
         return [train, val, TensorDataset(*read(TEST))]

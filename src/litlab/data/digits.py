@@ -35,16 +35,16 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class DigitsDataModule(DataModule):
-    """Digits standardised with the training split's mean and std, split by ``(val, test)`` fractions."""
+    """Digits standardised by the training split's mean and std; ``val_split``/``test_split``: fractions or counts."""
 
     tasks = ("classification",)
 
-    def __init__(self, val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0, **kwargs) -> None:
+    def __init__(self, val_split: float = 0.1, test_split: float = 0.2, split_seed: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.fractions, self.split_seed = (val_fraction, test_fraction), split_seed
+        self.sizes, self.split_seed = (val_split, test_split), split_seed
 
     def load(self) -> list[TensorDataset]:
-        splits = split_tensors(load_digits(), self.fractions, self.split_seed)
+        splits = split_tensors(load_digits(), self.sizes, self.split_seed)
         x_train = splits[0].tensors[0]
         mean, std = x_train.mean(), x_train.std()
         # Read by litlab-export/-predict: inputs scaled to [0, 1] become (x - mean) / std.

@@ -59,7 +59,7 @@ def find_idx(data_dir: Path, name: str) -> dict[str, Path] | None:
 
 
 class MNISTDataModule(DataModule):
-    """MNIST-format data (``name`` MNIST or FashionMNIST): 60k train split into train/val, 10k test.
+    """MNIST-format data (``name`` MNIST or FashionMNIST): 60k train split into train/val (``val_split``), 10k test.
 
     Pixels are scaled to [0, 1] and standardised with the training split's mean and std.
     """
@@ -72,13 +72,13 @@ class MNISTDataModule(DataModule):
         url: str | None = None,
         md5: Mapping[str, str] | None = None,
         download: bool = True,
-        val_size: int = 5000,
+        val_split: float = 5000,
         split_seed: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.name, self.url, self.md5, self.download = name, url, dict(md5 or {}), download
-        self.val_size, self.split_seed = val_size, split_seed
+        self.val_split, self.split_seed = val_split, split_seed
 
     def files(self) -> dict[str, Path]:
         data_dir = Path(self.data_dir)
@@ -115,6 +115,6 @@ class MNISTDataModule(DataModule):
             return ((x.float() / 255 - mean) / std).unsqueeze(1)
 
         train, val, _ = split_tensors(
-            (prep(arrays["train_x"]), arrays["train_y"].long()), (self.val_size, 0), self.split_seed
+            (prep(arrays["train_x"]), arrays["train_y"].long()), (self.val_split, 0), self.split_seed
         )
         return [train, val, TensorDataset(prep(arrays["test_x"]), arrays["test_y"].long())]

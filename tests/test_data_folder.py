@@ -180,7 +180,7 @@ def test_transforms_from_the_command_line(train_in_process):
 def test_on_device_moves_tensors_once_to_the_trainers_device():
     dm = SyntheticDataModule(input_shape=[1, 4, 4], num_classes=2, num_train=40, on_device=True, batch_size=8)
     meta = SimpleNamespace(root_device=torch.device("meta"))
-    dm.trainer = SimpleNamespace(strategy=meta, global_rank=0, world_size=1)
+    dm.trainer = SimpleNamespace(strategy=meta, global_rank=0, world_size=1, overfit_batches=0)
     dm.setup("fit")
     assert all(t.device.type == "meta" for t in dm.splits["train"].tensors)
     x, _ = next(iter(dm.train_dataloader()))

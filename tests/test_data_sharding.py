@@ -20,7 +20,7 @@ def rank_loaders(make, split: str) -> list[list[torch.Tensor]]:
     out = []
     for rank in range(WORLD):
         dm = make()
-        dm.trainer = SimpleNamespace(global_rank=rank, world_size=WORLD, strategy=None)
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=WORLD, strategy=None, overfit_batches=0)
         dm.setup("fit")
         out.append(list(getattr(dm, f"{split}_dataloader")()))
     return out
@@ -63,3 +63,17 @@ def test_ranks_split_eval_exactly_and_train_evenly(kind, tmp_path):
     seen = [i for batches in train for i in ids(batches)]
     assert set(seen) == set(all_train), "every training sample is on some rank"
     assert len(seen) - len(all_train) < WORLD * 4, "only padding repeats"
+
+
+@pytest.mark.parametrize("overfit", [0, 3])
+def test_overfitting_reads_the_same_batches_every_epoch(overfit):
+    """trainer.overfit_batches: unshuffled training batches (Lightning cannot unshuffle the fast path)."""
+    dm = SyntheticDataModule(input_shape=[4], num_classes=2, num_train=40, batch_size=8)
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=1, strategy=None, overfit_batches=overfit)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    epochs = []
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)
+        epochs.append(ids(list(loader)))
+    assert (epochs[0] == epochs[1]) == bool(overfit)

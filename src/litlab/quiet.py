@@ -24,6 +24,8 @@ def quiet_lightning() -> None:
       meters, already reduced across ranks when computed (tasks/metrics.py).
     - Lightning warns when an epoch has fewer batches than ``log_every_n_steps``, but it counts
       those steps across epochs: the per-step scalars are still written every N steps.
+    - Under ``trainer.overfit_batches`` Lightning warns of shuffling unless a loader's sampler is
+      torch's ``SequentialSampler``; litlab's loaders do not shuffle then (``DataModule._loader``).
     - Under ``16-mixed``/``bf16-mixed`` the model summary says its size estimate assumes 32 bits;
       mixed precision keeps the weights in float32, so the estimate is right.
     """
@@ -38,4 +40,5 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
     warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
+    warnings.filterwarnings("ignore", message=r"You requested to overfit but enabled \w+ dataloader shuffling")
     warnings.filterwarnings("ignore", message=r"Precision (bf)?16-mixed is not supported by the model summary")

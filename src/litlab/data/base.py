@@ -131,7 +131,8 @@ class DataModule(L.LightningDataModule):
             # A stream shards itself across ranks and workers and yields whole batches: no sampler, no collate.
             dataset.shard(rank, world, self.loader_kwargs["num_workers"], batch_size, drop_last, pad=train)
             return DataLoader(dataset, batch_size=None, **self.loader_kwargs)
-        shuffle = train and self.shuffle
+        # Overfitting a few batches means the same batches every epoch (Lightning cannot unshuffle TensorLoader).
+        shuffle = train and self.shuffle and not (self.trainer and self.trainer.overfit_batches)
         sampler = ShardSampler(len(dataset), shuffle=shuffle, seed=self.seed, rank=rank, world_size=world, pad=train)
         if isinstance(dataset, TensorDataset) and self.collate_fn is None:
             return TensorLoader(dataset.tensors, sampler, batch_size, drop_last)

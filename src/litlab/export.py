@@ -70,12 +70,25 @@ def max_len(net: nn.Module) -> int | None:
     return None if pos is None else pos.shape[1] - (net.cls is not None)
 
 
+def fixed_length(net: nn.Module, spec: InputSpec) -> int | None:
+    """The one sequence length torch.export builds a token RNN for (``input_shape``); None: any length.
+
+    torch.export unrolls an LSTM/GRU over the steps it traces, so the file takes that many tokens;
+    shorter sequences are right-padded to it (the padding mask keeps the result the same).
+    """
+    if spec.tokens and any(isinstance(m, nn.RNNBase) for m in net.modules()):
+        return spec.input_shape[0]
+    return None
+
+
 def dynamic_shapes(net: nn.Module, spec: InputSpec) -> tuple[dict, ...]:
-    """Any batch size; for token models also any sequence length up to ``max_len``."""
+    """Any batch size; for token models also any sequence length up to ``max_len`` (a token RNN: one length)."""
     Dim = torch.export.Dim
     batch = Dim("batch")
     if not spec.tokens:
         return ({0: batch},)
+    if fixed_length(net, spec):
+        return ({0: batch}, {0: Dim.DYNAMIC})
     # The mask's axes follow x's through the graph; naming them twice only makes torch.onnx warn.
     return ({0: batch, 1: Dim("seq", max=max_len(net))}, {0: Dim.DYNAMIC, 1: Dim.DYNAMIC})
 
@@ -163,7 +176,7 @@ class Format:
     load: Callable[[Path, dict], Callable]
     packages: tuple[str, ...] = ()
     how_to_load: str = ""
-    #: Built by torch.export, which unrolls an LSTM/GRU over the steps it traces (one sequence length only).
+    #: Built by torch.export, which unrolls an LSTM/GRU over the steps it traces (``fixed_length``).
     unrolls_time: bool = False
 
 
@@ -186,8 +199,8 @@ QUANTIZE = {"dynamic": ("torchscript",)}
 # --- the parity check -------------------------------------------------------------------------------------
 
 
-def parity_cases(batch: Inputs, seed: int = 0) -> list[tuple[str, tuple[Tensor, ...]]]:
-    """Real inputs to compare on: the batch, a few rows of it, and for token models padded and shorter ones."""
+def parity_cases(batch: Inputs, seed: int = 0, any_length: bool = True) -> list[tuple[str, tuple[Tensor, ...]]]:
+    """Real inputs to compare on: the batch, a few rows of it, and for token models padded (and shorter) ones."""
     n = len(batch.x)
     cases = [(f"{n} real inputs", batch.args()), ("the first 3 of them", tuple(a[:3] for a in batch.args()))]
     if batch.mask is not None:
@@ -199,6 +212,8 @@ def parity_cases(batch: Inputs, seed: int = 0) -> list[tuple[str, tuple[Tensor, 
         padded = mask & (torch.arange(T) < lengths[:, None])
         padded[:, 0] = True
         cases.append(("the inputs re-padded to random lengths", (x.masked_fill(~padded, 0), padded)))
+        if not any_length:
+            return cases
         short = max(1, T // 2)
         short_mask = mask[:, :short].clone()
         short_mask[:, 0] = True
@@ -308,22 +323,41 @@ def parity_batch(cfg: DictConfig, datamodule: Any, spec: InputSpec) -> Inputs:
     return batch
 
 
-def sidecar(ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: InputSpec, data_cfg: Any) -> dict:
-    """What a user of the file needs: its inputs, their normalization, the output and the classes."""
+def pad_to(batch: Inputs, seq: int) -> Inputs:
+    """Token inputs right-padded to ``seq`` tokens (the length a token RNN is exported for)."""
+    n, length = batch.x.shape
+    if length > seq:
+        raise ValueError(
+            f"the parity inputs have {length} tokens, but the net's input_shape is [{seq}], the one length "
+            "torch.export builds a token RNN for; give inputs of at most that many tokens"
+        )
+    x = torch.cat([batch.x, batch.x.new_zeros(n, seq - length)], 1)
+    mask = torch.cat([batch.mask, batch.mask.new_zeros(n, seq - length)], 1)
+    return Inputs(x, mask, batch.names, batch.y)
+
+
+def sidecar(
+    ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: InputSpec, data_cfg: Any, seq: int | None = None
+) -> dict:
+    """What a user of the file needs: its inputs, their normalization, the output and the classes.
+
+    ``seq``: the one sequence length the file takes (a token RNN through torch.export).
+    """
     from litlab.predict import class_names
 
     hp = task.hparams
     if spec.tokens:
+        padded = f", right-padded with 0 to exactly {seq} tokens" if seq else ""
         inputs = [
             {
                 "name": "x",
-                "shape": ["batch", "seq"],
+                "shape": ["batch", seq or "seq"],
                 "dtype": "int64",
-                "meaning": f"token ids in [0, {spec.vocab_size})",
+                "meaning": f"token ids in [0, {spec.vocab_size}){padded}",
             },
             {
                 "name": "mask",
-                "shape": ["batch", "seq"],
+                "shape": ["batch", seq or "seq"],
                 "dtype": "bool",
                 "meaning": "True for real tokens, False for padding",
             },
@@ -343,7 +377,7 @@ def sidecar(ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: Input
         "checkpoint": str(Path(ckpt_path).resolve()),
         "task": task.name,
         "inputs": inputs,
-        "max_seq": max_len(task.net) if spec.tokens else None,
+        "max_seq": (seq or max_len(task.net)) if spec.tokens else None,
         "normalization": normalization,
         "output": {
             "name": task.output[0],
@@ -374,15 +408,13 @@ def export(cfg: DictConfig) -> dict:
     data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
     datamodule = load_datamodule(data_cfg)
     spec = checked_spec(task, datamodule, cfg.normalize) if cfg.input is not None else input_spec(task, datamodule)
-    if spec.tokens and fmt.unrolls_time and any(isinstance(m, nn.RNNBase) for m in task.net.modules()):
-        raise ValueError(
-            f"format={cfg.format}: torch.export unrolls the net's LSTM/GRU over the steps it traces, so the file "
-            "would take one sequence length only; export a token RNN as format=torchscript or state_dict"
-        )
+    seq = fixed_length(task.net, spec) if fmt.unrolls_time else None
     batch = parity_batch(cfg, datamodule, spec)
+    if seq:
+        batch = pad_to(batch, seq)
     module = wrap(task.net, spec)
     example = tuple(a[:2] for a in batch.args())
-    meta = sidecar(ckpt_path, cfg, fmt, task, spec, data_cfg)
+    meta = sidecar(ckpt_path, cfg, fmt, task, spec, data_cfg, seq)
 
     path, tmp = out_dir / fmt.file, out_dir / f".tmp.{fmt.file}"
     try:
@@ -391,7 +423,7 @@ def export(cfg: DictConfig) -> dict:
             exported = quantize_dynamic(module) if cfg.quantize else module
             fmt.save(exported, example, task.net, spec, tmp)
             run = fmt.load(tmp, meta)
-            cases = parity_cases(batch)
+            cases = parity_cases(batch, any_length=seq is None)
             worst = check_parity(run, exported if cfg.quantize else task, cases, cfg.atol, cfg.rtol)
             if cfg.quantize:
                 meta["quantization"] = quantization_report(module, example, task, run, tmp, datamodule)

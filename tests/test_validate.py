@@ -16,6 +16,10 @@ BAD = {
     "unknown model": (["model=resnet"], "model=resnet: no such option (choose one of cnn, mlp, rnn, transformer)"),
     "unknown option in a sweep": (["model=mlp,resnet"], "model=resnet: no such option"),
     "unknown nested group option": (["model/optimizer=lamb"], "model/optimizer=lamb: no such option"),
+    "unknown option in a list of options": (
+        ["callbacks=[default,emma]"],
+        "callbacks=emma: no such option; did you mean",
+    ),
     "gpu without a gpu": (["trainer.accelerator=gpu"], "trainer.accelerator=gpu: no gpu device on this machine"),
     "unknown accelerator": (["trainer.accelerator=npu"], "trainer.accelerator=npu: not an accelerator; choose one of"),
     "monitor never logged": (

@@ -296,6 +296,8 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
             if o.is_delete():
                 continue
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            # A list selects several options at once: callbacks=[default,ema].
+            values = [v for value in values for v in (value if isinstance(value, list) else [value])]
             for value in values:
                 if value is None:
                     drop = f"{o.key_or_group}=none" if "none" in options else f"~{o.key_or_group}"

@@ -1,6 +1,7 @@
 """Lightning callbacks that litlab adds to the ones Lightning ships."""
 
 from litlab.callbacks.confusion_matrix import ConfusionMatrixImage
+from litlab.callbacks.ema import EMA
 from litlab.callbacks.exact_resume import ExactResume
 from litlab.callbacks.memory import MemoryMonitor
 from litlab.callbacks.misclassified import MisclassifiedImages
@@ -12,6 +13,7 @@ from litlab.callbacks.step_timer import StepTimer
 from litlab.callbacks.store_config import StoreConfig
 
 __all__ = [
+    "EMA",
     "ConfusionMatrixImage",
     "ExactResume",
     "MemoryMonitor",

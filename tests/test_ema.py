@@ -1,0 +1,40 @@
+"""callbacks=[default,ema]: the averaged weights are validated, checkpointed, tested; runs resume exactly."""
+
+import torch
+from conftest import FAST, cli, compose_cfg, read_metrics
+
+EMA = [
+    "callbacks=[default,ema]",
+    "callbacks.ema.decay=0.9",
+    "+trainer.limit_train_batches=5",
+    "+trainer.limit_val_batches=2",
+    "logger=none",
+    "trainer.deterministic=true",
+    "model.scheduler=null",  # a schedule over max_epochs would differ between the two runs of the resume test
+]
+
+
+def test_the_average_is_checkpointed_and_tested(train_in_process, tmp_path):
+    metrics, run_dir = train_in_process(*EMA, "trainer.max_epochs=2")
+    best = read_metrics(run_dir)["best_checkpoint"]
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert averaged.keys() == raw.keys()
+    assert not torch.equal(averaged["net.head.weight"], raw["net.head.weight"])
+    # litlab-eval reads the checkpoint's state_dict: the run's own test saw the same weights.
+    cli("litlab-eval", f"ckpt_path={best}", *FAST, cwd=tmp_path)
+    (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
+    assert read_metrics(eval_dir)["metrics"]["test/loss"] == metrics["test/loss"]
+
+
+def test_a_resumed_run_goes_on_with_its_average(train_in_process):
+    from litlab.train import train
+
+    _, straight = train_in_process(*EMA, "trainer.max_epochs=2")
+    _, resumed = train_in_process(*EMA, "trainer.max_epochs=1")
+    train(compose_cfg([*FAST, f"paths.root_dir={resumed.parent}", *EMA, "trainer.max_epochs=2"], resumed))
+    assert read_metrics(resumed)["metrics"] == read_metrics(straight)["metrics"]
+    a, b = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=True) for r in (straight, resumed))
+    for key in ("state_dict", "current_model_state", "averaging_state"):
+        assert a[key].keys() == b[key].keys()
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key

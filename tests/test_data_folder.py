@@ -31,6 +31,15 @@ def test_each_file_format_reads_lazily(tmp_path, fmt):
     assert dm.classes == ["cat", "dog"] and y.dtype == torch.int64
 
 
+def test_folder_labels_are_listed_without_reading_files(tmp_path):
+    """class_weights=balanced counts them (litlab.data.base.dataset_labels)."""
+    from litlab.data.base import dataset_labels
+
+    write_tree(tmp_path, "npy")
+    train = folder(tmp_path, transforms=[{"name": "hflip", "p": 0.5}]).splits["train"]
+    assert dataset_labels(train).tolist() == [int(y) for _, y in train]
+
+
 def test_rgb_images_and_given_split_folders(tmp_path):
     for split in ("train", "val", "test"):
         write_tree(tmp_path / split, "png", per_class=3, shape=(3, 8, 8))

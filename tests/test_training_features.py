@@ -251,3 +251,41 @@ def test_a_resumed_seed_null_run_keeps_its_seed(tmp_path):
         return read_metrics(tmp_path / "run")["seed"]
 
     assert run(1) == run(2)
+
+
+def test_balanced_class_weights_come_from_the_training_labels_and_stay_with_the_checkpoint(train_in_process, tmp_path):
+    import numpy as np
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [300, 60, 40])  # imbalanced 15:3:2
+    x = (rng.normal(size=(400, 4)) + y[:, None]).astype(np.float32)
+    np.savez(tmp_path / "imbalanced.npz", x=x, y=y)
+    data = [
+        "data=arrays",
+        f"data.path={tmp_path / 'imbalanced.npz'}",
+        "data.input_shape=[4]",
+        "data.num_classes=3",
+        "data.val_split=0.1",
+        "data.test_split=0.1",
+    ]
+    _, run_dir = train_in_process(*data, "+model.class_weights=balanced", "debug=limit", "logger=none")
+    ckpt = read_metrics(run_dir)["best_checkpoint"]
+    held = torch.load(ckpt, weights_only=True)["hyper_parameters"]["class_weights"]
+    task = load_task(ckpt)
+    from hydra.utils import instantiate
+
+    dm = instantiate(compose_cfg([*FAST, *data], tmp_path / "dm").data)
+    dm.setup("fit")
+    counts = torch.bincount(dm.splits["train"].tensors[1], minlength=3).double()
+    expected = (counts.sum() / (3 * counts)).tolist()
+    assert held == pytest.approx(expected) and expected[2] > expected[1] > expected[0]
+    # The loaded task weighs its loss the same, without the data.
+    logits, target = torch.randn(8, 3), torch.tensor([0, 1, 2, 2, 1, 0, 0, 2])
+    weighted = F.cross_entropy(logits, target, weight=torch.tensor(expected))
+    torch.testing.assert_close(task.loss(logits, target), weighted)
+
+
+def test_balanced_class_weights_need_listed_labels(train_in_process):
+    with pytest.raises(ValueError, match="class_weights=balanced needs the training labels"):
+        train_in_process("data=synthetic_stream", "+model.class_weights=balanced", "debug=fast_dev_run", "logger=none")

@@ -20,6 +20,19 @@ BAD = {
         ["callbacks=[default,emma]"],
         "callbacks=emma: no such option; did you mean",
     ),
+    "net argument the net does not take": (
+        ["model=cnn", "+model.net.hidden_sizes=[3]"],
+        "model.net.hidden_sizes: the cnn net takes no such argument (it takes init, channels,",
+    ),
+    "net argument the data sets": (["+model.net.num_outputs=3"], "model.net.num_outputs: set by the data config"),
+    "class weights of another class count": (
+        ["+model.class_weights=[1,2]"],
+        "model.class_weights has 2 weights but data.num_classes=10",
+    ),
+    "class weights that are not numbers": (
+        ["+model.class_weights=heavy"],
+        "model.class_weights=heavy: give 'balanced' or one non-negative number per class",
+    ),
     "gpu without a gpu": (["trainer.accelerator=gpu"], "trainer.accelerator=gpu: no gpu device on this machine"),
     "unknown accelerator": (["trainer.accelerator=npu"], "trainer.accelerator=npu: not an accelerator; choose one of"),
     "monitor never logged": (

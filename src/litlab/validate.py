@@ -175,14 +175,17 @@ def _meta_task(cfg: DictConfig) -> Any:
 
 
 def _check_weights(cfg: DictConfig) -> None:
-    """``ckpt_path`` and ``init_from`` fit the net this config builds; ``model.freeze`` names parts of it."""
+    """The task builds (``model.freeze``, ``model.class_weights`` fit it); ``ckpt_path`` and ``init_from`` fit its net.
+
+    The task is built on the meta device: a few milliseconds, no memory.
+    """
     from litlab.finetune import as_list
     from litlab.runs import resolve_checkpoint
 
     ckpt, init, skip = cfg.get("ckpt_path"), cfg.get("init_from"), as_list(cfg.get("init_skip"))
     if skip and not init:
         raise ConfigError(f"init_skip=[{','.join(skip)}]: has no effect without init_from=<checkpoint or run dir>")
-    if ckpt is None and init is None and not OmegaConf.select(cfg, "model.freeze"):
+    if "model" not in cfg or "data" not in cfg:
         return
     try:
         path = resolve_checkpoint(ckpt, f"{cfg.paths.log_dir}/{cfg.task_name}")
@@ -232,6 +235,15 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"model.net.arch={arch}: not a network; choose one of {', '.join(sorted(NETS))}")
         from litlab.models.layers import INITS
 
+        params = inspect.signature(NETS[arch]).parameters
+        sized_by_data = ("input_shape", "num_outputs", "vocab_size")
+        sized = [k for k in cfg.model.net if k in sized_by_data]
+        if sized:
+            raise ConfigError(f"model.net.{sized[0]}: set by the data config (input_shape, classes, vocab_size)")
+        unknown = [k for k in cfg.model.net if k not in ("arch", "init") and k not in params]
+        if unknown:
+            takes = ", ".join(["init", *(k for k in params if k not in sized_by_data)])
+            raise ConfigError(f"model.net.{unknown[0]}: the {arch} net takes no such argument (it takes {takes})")
         init = OmegaConf.select(cfg, "model.net.init", default="default")
         if init != "default" and init not in INITS:
             raise ConfigError(f"model.net.init={init}: unknown; choose one of default, {', '.join(INITS)}")

@@ -153,6 +153,15 @@ class DataModule(L.LightningDataModule):
         return self._loader("test")
 
 
+def dataset_labels(dataset: Dataset) -> Tensor | None:
+    """The class labels of ``dataset``, read without loading its samples; None where it does not list them."""
+    if isinstance(dataset, TransformDataset):
+        return dataset_labels(dataset.dataset)
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) > 1:
+        return dataset.tensors[1]
+    return getattr(dataset, "labels", None)
+
+
 #: Data keys renamed since a checkpoint may have stored its config: old name -> current name.
 RENAMED_KEYS = {"val_fraction": "val_split", "test_fraction": "test_split", "val_size": "val_split"}
 

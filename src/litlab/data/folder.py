@@ -115,6 +115,10 @@ class FolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def labels(self) -> Tensor:
+        return torch.tensor([label for _, label in self.samples])
+
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         file, label = self.samples[i]
         return read_sample(self.root / file, self.input_shape), torch.tensor(label)

@@ -3,11 +3,42 @@
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from litlab.tasks.base import Task
 from litlab.tasks.metrics import ClassificationMetrics
+
+
+def checked_weights(weights: Sequence[float] | str, num_classes: int) -> list[float]:
+    """``model.class_weights`` as a list of ``num_classes`` non-negative floats; ``ValueError`` otherwise."""
+    if isinstance(weights, str) or not all(isinstance(w, int | float) and w >= 0 for w in weights):
+        raise ValueError(f"model.class_weights={weights}: give 'balanced' or one non-negative number per class")
+    if len(weights) != num_classes:
+        raise ValueError(f"model.class_weights has {len(weights)} weights but data.num_classes={num_classes}")
+    if not any(weights):
+        raise ValueError("model.class_weights are all 0: no sample would count in the loss")
+    return [float(w) for w in weights]
+
+
+def balanced_weights(datamodule: Any, num_classes: int) -> list[float]:
+    """``n / (num_classes * count)`` per class of the training split: each class weighs the same in the loss."""
+    from litlab.data.base import dataset_labels
+
+    labels = None
+    if datamodule is not None and "train" in getattr(datamodule, "splits", {}):
+        labels = dataset_labels(datamodule.splits["train"])
+    if labels is None:
+        raise ValueError(
+            "model.class_weights=balanced needs the training labels, which this data does not list "
+            "(a stream, or a custom dataset without .labels); give the weights as a list"
+        )
+    counts = torch.bincount(labels.cpu().long(), minlength=num_classes)
+    if (counts == 0).any():
+        missing = counts.eq(0).nonzero().flatten().tolist()
+        raise ValueError(f"model.class_weights=balanced: class(es) {missing} have no training samples")
+    return (len(labels) / (num_classes * counts.double())).tolist()
 
 
 class Classifier(Task):
@@ -29,16 +60,31 @@ class Classifier(Task):
         compile: bool = False,
         label_smoothing: float = 0.0,
         freeze: Sequence[str] = (),
+        class_weights: Sequence[float] | str | None = None,
     ) -> None:
         super().__init__(input_shape, num_classes, net, optimizer, scheduler, vocab_size, compile, freeze)
         self.label_smoothing = label_smoothing
         self.save_hyperparameters(logger=False)
+        if class_weights is not None and class_weights != "balanced":
+            class_weights = checked_weights(class_weights, num_classes)
+        # Not in state_dict (its keys stay net.*): the weights live in the hyperparameters.
+        self.register_buffer("loss_weight", None, persistent=False)
+        if isinstance(class_weights, list):
+            self.loss_weight = torch.tensor(class_weights)
+
+    def setup(self, stage: str) -> None:
+        # class_weights=balanced: from the training labels, then recorded as numbers, so the
+        # checkpoint's test, eval and predict use the same weights without the data.
+        if stage == "fit" and self.hparams.class_weights == "balanced":
+            weights = balanced_weights(self.trainer.datamodule, self.num_outputs)
+            self.hparams.class_weights = weights
+            self.loss_weight = torch.tensor(weights)
 
     def make_metrics(self, num_outputs: int) -> nn.Module:
         return ClassificationMetrics(num_outputs)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(output, target, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(output, target, weight=self.loss_weight, label_smoothing=self.label_smoothing)
 
     def readout(self, output: Tensor) -> Tensor:
         return output.softmax(dim=-1)

@@ -151,3 +151,14 @@ def test_bad_synthetic_settings():
         SyntheticDataModule(num_train=0, num_classes=2)
     with pytest.raises(ValueError, match="not a sequence task"):
         SequenceDataModule(kind="sorting", vocab_size=3, num_classes=2, input_shape=[8]).setup("fit")
+
+
+def test_sequence_labels_are_listed_for_balanced_class_weights():
+    from litlab.data.base import dataset_labels
+
+    dm = SequenceDataModule(
+        kind="count", vocab_size=3, min_len=2, max_len=6, input_shape=[6], num_classes=3, num_train=40
+    )
+    dm.setup("fit")
+    train = dm.splits["train"]
+    assert dataset_labels(train).tolist() == [int(train[i][1]) for i in range(len(train))]

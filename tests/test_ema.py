@@ -38,3 +38,33 @@ def test_a_resumed_run_goes_on_with_its_average(train_in_process):
     for key in ("state_dict", "current_model_state", "averaging_state"):
         assert a[key].keys() == b[key].keys()
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+
+
+def test_a_run_stopped_during_validation_saves_the_raw_weights_as_raw():
+    """Preemption saves during validation, while the average is swapped in: EMA swaps it back first."""
+    import lightning as L
+
+    from litlab.callbacks import EMA
+
+    class Net(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(3, 2)
+
+    net, ema = Net(), EMA(decay=0.5)
+    ema.setup(None, net, "fit")  # the average starts as a copy
+    with torch.no_grad():
+        net.layer.weight.add_(1.0)
+    raw = net.layer.weight.detach().clone()
+    ema.on_validation_epoch_start(None, net)
+    assert not torch.equal(net.layer.weight, raw), "validation runs on the average"
+    ema.on_exception(None, net, RuntimeError("SIGTERM during validation"))
+    assert torch.equal(net.layer.weight, raw)
+    ema.on_validation_epoch_end(None, net)  # not reached in a stopped run; and it swaps nothing back now
+    assert torch.equal(net.layer.weight, raw)
+
+
+def test_balanced_class_weights_with_ema_and_batch_norm(train_in_process):
+    """The class weights are no buffer: EMA's copy of the module has the same buffers as the module."""
+    metrics, _ = train_in_process(*EMA, "+model.class_weights=balanced", "model.net.batch_norm=true")
+    assert metrics["test/acc"] > 0.3

@@ -22,7 +22,11 @@ from litlab.tasks.optim import build_optimizer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 TINY = ["--models", "mlp", "--sizes", "600", "128", "64", "--parity-steps", "6", "--out", ""]
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def cuda(test):
+    """A GPU-only test: skipped without a CUDA GPU; ``pytest -m cuda`` selects them (scripts/gpu_check.sh)."""
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
 
 
 @pytest.fixture(scope="module")

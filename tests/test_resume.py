@@ -236,3 +236,19 @@ def test_tell_prints_once_where_logging_is_not_configured(capsys):
     logger.propagate = False  # no handler anywhere above it: logging's last resort would print it too
     tell(logger, "Stopped; resume with: ...")
     assert capsys.readouterr().err.count("Stopped; resume with") == 1
+
+
+def test_a_run_from_before_the_split_keys_were_unified_resumes_with_the_new_names(tmp_path):
+    from omegaconf import OmegaConf
+
+    from litlab.resume import resume_overrides
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / "checkpoints").mkdir()
+    OmegaConf.save(
+        OmegaConf.create(["data.val_fraction=0.2", "+data.val_size=5", "seed=3"]),
+        tmp_path / ".hydra" / "overrides.yaml",
+    )
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt.touch()
+    assert resume_overrides([], ckpt)[:3] == ["data.val_split=0.2", "+data.val_split=5", "seed=3"]

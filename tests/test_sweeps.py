@@ -84,11 +84,11 @@ def test_failed_job_reraises_after_recording(tmp_path):
 
 @pytest.mark.slow
 def test_single_run_error_exits_nonzero_and_is_recorded(tmp_path):
-    # A value no config check can see: the net fails while it is built, after the run directory exists.
-    proc = cli("litlab-train", "print_config=false", "model.net.activation=nope", cwd=tmp_path, check=False)
+    # A value no config check can see: the data refuses its split when it loads, after the run directory exists.
+    proc = cli("litlab-train", "print_config=false", "data.val_split=0.9", cwd=tmp_path, check=False)
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()  # no traceback on the terminal: it is in error.txt
-    assert "activation 'nope' is unknown" in line and "error.txt" in line
+    assert "leaves no training samples" in line and "error.txt" in line
     (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "failed"
 

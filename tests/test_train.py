@@ -139,15 +139,19 @@ def test_hydra_job_logging_options_replace_litlab_s(tmp_path, option, log_file):
 
 
 @pytest.mark.parametrize("option,handlers", [("litlab", "[console]"), ("default", "[console]"), ("stdout", None)])
-def test_ddp_ranks_leave_the_log_file_to_rank_zero(tmp_path, option, handlers):
+def test_ddp_ranks_log_as_chosen_and_leave_the_log_file_to_rank_zero(tmp_path, option, handlers):
     from conftest import compose_cfg
 
     from litlab.distributed import child_command
 
-    compose_cfg([f"hydra/job_logging={option}"], tmp_path / "run")
+    compose_cfg([f"hydra/job_logging={option}", "hydra.job_logging.root.level=WARNING"], tmp_path / "run")
     command, _ = child_command(1)
-    overrides = [c for c in command if c.startswith("hydra.job_logging.")]
-    assert overrides == ([f"hydra.job_logging.root.handlers={handlers}"] if handlers else [])
+    logging = [c for c in command if "job_logging" in c]
+    assert logging == [
+        f"hydra/job_logging={option}",
+        "hydra.job_logging.root.level=WARNING",
+        *([f"hydra.job_logging.root.handlers={handlers}"] if handlers else []),
+    ]
 
 
 def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):

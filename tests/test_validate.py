@@ -16,6 +16,7 @@ BAD = {
     "unknown model": (["model=resnet"], "model=resnet: no such option (choose one of cnn, mlp, rnn, transformer)"),
     "unknown option in a sweep": (["model=mlp,resnet"], "model=resnet: no such option"),
     "unknown nested group option": (["model/optimizer=lamb"], "model/optimizer=lamb: no such option"),
+    "unknown option in a sweep of lists": (["callbacks=default,[default,emma]"], "callbacks=emma: no such option"),
     "unknown option in a list of options": (
         ["callbacks=[default,emma]"],
         "callbacks=emma: no such option; did you mean",
@@ -23,6 +24,14 @@ BAD = {
     "net argument the net does not take": (
         ["model=cnn", "+model.net.hidden_sizes=[3]"],
         "model.net.hidden_sizes: the cnn net takes no such argument (it takes init, channels,",
+    ),
+    "net argument of the wrong kind": (
+        ["model.net.hidden_sizes=5"],
+        "model: the task cannot be built from this config (",
+    ),
+    "ema decay above 1": (
+        ["callbacks=[default,ema]", "callbacks.ema.decay=2"],
+        "callbacks.ema.decay=2: must be a number in [0, 1]",
     ),
     "net argument the data sets": (["+model.net.num_outputs=3"], "model.net.num_outputs: set by the data config"),
     "class weights of another class count": (
@@ -111,6 +120,9 @@ def test_bad_override_is_one_line_naming_key_and_choices(overrides, message):
         ],
         ["callbacks.model_checkpoint.monitor=val/acc", "callbacks.model_checkpoint.mode=max"],
         ["callbacks=none", "logger=none", "data.batch_size=1"],
+        ["callbacks=[default,ema]", "+model.class_weights=balanced"],
+        ["callbacks=default,[default,ema]"],
+        ["callbacks=choice([default],[default,ema])"],
     ],
 )
 def test_good_command_lines_pass(overrides):

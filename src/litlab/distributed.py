@@ -30,6 +30,8 @@ def child_command(local_rank: int) -> tuple[list[str], str]:
         f"hydra.job.name=train_ddp_process_{local_rank}",
         "hydra.output_subdir=null",  # .hydra/ is the parent's to write
         "print_config=false",
+        # The parent's logging choice (hydra/job_logging=stdout, ...): Hydra keeps it apart from the task's.
+        *(o for o in hydra.overrides.hydra if o.lstrip("+~").startswith(("hydra/job_logging=", "hydra.job_logging."))),
     ]
     # The log file is the parent's to write; the ranks keep the other handlers.
     handlers = OmegaConf.select(hydra.job_logging, "root.handlers")

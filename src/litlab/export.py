@@ -331,8 +331,9 @@ def pad_to(batch: Inputs, seq: int) -> Inputs:
             f"the parity inputs have {length} tokens, but the net's input_shape is [{seq}], the one length "
             "torch.export builds a token RNN for; give inputs of at most that many tokens"
         )
+    mask = batch.mask if batch.mask is not None else torch.ones_like(batch.x, dtype=torch.bool)
     x = torch.cat([batch.x, batch.x.new_zeros(n, seq - length)], 1)
-    mask = torch.cat([batch.mask, batch.mask.new_zeros(n, seq - length)], 1)
+    mask = torch.cat([mask, mask.new_zeros(n, seq - length)], 1)
     return Inputs(x, mask, batch.names, batch.y)
 
 

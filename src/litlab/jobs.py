@@ -68,7 +68,7 @@ def _is_rank_zero() -> bool:
 
 
 class NotEchoed(logging.Filter):
-    """On the console handler (conf/hydra/default.yaml): drops records already printed on stderr (``tell``)."""
+    """On the console handler (conf/hydra/job_logging/litlab.yaml): drops records already printed on stderr."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(record, "echoed", False)

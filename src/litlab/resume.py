@@ -33,6 +33,18 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def _renamed(override: str) -> str:
+    """A stored override with a data key renamed since (``data.val_fraction=0.2`` -> ``data.val_split=0.2``)."""
+    from litlab.data.base import RENAMED_KEYS
+
+    key, sep, value = override.partition("=")
+    sign, name = key[: len(key) - len(key.lstrip("+~"))], key.lstrip("+~")
+    group, _, leaf = name.partition(".")
+    if group == "data" and leaf in RENAMED_KEYS:
+        return f"{sign}data.{RENAMED_KEYS[leaf]}{sep}{value}"
+    return override
+
+
 def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
     """``args`` completed to resume ``checkpoint`` in its run directory; unchanged for other files."""
     from omegaconf import OmegaConf
@@ -41,7 +53,8 @@ def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
     if run is None:
         return args
     given = {_key(a) for a in args}
-    stored = [o for o in OmegaConf.load(run / ".hydra" / "overrides.yaml") if _key(o) not in {*given, *NOT_CARRIED}]
+    held = [_renamed(o) for o in OmegaConf.load(run / ".hydra" / "overrides.yaml")]
+    stored = [o for o in held if _key(o) not in {*given, *NOT_CARRIED}]
     rest = [a for a in args if _key(a) != "ckpt_path"]
     return [*stored, *rest, f"ckpt_path='{Path(checkpoint).resolve()}'", f"hydra.run.dir='{run}'"]
 

@@ -68,6 +68,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "float32_matmul_precision": (lambda v: v in ("highest", "high", "medium"), "highest, high or medium"),
     "callbacks.model_checkpoint.every_n_train_steps": (_int(1, (None, 0)), "an integer >= 1 or null"),
     "callbacks.early_stopping.patience": (_int(0), "an integer >= 0"),
+    "callbacks.ema.decay": (lambda v: _number(0)(v) and v <= 1, "a number in [0, 1]"),
+    "callbacks.ema.update_every_n_steps": (_int(1), "an integer >= 1"),
 }
 
 
@@ -208,6 +210,8 @@ def _check_weights(cfg: DictConfig) -> None:
         raise ConfigError(str(e)) from None
     except ValueError as e:  # the messages name the key or the file already
         raise ConfigError(str(e) if not path or str(e).startswith(where) else f"ckpt_path: {e}") from None
+    except TypeError as e:  # a value of the wrong kind for the net: model.net.hidden_sizes=5
+        raise ConfigError(f"model: the task cannot be built from this config ({e})") from None
 
 
 def missing_value(key: str) -> ConfigError:
@@ -289,6 +293,7 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
     from hydra.errors import HydraException
     from omegaconf import open_dict
 
@@ -307,7 +312,10 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
             options = loader.get_group_options(o.key_or_group)
             if o.is_delete():
                 continue
-            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            if isinstance(o.value(), ChoiceSweep):  # typed: a choice may be a list, [default,ema]
+                values = list(o.value().list)
+            else:
+                values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
             # A list selects several options at once: callbacks=[default,ema].
             values = [v for value in values for v in (value if isinstance(value, list) else [value])]
             for value in values:

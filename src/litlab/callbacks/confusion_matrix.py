@@ -54,7 +54,7 @@ class ConfusionMatrixImage(L.Callback):
             return
         # Summed over ranks under DDP: every rank must take part in the sync.
         with metric.sync_context(should_sync=trainer.world_size > 1):
-            cm = metric.confusion.detach().cpu().numpy().copy()
+            cm = metric.confusion.detach().float().cpu().numpy().copy()  # float32 even under bf16-true
         writer = tensorboard(trainer)
         if writer is not None and trainer.is_global_zero:
             writer.add_image("val/confusion_matrix", draw_confusion_matrix(cm), trainer.global_step, dataformats="HWC")

@@ -84,6 +84,10 @@ class SequenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def labels(self) -> Tensor:
+        return torch.stack([label for _, label in self.samples])
+
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self.samples[i]
 

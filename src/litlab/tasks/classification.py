@@ -1,5 +1,6 @@
 """Classification: cross-entropy, accuracy and macro-F1."""
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,10 @@ from litlab.tasks.metrics import ClassificationMetrics
 
 def checked_weights(weights: Sequence[float] | str, num_classes: int) -> list[float]:
     """``model.class_weights`` as a list of ``num_classes`` non-negative floats; ``ValueError`` otherwise."""
-    if isinstance(weights, str) or not all(isinstance(w, int | float) and w >= 0 for w in weights):
+    numbers = not isinstance(weights, str) and all(
+        isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in weights
+    )
+    if not numbers:
         raise ValueError(f"model.class_weights={weights}: give 'balanced' or one non-negative number per class")
     if len(weights) != num_classes:
         raise ValueError(f"model.class_weights has {len(weights)} weights but data.num_classes={num_classes}")
@@ -67,10 +71,9 @@ class Classifier(Task):
         self.save_hyperparameters(logger=False)
         if class_weights is not None and class_weights != "balanced":
             class_weights = checked_weights(class_weights, num_classes)
-        # Not in state_dict (its keys stay net.*): the weights live in the hyperparameters.
-        self.register_buffer("loss_weight", None, persistent=False)
-        if isinstance(class_weights, list):
-            self.loss_weight = torch.tensor(class_weights)
+        # A plain tensor, not a buffer: the weights live in the hyperparameters (state_dict keys
+        # stay net.*), and weight averaging (EMA) must neither average nor swap them.
+        self.loss_weight = torch.tensor(class_weights) if isinstance(class_weights, list) else None
 
     def setup(self, stage: str) -> None:
         # class_weights=balanced: from the training labels, then recorded as numbers, so the
@@ -84,7 +87,10 @@ class Classifier(Task):
         return ClassificationMetrics(num_outputs)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(output, target, weight=self.loss_weight, label_smoothing=self.label_smoothing)
+        weight = self.loss_weight
+        if weight is not None and (weight.device != output.device or weight.dtype != output.dtype):
+            weight = self.loss_weight = weight.to(output)  # once: it then stays on the output's device
+        return F.cross_entropy(output, target, weight=weight, label_smoothing=self.label_smoothing)
 
     def readout(self, output: Tensor) -> Tensor:
         return output.softmax(dim=-1)

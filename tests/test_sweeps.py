@@ -230,3 +230,14 @@ def test_tensorboard_server_lists_runs_tags_images_and_hparams(sweep):
     finally:
         server.kill()
         server.wait(timeout=10)
+
+
+def test_report_compares_single_runs_too(tmp_path):
+    for seed in (1, 2):
+        cli("litlab-train", *FAST, "debug=fast_dev_run", "logger=none", f"seed={seed}", cwd=tmp_path)
+    runs = tmp_path / "logs" / "train" / "runs"
+    assert report_main([str(runs), "--no-plot"]) == 0
+    text = (runs / "report.md").read_text()
+    assert "2 jobs (2 completed)" in text
+    rows = [line for line in text.splitlines() if line.startswith("| - | seed=")]
+    assert sorted(r.split(" | ")[1] for r in rows) == ["seed=1", "seed=2"]

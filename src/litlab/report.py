@@ -1,5 +1,7 @@
 """``litlab-report [SWEEP_DIR]``: a sweep's jobs in one table, grouped over seeds, with plots.
 
+A folder of single runs (``logs/train/runs``) is read the same way: its runs side by side.
+
 Reads each job directory as it is (``metrics.json``, ``error.txt``, ``.hydra/overrides.yaml``,
 TensorBoard events), so it works on a sweep that is still running and on one whose jobs
 crashed. Writes ``report.md``, ``report.csv`` and ``report.png`` into the sweep directory.
@@ -40,6 +42,11 @@ class Job:
     def number(self) -> int:
         head = self.path.name.split("_", 1)[0]
         return int(head) if head.isdigit() else -1
+
+    @property
+    def tag(self) -> str:
+        """The job's number in its sweep; "-" for a single run (``logs/train/runs/<timestamp>``)."""
+        return str(self.number) if self.number >= 0 else "-"
 
 
 def newest_sweep(log_dir: Path) -> Path:
@@ -193,7 +200,7 @@ class Report:
         if common:
             out.append(f"Common to all jobs: {' '.join(f'{k}={v}' for k, v in common.items())}")
         rows = [
-            [str(j.number), self.label(j), j.status, *(fmt(j.metrics.get(c)) for c in columns)] for j in self.ranked()
+            [j.tag, self.label(j), j.status, *(fmt(j.metrics.get(c)) for c in columns)] for j in self.ranked()
         ]
         out += ["", "## Jobs", "", table(["#", "overrides", "status", *columns], rows)]
         if groups := self.groups():
@@ -204,7 +211,7 @@ class Report:
             out += ["", "## Grouped over seeds (mean ± std)", "", table(["overrides", "n", *columns], rows)]
         failed = [j for j in self.jobs if j.status in NOT_DONE]
         if failed:
-            rows = [[str(j.number), self.label(j), j.status, j.error] for j in failed]
+            rows = [[j.tag, self.label(j), j.status, j.error] for j in failed]
             out += ["", "## Failed jobs", "", table(["#", "overrides", "status", "error"], rows)]
         return "\n".join(out) + "\n"
 
@@ -245,7 +252,8 @@ class Report:
             steps, values = read_curve(job.path, tag)
             label = self.label(job)
             # Long labels (Optuna trials) would swamp the plot: the job number points to the table.
-            label = f"#{job.number}" + (f" {label}" if len(label) <= 40 else "")
+            if job.number >= 0:
+                label = f"#{job.number}" + (f" {label}" if len(label) <= 40 else "")
             if steps:
                 ax.plot(steps, values, marker=".", label=label + ("" if job.status == "completed" else " *"))
         ax.set(xlabel="step", ylabel=tag, title=f"{tag} of every job (* not completed)")
@@ -291,7 +299,7 @@ def report(sweep_dir: Path, metric: str | None = None, mode: str | None = None, 
         raise FileNotFoundError(f"sweep directory {sweep_dir} {what}")
     jobs = read_sweep(sweep_dir)
     if not jobs:
-        raise FileNotFoundError(f"{sweep_dir} holds no job directories (with .hydra/): is it a multirun directory?")
+        raise FileNotFoundError(f"{sweep_dir} holds no job directories (with .hydra/): not a multirun or runs folder")
     settings = sweep_settings(sweep_dir)
     known = sorted({k for j in jobs for k in j.metrics})
     if metric and known and metric not in known:
@@ -307,7 +315,9 @@ def report(sweep_dir: Path, metric: str | None = None, mode: str | None = None, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="litlab-report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", nargs="?", type=Path, help="a multirun directory (default: the newest)")
+    parser.add_argument(
+        "sweep_dir", nargs="?", type=Path, help="a multirun directory (default: the newest), or logs/<task>/runs"
+    )
     parser.add_argument("--log-dir", type=Path, default=Path("logs"), help="where to look for the newest sweep")
     parser.add_argument("--metric", help="sort and group by this metric (default: the sweep's optimized_metric)")
     parser.add_argument("--mode", choices=("min", "max"), help="whether smaller or larger --metric is better")

@@ -199,9 +199,7 @@ class Report:
         ]
         if common:
             out.append(f"Common to all jobs: {' '.join(f'{k}={v}' for k, v in common.items())}")
-        rows = [
-            [j.tag, self.label(j), j.status, *(fmt(j.metrics.get(c)) for c in columns)] for j in self.ranked()
-        ]
+        rows = [[j.tag, self.label(j), j.status, *(fmt(j.metrics.get(c)) for c in columns)] for j in self.ranked()]
         out += ["", "## Jobs", "", table(["#", "overrides", "status", *columns], rows)]
         if groups := self.groups():
             rows = [

@@ -291,3 +291,16 @@ def test_balanced_class_weights_come_from_the_training_labels_and_stay_with_the_
 def test_balanced_class_weights_need_listed_labels(train_in_process):
     with pytest.raises(ValueError, match="class_weights=balanced needs the training labels"):
         train_in_process("data=synthetic_stream", "+model.class_weights=balanced", "debug=fast_dev_run", "logger=none")
+
+
+def test_class_weights_keep_float32_under_autocast_and_follow_the_output_otherwise():
+    from litlab.tasks import Classifier
+
+    task = Classifier(
+        [4], 2, {"arch": "mlp", "hidden_sizes": [8]}, {"name": "adamw", "lr": 1e-3}, class_weights=[1, 5e5]
+    )
+    logits, target = torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+    with torch.autocast("cpu", dtype=torch.float16):  # 5e5 is inf in float16
+        assert torch.isfinite(task.loss(logits.half(), target))
+    assert task.loss(logits.double(), target).dtype == torch.float64  # 64-true
+    assert task.loss(logits.bfloat16(), target).dtype == torch.bfloat16  # bf16-true

@@ -31,7 +31,7 @@ BAD = {
     ),
     "ema decay above 1": (
         ["callbacks=[default,ema]", "callbacks.ema.decay=2"],
-        "callbacks.ema.decay=2: must be a number in [0, 1]",
+        "callbacks.ema.decay=2: must be a number in [0, 1)",
     ),
     "net argument the data sets": (["+model.net.num_outputs=3"], "model.net.num_outputs: set by the data config"),
     "class weights of another class count": (

@@ -45,8 +45,8 @@ class Job:
 
     @property
     def tag(self) -> str:
-        """The job's number in its sweep; "-" for a single run (``logs/train/runs/<timestamp>``)."""
-        return str(self.number) if self.number >= 0 else "-"
+        """The job's number in its sweep; a single run's directory name (``logs/train/runs/<timestamp>``)."""
+        return str(self.number) if self.number >= 0 else self.path.name
 
 
 def newest_sweep(log_dir: Path) -> Path:
@@ -157,7 +157,7 @@ class Report:
 
     def setting(self, job: Job, skip: tuple[str, ...] = ()) -> str:
         """The job's swept overrides, but those in ``skip``."""
-        return ",".join(f"{k}={job.overrides.get(k, '')}" for k in self.swept if k not in skip)
+        return ",".join(f"{k}={job.overrides.get(k, '(default)')}" for k in self.swept if k not in skip)
 
     def metric_columns(self) -> list[str]:
         seen = dict.fromkeys(k for j in self.jobs for k in j.metrics if k.startswith("test/"))

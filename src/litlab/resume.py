@@ -33,16 +33,24 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _renamed(override: str) -> str:
-    """A stored override with a data key renamed since (``data.val_fraction=0.2`` -> ``data.val_split=0.2``)."""
+def _renamed(overrides: list[str]) -> list[str]:
+    """Stored overrides with litlab's renamed data keys updated (``data.val_fraction=0.2`` -> ``data.val_split=0.2``).
+
+    Only plain overrides of litlab's own data options: ``+data.val_size`` added a key that data
+    config lacked, and a data option of the user's may still take the old name.
+    """
+    from litlab.config import config_dir
     from litlab.data.base import RENAMED_KEYS
 
-    key, sep, value = override.partition("=")
-    sign, name = key[: len(key) - len(key.lstrip("+~"))], key.lstrip("+~")
-    group, _, leaf = name.partition(".")
-    if group == "data" and leaf in RENAMED_KEYS:
-        return f"{sign}data.{RENAMED_KEYS[leaf]}{sep}{value}"
-    return override
+    option = next((o.split("=", 1)[1] for o in overrides if o.startswith("data=")), None)
+    if option is not None and not (config_dir() / "data" / f"{option}.yaml").is_file():
+        return overrides
+    out = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        group, _, leaf = key.partition(".")
+        out.append(f"data.{RENAMED_KEYS[leaf]}{sep}{value}" if group == "data" and leaf in RENAMED_KEYS else override)
+    return out
 
 
 def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
@@ -53,7 +61,7 @@ def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
     if run is None:
         return args
     given = {_key(a) for a in args}
-    held = [_renamed(o) for o in OmegaConf.load(run / ".hydra" / "overrides.yaml")]
+    held = _renamed([str(o) for o in OmegaConf.load(run / ".hydra" / "overrides.yaml")])
     stored = [o for o in held if _key(o) not in {*given, *NOT_CARRIED}]
     rest = [a for a in args if _key(a) != "ckpt_path"]
     return [*stored, *rest, f"ckpt_path='{Path(checkpoint).resolve()}'", f"hydra.run.dir='{run}'"]

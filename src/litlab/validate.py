@@ -68,7 +68,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "float32_matmul_precision": (lambda v: v in ("highest", "high", "medium"), "highest, high or medium"),
     "callbacks.model_checkpoint.every_n_train_steps": (_int(1, (None, 0)), "an integer >= 1 or null"),
     "callbacks.early_stopping.patience": (_int(0), "an integer >= 0"),
-    "callbacks.ema.decay": (lambda v: _number(0)(v) and v <= 1, "a number in [0, 1]"),
+    "callbacks.ema.decay": (lambda v: _number(0)(v) and v < 1, "a number in [0, 1): 1 would never move"),
     "callbacks.ema.update_every_n_steps": (_int(1), "an integer >= 1"),
 }
 
@@ -199,9 +199,14 @@ def _check_weights(cfg: DictConfig) -> None:
     from litlab.finetune import init_tensors
     from litlab.resume import check_resumable
 
-    where = f"ckpt_path={ckpt}" + (f" ({path})" if path != ckpt else "")
     try:
         task = _meta_task(cfg)
+    except (TypeError, ValueError) as e:
+        # litlab's own messages name the key; torch's and Python's (a value of the wrong kind) do not.
+        named = str(e).startswith(("model.", "data."))
+        raise ConfigError(str(e) if named else f"model: the task cannot be built from this config ({e})") from None
+    where = f"ckpt_path={ckpt}" + (f" ({path})" if path != ckpt else "")
+    try:
         if path:
             check_resumable(load_checkpoint(path, mmap=True), task, where)
         elif init:
@@ -210,8 +215,6 @@ def _check_weights(cfg: DictConfig) -> None:
         raise ConfigError(str(e)) from None
     except ValueError as e:  # the messages name the key or the file already
         raise ConfigError(str(e) if not path or str(e).startswith(where) else f"ckpt_path: {e}") from None
-    except TypeError as e:  # a value of the wrong kind for the net: model.net.hidden_sizes=5
-        raise ConfigError(f"model: the task cannot be built from this config ({e})") from None
 
 
 def missing_value(key: str) -> ConfigError:

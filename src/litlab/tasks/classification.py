@@ -88,8 +88,13 @@ class Classifier(Task):
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         weight = self.loss_weight
-        if weight is not None and (weight.device != output.device or weight.dtype != output.dtype):
-            weight = self.loss_weight = weight.to(output)  # once: it then stays on the output's device
+        if weight is not None:
+            if weight.device != output.device:
+                weight = self.loss_weight = weight.to(output.device)  # once: then it stays there
+            # float32 under autocast, which computes the loss in float32 (in float16 a weight
+            # above 65504 would be inf); the output's own type otherwise (64-true, bf16-true).
+            if not torch.is_autocast_enabled(output.device.type):
+                weight = weight.to(output.dtype)
         return F.cross_entropy(output, target, weight=weight, label_smoothing=self.label_smoothing)
 
     def readout(self, output: Tensor) -> Tensor:

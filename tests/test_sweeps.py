@@ -239,5 +239,8 @@ def test_report_compares_single_runs_too(tmp_path):
     assert report_main([str(runs), "--no-plot"]) == 0
     text = (runs / "report.md").read_text()
     assert "2 jobs (2 completed)" in text
-    rows = [line for line in text.splitlines() if line.startswith("| - | seed=")]
-    assert sorted(r.split(" | ")[1] for r in rows) == ["seed=1", "seed=2"]
+    rows = [line.split(" | ")[:2] for line in text.splitlines() if " | seed=" in line]
+    # A single run's row is named by its directory (a sweep's by its job number).
+    dirs = [d for d in runs.iterdir() if d.is_dir()]
+    expected = [[f"| {d.name}", f"seed={json.loads((d / 'metrics.json').read_text())['seed']}"] for d in dirs]
+    assert sorted(rows) == sorted(expected) and len(rows) == 2

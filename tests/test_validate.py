@@ -29,6 +29,11 @@ BAD = {
         ["model.net.hidden_sizes=5"],
         "model: the task cannot be built from this config (",
     ),
+    "balanced class weights of a stream": (
+        ["data=synthetic_stream", "+model.class_weights=balanced"],
+        "model.class_weights=balanced: needs the training labels, which a stream",
+    ),
+    "glob matching no option": (["model=glob(resnet*)"], "model=glob(resnet*): matches no option"),
     "ema decay above 1": (
         ["callbacks=[default,ema]", "callbacks.ema.decay=2"],
         "callbacks.ema.decay=2: must be a number in [0, 1)",
@@ -123,6 +128,7 @@ def test_bad_override_is_one_line_naming_key_and_choices(overrides, message):
         ["callbacks=[default,ema]", "+model.class_weights=balanced"],
         ["callbacks=default,[default,ema]"],
         ["callbacks=choice([default],[default,ema])"],
+        ["model=glob(*)"],
     ],
 )
 def test_good_command_lines_pass(overrides):

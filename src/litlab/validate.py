@@ -230,6 +230,11 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT and not ok(value):
             raise ConfigError(f"{key}={value}: must be {allowed}")
+    if OmegaConf.select(cfg, "model.class_weights") == "balanced" and OmegaConf.select(cfg, "data.streaming"):
+        raise ConfigError(
+            "model.class_weights=balanced: needs the training labels, which a stream (data.streaming=true) "
+            "does not list; give the weights as a list"
+        )
     if "precision" in cfg.get("trainer", {}):
         _check_precision(cfg.trainer.precision)
     if "accelerator" in cfg.get("trainer", {}):
@@ -296,7 +301,7 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep
+    from hydra.core.override_parser.types import ChoiceSweep, Glob
     from hydra.errors import HydraException
     from omegaconf import open_dict
 
@@ -317,6 +322,10 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
                 continue
             if isinstance(o.value(), ChoiceSweep):  # typed: a choice may be a list, [default,ema]
                 values = list(o.value().list)
+            elif isinstance(o.value(), Glob):  # model=glob(*): the options it matches
+                values = o.value().filter(options)
+                if not values:
+                    raise ConfigError(f"{o.input_line}: matches no option (options: {', '.join(options)})")
             else:
                 values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
             # A list selects several options at once: callbacks=[default,ema].

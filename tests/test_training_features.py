@@ -288,9 +288,15 @@ def test_balanced_class_weights_come_from_the_training_labels_and_stay_with_the_
     torch.testing.assert_close(task.loss(logits, target), weighted)
 
 
-def test_balanced_class_weights_need_listed_labels(train_in_process):
+def test_balanced_class_weights_need_listed_labels():
+    """A custom dataset that does not list its labels (a stream is refused before the run: test_validate)."""
+    from types import SimpleNamespace
+
+    from litlab.tasks.classification import balanced_weights
+
+    dm = SimpleNamespace(splits={"train": torch.utils.data.Dataset()})
     with pytest.raises(ValueError, match="class_weights=balanced needs the training labels"):
-        train_in_process("data=synthetic_stream", "+model.class_weights=balanced", "debug=fast_dev_run", "logger=none")
+        balanced_weights(dm, 3)
 
 
 def test_class_weights_keep_float32_under_autocast_and_follow_the_output_otherwise():

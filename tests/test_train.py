@@ -161,12 +161,16 @@ def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
     assert len(list((tmp_path / "logs" / "train" / "runs").iterdir())) == 2
 
 
-def test_user_config_dir_adds_an_experiment(tmp_path):
+@pytest.mark.parametrize("how", ["--config-dir", "hydra.searchpath"])
+def test_user_config_dir_adds_an_experiment(tmp_path, how):
     (tmp_path / "my_conf" / "experiment").mkdir(parents=True)
     (tmp_path / "my_conf" / "experiment" / "tiny.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /model: cnn\ntask_name: tiny\nmodel:\n  net:\n    channels: [4]\n"
     )
-    cli("litlab-train", "--config-dir", "my_conf", "experiment=tiny", *FAST, "debug=fast_dev_run", cwd=tmp_path)
+    where = (
+        ["--config-dir", "my_conf"] if how == "--config-dir" else [f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]"]
+    )
+    cli("litlab-train", *where, "experiment=tiny", *FAST, "debug=fast_dev_run", cwd=tmp_path)
     (run_dir,) = (tmp_path / "logs" / "tiny" / "runs").iterdir()
     cfg = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "channels:\n    - 4" in cfg and "arch: cnn" in cfg

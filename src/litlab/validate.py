@@ -378,9 +378,14 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
 
 
 def _command_line_overrides(argv: list[str]) -> list[str] | None:
-    """The overrides of a plain ``litlab-train [-m] key=value ...``; None when Hydra flags are used."""
+    """The overrides of a plain ``litlab-train [-m] key=value ...``; None when Hydra flags are used.
+
+    Also None with ``hydra.searchpath=[...]``: like ``--config-dir``, it adds config options this
+    check does not see; the job checks its composed config itself.
+    """
     args = [a for a in argv if a not in ("-m", "--multirun")]
-    return None if any(a.startswith("-") for a in args) else args
+    searchpath = any(a.lstrip("+~").startswith("hydra.searchpath") for a in args)
+    return None if searchpath or any(a.startswith("-") for a in args) else args
 
 
 def _resumed(args: list[str], cfg: DictConfig) -> list[str]:

@@ -254,3 +254,12 @@ def test_bad_data_fails_before_training_and_writes_nothing(train_in_process, tmp
         )
     (run_dir,) = tmp_path.glob("run*")
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.json").exists()
+
+
+def test_old_split_keys_are_renamed_for_litlab_datamodules_only():
+    from litlab.data.base import upgrade_data_config
+
+    ours = {"_target_": "litlab.data.MNISTDataModule", "val_size": 5000}
+    theirs = {"_target_": "my_project.data.Mine", "val_size": 5000}
+    assert upgrade_data_config(ours) == {"_target_": "litlab.data.MNISTDataModule", "val_split": 5000}
+    assert upgrade_data_config(theirs) == theirs

@@ -176,7 +176,7 @@ def _meta_task(cfg: DictConfig) -> Any:
         return build_task(cfg)
 
 
-def _check_weights(cfg: DictConfig) -> None:
+def _check_task(cfg: DictConfig) -> None:
     """The task builds (``model.freeze``, ``model.class_weights`` fit it); ``ckpt_path`` and ``init_from`` fit its net.
 
     The task is built on the meta device: a few milliseconds, no memory.
@@ -268,7 +268,7 @@ def check_config(cfg: DictConfig) -> None:
             )
     _check_fused_clipping(cfg)
     _check_monitors(cfg)
-    _check_weights(cfg)
+    _check_task(cfg)
 
 
 # ---- the command line, before Hydra makes a run directory --------------------------------------

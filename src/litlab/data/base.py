@@ -167,7 +167,12 @@ RENAMED_KEYS = {"val_fraction": "val_split", "test_fraction": "test_split", "val
 
 
 def upgrade_data_config(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored data config with the keys renamed since it was written (eval and predict read it)."""
+    """A stored data config with the keys renamed since it was written (eval and predict read it).
+
+    Only for litlab's own DataModules: a user's may still take the old names.
+    """
+    if not str(data.get("_target_", "")).startswith("litlab.data."):
+        return dict(data)
     return {RENAMED_KEYS.get(k, k): v for k, v in data.items()}
 
 

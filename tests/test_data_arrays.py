@@ -1,5 +1,8 @@
 """data=arrays: files or arrays in memory, given or seeded splits, checked against the config."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -263,3 +266,17 @@ def test_old_split_keys_are_renamed_for_litlab_datamodules_only():
     theirs = {"_target_": "my_project.data.Mine", "val_size": 5000}
     assert upgrade_data_config(ours) == {"_target_": "litlab.data.MNISTDataModule", "val_split": 5000}
     assert upgrade_data_config(theirs) == theirs
+
+
+def test_the_finiteness_check_makes_no_full_size_copy():
+    """isfinite over MNIST-sized arrays made full-size temporaries: +280 MB of a run's peak memory."""
+    code = """
+import resource, torch
+from litlab.data.arrays import non_finite_samples
+x = torch.rand(50_000, 1000)  # 200 MB
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert len(non_finite_samples(x)) == 0
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+    grown_mb = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert grown_mb < 20, f"peak memory grew by {grown_mb} MB"

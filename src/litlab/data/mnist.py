@@ -111,10 +111,11 @@ class MNISTDataModule(DataModule):
         # Read by litlab-export/-predict: inputs scaled to [0, 1] become (x - mean) / std.
         self.normalization = {"mean": [float(mean)], "std": [float(std)]}
 
-        def prep(x: Tensor) -> Tensor:
-            return ((x.float() / 255 - mean) / std).unsqueeze(1)
+        def standardize(x01: Tensor) -> Tensor:  # in place: the 60k training images are 188 MB as float32
+            return x01.sub_(mean).div_(std).unsqueeze(1)
 
         train, val, _ = split_tensors(
-            (prep(arrays["train_x"]), arrays["train_y"].long()), (self.val_split, 0), self.split_seed
+            (standardize(x_train), arrays["train_y"].long()), (self.val_split, 0), self.split_seed
         )
-        return [train, val, TensorDataset(prep(arrays["test_x"]), arrays["test_y"].long())]
+        test_x = standardize(arrays["test_x"].float().div_(255))
+        return [train, val, TensorDataset(test_x, arrays["test_y"].long())]

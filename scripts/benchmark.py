@@ -483,6 +483,11 @@ def machine() -> dict[str, str]:
     }
 
 
+def rate(step: float) -> str:
+    """Steps per second of a per-step time, to three significant figures at least."""
+    return f"{1 / step:.0f}" if step < 0.1 else f"{1 / step:.3g}"
+
+
 def table(results: dict[str, dict[str, Any]], floor: float, epochs: int) -> str:
     """Two Markdown tables: per-step speed against the raw loop and bare Lightning; start-up and memory."""
     speed = [
@@ -496,9 +501,6 @@ def table(results: dict[str, dict[str, Any]], floor: float, epochs: int) -> str:
         "| import floor s | start-up - floor s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-
-    def rate(step: float) -> str:
-        return f"{1 / step:.0f}" if step < 0.1 else f"{1 / step:.3g}"
 
     def mb(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f}"
@@ -578,6 +580,19 @@ def throughput_table(results: dict[str, dict[str, Any]], specs: dict[str, dict[s
     return "\n".join(rows) + "\n"
 
 
+def variant_table(samples: dict[str, dict], steps: dict[str, int], args: argparse.Namespace) -> str:
+    """litlab with each ``--variants`` override set beside plain litlab and the raw loop (steady per-step time)."""
+    med = statistics.median
+    rows = ["| net | litlab with | steps/s | / raw | / litlab |", "|---|---|---|---|---|"]
+    for name, n in steps.items():
+        raw = med([steady_step_time(r, n) for r in samples[name][("raw", args.epochs)]])
+        lit = med([steady_step_time(r, n) for r in samples[name][("lit", args.epochs)]])
+        for i, variant in enumerate(args.variants):
+            t = med([steady_step_time(r, n) for r in samples[name][(f"variant{i}", args.epochs)]])
+            rows.append(f"| {name} | `{variant}` | {rate(t)} | {t / raw:.2f}x | {t / lit:.2f}x |")
+    return "\n".join(rows) + "\n"
+
+
 def write_report(path: Path, text: str, key: str = "") -> None:
     """Replace the generated block of ``path`` (between the markers), keeping the prose around it.
 
@@ -652,7 +667,8 @@ def benchmark(args: argparse.Namespace) -> int:
 
 def measure(args: argparse.Namespace, work: Path) -> int:
     print(f"data: synthetic, sizes {args.sizes}; work dir {work}", flush=True)
-    floors = []
+    floors: list[float] = []
+    failures: list[str] = []  # with --keep-going: what failed, reported and measured around
     plans = {}
     for name in args.models:
         net = NETS[name]
@@ -679,7 +695,6 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             "deterministic": True,
             "cudnn_benchmark": False,
         }
-        raw = run_loop(spec, work, f"{name}_parity_raw", **budget)
         # Early stopping would ask for a val/loss that a run stopped mid-epoch never computed.
         lit_over = [
             *overrides,
@@ -689,12 +704,22 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             "trainer.deterministic=warn",
             "++trainer.benchmark=false",
         ]
-        lit = run_litlab(lit_over, work, f"{name}_parity_lit", record_losses=True)
-        worst = check_parity(raw["losses"], lit["losses"], args.parity_steps, args.tolerance)
-        bare = run_loop(spec, work, f"{name}_parity_lightning", "lightning", **budget)
-        bare_worst = check_parity(raw["losses"], bare["losses"], args.parity_steps, args.tolerance, "bare Lightning")
-        worst = max(worst, bare_worst)
-        print(f"{name}: parity over {args.parity_steps} steps, largest loss difference {worst:.2g}", flush=True)
+        try:
+            raw = run_loop(spec, work, f"{name}_parity_raw", **budget)
+            lit = run_litlab(lit_over, work, f"{name}_parity_lit", record_losses=True)
+            bare = run_loop(spec, work, f"{name}_parity_lightning", "lightning", **budget)
+            worst = max(
+                check_parity(raw["losses"], lit["losses"], args.parity_steps, args.tolerance),
+                check_parity(raw["losses"], bare["losses"], args.parity_steps, args.tolerance, "bare Lightning"),
+            )
+            print(f"{name}: parity over {args.parity_steps} steps, largest loss difference {worst:.2g}", flush=True)
+        except (AssertionError, RuntimeError) as e:
+            if not args.keep_going:
+                raise
+            failures.append(f"{name}: {e}")
+            print(f"FAILED {name}: {e}", flush=True)
+            if isinstance(e, RuntimeError):  # a process failed: nothing of this net can be timed
+                continue
         n_train = args.sizes[0]
         steps = math.ceil(n_train / batch_size)
         plans[name] = ([*overrides, *args.litlab_extra], spec, min(steps, limit[0]) if limit else steps)
@@ -702,27 +727,52 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         return 0
 
     samples: dict[str, dict[str, list]] = {n: {} for n in plans}
+    broken: set[str] = set()  # nets a timed run of which failed (--keep-going)
     for rep in range(args.repeats):
         for name, (overrides, spec, _) in plans.items():
+            if name in broken:
+                continue
             jobs = [(side, e) for side in ("raw", "lit") for e in (1, args.epochs)]
             jobs.append(("lightning", args.epochs))
             if spec["reuse_freed_memory"] and args.device == "cpu":
                 jobs.append(("glibc", args.epochs))
+            jobs += [(f"variant{i}", args.epochs) for i in range(len(args.variants))]
             random.Random(rep).shuffle(jobs)  # interleaved, in a different order each repeat
-            for side, epochs in jobs:
-                tag = f"{name}_{side}{epochs}_r{rep}"
-                if side == "raw":
-                    run = run_loop(spec, work, tag, epochs=epochs)
-                elif side == "glibc":  # the raw loop as usually run: glibc's malloc defaults
-                    run = run_loop(spec, work, tag, epochs=epochs, reuse_freed_memory=False)
-                elif side == "lightning":
-                    run = run_loop(spec, work, tag, "lightning", epochs=epochs)
-                else:
-                    run = run_litlab([*overrides, f"trainer.max_epochs={epochs}"], work, tag)
-                samples[name].setdefault((side, epochs), []).append(run)
+            try:
+                for side, epochs in jobs:
+                    tag = f"{name}_{side}{epochs}_r{rep}"
+                    if side == "raw":
+                        run = run_loop(spec, work, tag, epochs=epochs)
+                    elif side == "glibc":  # the raw loop as usually run: glibc's malloc defaults
+                        run = run_loop(spec, work, tag, epochs=epochs, reuse_freed_memory=False)
+                    elif side == "lightning":
+                        run = run_loop(spec, work, tag, "lightning", epochs=epochs)
+                    elif side.startswith("variant"):
+                        variant = args.variants[int(side.removeprefix("variant"))].split()
+                        run = run_litlab([*overrides, *variant, f"trainer.max_epochs={epochs}"], work, tag)
+                    else:
+                        run = run_litlab([*overrides, f"trainer.max_epochs={epochs}"], work, tag)
+                    samples[name].setdefault((side, epochs), []).append(run)
+            except RuntimeError as e:
+                if not args.keep_going:
+                    raise
+                failures.append(f"{name}: {e}")
+                print(f"FAILED {name}: {e}", flush=True)
+                broken.add(name)
+                continue
             floors.append(import_floor(work))
-            print(f"repeat {rep + 1}/{args.repeats} {name} done", flush=True)
+            steps = plans[name][2]
+            raw, lit = (steady_step_time(samples[name][(side, args.epochs)][-1], steps) for side in ("raw", "lit"))
+            print(
+                f"repeat {rep + 1}/{args.repeats} {name} done: steady ms/step raw {raw * 1e3:.2f}, "
+                f"litlab {lit * 1e3:.2f} ({lit / raw:.2f}x)",
+                flush=True,
+            )
 
+    plans = {name: plan for name, plan in plans.items() if name not in broken}
+    if not plans:
+        print("FAILED: no net could be measured\n" + "\n".join(failures), file=sys.stderr)
+        return 1
     floor = statistics.median(floors)
     results = {
         name: summarize(name, samples[name], steps, args.epochs, args.device) for name, (_, _, steps) in plans.items()
@@ -732,6 +782,8 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     if args.device == "cuda" or any(NETS[n]["data"]["kind"] == "tokens" for n in plans):
         peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(info["gpu"], args.precision)
         md += "\n" + throughput_table(results, {n: spec for n, (_, spec, _) in plans.items()}, peak)
+    if args.variants:
+        md += "\n" + variant_table(samples, {n: steps for n, (_, _, steps) in plans.items()}, args)
     spread = "; ".join(f"{n}: " + ", ".join(f"{x:.2f}" for x in r["ratios"]) for n, r in results.items())
     spread_diff = "; ".join(f"{n}: " + ", ".join(f"{x:.2f}" for x in r["ratios_diff"]) for n, r in results.items())
     shapes = ", ".join(
@@ -751,13 +803,23 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         + f"- parity: litlab's and bare Lightning's losses equal the raw loop's to {args.tolerance:g} "
         f"over {args.parity_steps} steps for each net (deterministic kernels, no cuDNN autotuning)\n"
         f"- steady ratio of each repeat: {spread}\n"
-        f"- {args.epochs}-1 epochs ratio of each repeat: {spread_diff}\n\n" + md
+        f"- {args.epochs}-1 epochs ratio of each repeat: {spread_diff}\n"
+        + "".join(f"- **FAILED** {f.splitlines()[0]}\n" for f in failures)
+        + "\n"
+        + md
     )
     print("\n" + text)
     if args.out:
-        write_report(Path(args.out), text, "" if args.device == "cpu" else args.device)
+        write_report(Path(args.out), text, report_key(args))
         print(f"written to {args.out}")
-    return 0
+    if failures:
+        print("FAILED:\n" + "\n".join(failures), file=sys.stderr)
+    return 1 if failures else 0
+
+
+def report_key(args: argparse.Namespace) -> str:
+    """The block of docs/performance.md a run fills: the CPU table, or one GPU block per precision."""
+    return "" if args.device == "cpu" else f"{args.device}-{args.precision}" + ("-compile" if args.compile else "")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -790,6 +852,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="default 1e-5; 1e-3 on CUDA, whose embedding and scatter backward kernels add in a varying order",
     )
     p.add_argument("--parity-only", action="store_true")
+    p.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        help="litlab runs to time beside the others, each a space-separated set of overrides, "
+        "e.g. 'callbacks.nan_guard=null': what one part costs, in the same run",
+    )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="measure on past a failed parity check or a failed net; the report names the failures, exit 1",
+    )
     p.add_argument("--threads", type=int, help="torch threads per process (default: torch's own choice)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (data, logs, runs) for a look")
     p.add_argument(
@@ -808,6 +882,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
         if not torch.cuda.is_available():
             p.error("--device cuda: torch sees no CUDA GPU here")
+    if args.device == "cpu" and args.precision == "16-mixed":
+        p.error("--precision 16-mixed needs --device cuda: on a CPU Lightning runs bf16-mixed in its place")
     args.models = args.models or DEFAULT_NETS[args.device]
     if args.tolerance is None:
         args.tolerance = 1e-3 if args.device == "cuda" else 1e-5

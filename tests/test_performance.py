@@ -1,5 +1,6 @@
 """Performance: the benchmark's parity check, the hot-path shortcuts, the GPU switches on the CPU."""
 
+import argparse
 import importlib.util
 import math
 import re
@@ -101,6 +102,21 @@ def test_benchmark_tiny_run_writes_the_table(tmp_path):
         shutil.rmtree(work)
 
 
+@pytest.mark.slow
+def test_benchmark_keeps_going_past_a_failed_parity_and_times_variants(tmp_path):
+    """One shot on a lent GPU: a failed check is reported in the table and the exit status, not fatal."""
+    out = tmp_path / "performance.md"
+    args = [*TINY[:-2], "--repeats", "1", "--epochs", "2", "--limit", "3", "2", "--out", str(out), "--keep-going"]
+    extra = ["--litlab-extra", "model.optimizer.lr=0.0011", "--variants", "callbacks.nan_guard=null"]
+    proc = run_bench(*args, *extra, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "FAILED:\nmlp: parity: litlab's loss differs" in proc.stderr
+    text = out.read_text()
+    assert "- **FAILED** mlp: parity: litlab's loss differs" in text
+    assert "| mlp | 3 |" in text, "the timing runs went on"
+    assert re.search(r"\| mlp \| `callbacks.nan_guard=null` \| \d+ \| [\d.]+x \| [\d.]+x \|", text), text
+
+
 def test_gpu_results_get_their_own_block(bench, tmp_path):
     doc = tmp_path / "performance.md"
     bench.write_report(doc, "cpu table\n")
@@ -109,6 +125,10 @@ def test_gpu_results_get_their_own_block(bench, tmp_path):
     text = doc.read_text()
     assert "cpu table" in text and "gpu table two" in text and "gpu table one" not in text
     assert text.index("<!-- benchmark-cuda:begin -->") < text.index("gpu table two")
+    key = bench.report_key(bench.parse(["--precision", "16-mixed"]))
+    assert key == "" and bench.report_key(argparse.Namespace(device="cuda", precision="16-mixed", compile=True)) == (
+        "cuda-16-mixed-compile"
+    )
 
 
 def test_flops_per_token_agrees_with_torch_flop_counter(bench):

@@ -125,7 +125,7 @@ def test_gpu_results_get_their_own_block(bench, tmp_path):
     text = doc.read_text()
     assert "cpu table" in text and "gpu table two" in text and "gpu table one" not in text
     assert text.index("<!-- benchmark-cuda:begin -->") < text.index("gpu table two")
-    key = bench.report_key(bench.parse(["--precision", "16-mixed"]))
+    key = bench.report_key(bench.parse(["--precision", "bf16-mixed"]))
     assert key == "" and bench.report_key(argparse.Namespace(device="cuda", precision="16-mixed", compile=True)) == (
         "cuda-16-mixed-compile"
     )

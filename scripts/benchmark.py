@@ -35,6 +35,10 @@ usually run. Two per-step ratios are reported:
   validation and checkpointing) of the epochs after the first, per training step;
 - ``3-1 epochs``: (time of a 3-epoch run - time of a 1-epoch run) / 2, the whole process timed
   from outside, so start-up cancels (the issue-4 definition).
+
+``--variants`` times litlab with other overrides beside the rest (what one part costs, in the
+same run); ``--keep-going`` reports a failed parity check or net in the table and the exit
+status and measures the other nets, for one-shot runs on a lent GPU (scripts/gpu_check.sh).
 """
 
 import argparse

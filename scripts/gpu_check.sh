@@ -63,7 +63,7 @@ first=$((SECONDS - began))
 
 left=$((LIMIT_S - SECONDS))
 step cuda_tests "$OUT/cuda_tests.log" timeout $((left < TESTS_S ? left : TESTS_S)) \
-    python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_performance.py
+    python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_performance.py tests/test_numerics.py
 
 left=$((LIMIT_S - SECONDS))
 if [ "$first" -lt "$left" ]; then

@@ -20,6 +20,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 
+
+def cuda(test):
+    """A GPU-only test: skipped without a CUDA GPU; ``pytest -m cuda`` selects them (scripts/gpu_check.sh)."""
+    import torch
+
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
+
+
 # Quiet runs: no config print.
 FAST = ["print_config=false"]
 

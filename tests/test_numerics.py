@@ -1,11 +1,12 @@
 """A NaN loss injected at a chosen step: the run stops naming the step, or skips the batch."""
 
 import math
+from typing import Any
 
 import lightning as L
 import pytest
 import torch
-from conftest import read_metrics
+from conftest import FAST, cli, cuda, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from litlab.callbacks import NonFiniteLossError
@@ -59,10 +60,10 @@ def test_unknown_action_is_refused():
         NanGuard(action="ignore")
 
 
-class _Fp16Probe(L.LightningModule):
-    """A linear net under 16-mixed (forced onto the CPU) with torch's AdamW, fused or not."""
+class _Probe(L.LightningModule):
+    """A linear net with torch's AdamW, fused or not; the loss is NaN at batch ``nan_at`` of each epoch."""
 
-    def __init__(self, fused: bool, nan_at: int = -1) -> None:
+    def __init__(self, fused: bool = False, nan_at: int = -1) -> None:
         super().__init__()
         self.net, self.fused, self.nan_at = torch.nn.Linear(8, 2), fused, nan_at
 
@@ -75,28 +76,33 @@ class _Fp16Probe(L.LightningModule):
         return torch.optim.AdamW(self.net.parameters(), lr=1e-2, fused=self.fused)
 
 
-def _fit_fp16(fused: bool, action: str, nan_at: int = -1) -> tuple[L.Trainer, L.LightningModule]:
-    from lightning.pytorch.plugins import MixedPrecision
-
+def _fit(action: str, nan_at: int = -1, fused: bool = False, **trainer: Any) -> tuple[L.Trainer, L.LightningModule]:
+    """4 batches an epoch, 4 optimizer steps."""
     from litlab.callbacks import NanGuard
 
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(64, 8), torch.randint(0, 2, (64,)))
-    module = _Fp16Probe(fused, nan_at)
-    trainer = L.Trainer(
-        accelerator="cpu",
+    module = _Probe(fused, nan_at).to(trainer.pop("device", "cpu"))
+    fit = L.Trainer(
         max_steps=4,
         log_every_n_steps=1,
         callbacks=[NanGuard(action=action)],
-        # Lightning turns precision="16-mixed" into bf16 on a CPU; the plugin itself runs there.
-        plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        **{"accelerator": "cpu", **trainer},
     )
-    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=16))
-    return trainer, module
+    fit.fit(module, torch.utils.data.DataLoader(data, batch_size=16))
+    return fit, module
+
+
+def _fit_fp16(fused: bool, action: str, nan_at: int = -1) -> tuple[L.Trainer, L.LightningModule]:
+    from lightning.pytorch.plugins import MixedPrecision
+
+    # Lightning turns precision="16-mixed" into bf16 on a CPU; the plugin itself runs there.
+    fp16 = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+    return _fit(action, nan_at, fused, plugins=[fp16])
 
 
 def test_fp16_grad_norm_is_unscaled_with_a_fused_optimizer_too():
@@ -112,3 +118,53 @@ def test_fp16_skip_with_a_fused_optimizer_skips_the_step():
     assert torch.isfinite(fused.net.weight).all()
     for a, b in zip(plain.parameters(), fused.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_skip_drops_the_whole_accumulated_step():
+    """A NaN in the first of two accumulated batches is in the summed gradients: the whole step goes."""
+    trainer, module = _fit("skip", nan_at=2, accumulate_grad_batches=2)  # batches 2 and 3 make a step
+    assert trainer.global_step == 4 and trainer.callbacks[0].skipped == 2  # once in each of 2 epochs
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_stop_raises_before_the_step_of_an_accumulated_nan():
+    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step 1 \(epoch 0, batch 2\)"):
+        _fit("stop", nan_at=2, accumulate_grad_batches=2)
+
+
+@cuda
+@pytest.mark.parametrize("action", ["stop", "skip"])
+def test_guard_on_a_gpu_reads_the_flag_copied_after_the_forward(action):
+    """The CUDA path: the flag goes to pinned host memory behind the forward pass, no sync per step."""
+    if action == "stop":
+        with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step 1 \(epoch 0, batch 1\)"):
+            _fit(action, nan_at=1, accelerator="gpu", devices=1)
+        return
+    trainer, module = _fit(action, nan_at=1, accelerator="gpu", devices=1)
+    assert trainer.callbacks[0].skipped == 1 and all(torch.isfinite(p).all() for p in module.parameters())
+
+
+POISON = """
+import lightning as L
+
+
+class Poison(L.Callback):
+    \"\"\"NaN inputs on rank 1 at batch 2 of each epoch: the loss there, and only there, is NaN.\"\"\"
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_rank == 1 and batch_idx == 2:
+            batch[0].fill_(float("nan"))
+"""
+
+
+def test_ddp_ranks_skip_a_step_together_when_one_rank_has_a_nan(tmp_path, monkeypatch):
+    """DDP averages one rank's NaN gradients into every rank's: each rank must skip that step."""
+    (tmp_path / "poison.py").write_text(POISON)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    args = ["trainer=ddp_cpu", "trainer.max_epochs=2", "callbacks.nan_guard.action=skip", "logger=none"]
+    cli("litlab-train", *FAST, *args, "+callbacks.poison._target_=poison.Poison", cwd=tmp_path)
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    metrics = read_metrics(run_dir)["metrics"]
+    assert all(math.isfinite(v) for v in metrics.values()), metrics
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())

@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import json
 import math
 import re
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PYTHON, compose_cfg
+from conftest import PYTHON, compose_cfg, cuda
 from hydra.utils import instantiate
 from lightning.pytorch.profilers import SimpleProfiler
 from torch import nn
@@ -23,11 +24,6 @@ from litlab.tasks.optim import build_optimizer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 TINY = ["--models", "mlp", "--sizes", "600", "128", "64", "--parity-steps", "6", "--out", ""]
-
-
-def cuda(test):
-    """A GPU-only test: skipped without a CUDA GPU; ``pytest -m cuda`` selects them (scripts/gpu_check.sh)."""
-    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
 
 
 @pytest.fixture(scope="module")
@@ -305,6 +301,17 @@ def test_memory_monitor_logs_the_gpu_peak(train_in_process):
     acc.Reload()
     peaks = [e.value for e in acc.Scalars("memory/gpu_peak_mb")]
     assert len(peaks) == 2 and all(p > 0 for p in peaks)
+
+
+def test_step_timer_marks_each_epoch_and_the_end_of_training(train_in_process, tmp_path):
+    """The benchmark's instrument: the last mark ends the last epoch, and on a GPU it reads the peak there."""
+    out = tmp_path / "timer.json"
+    timer = ["+callbacks.step_timer._target_=litlab.callbacks.StepTimer", f"+callbacks.step_timer.path={out}"]
+    gpu = ["trainer=gpu"] if torch.cuda.is_available() else ["trainer.accelerator=cpu"]
+    train_in_process(*gpu, *timer, "trainer.max_epochs=2", "logger=none")
+    marks = json.loads(out.read_text())
+    assert len(marks["epoch_starts"]) == 2 and marks["first_step"] < marks["epoch_starts"][1] < marks["fit_end"]
+    assert (marks["gpu_peak_mb"] > 0) if torch.cuda.is_available() else marks["gpu_peak_mb"] is None
 
 
 # ---------------------------------------------------------------- the allocator

@@ -1,4 +1,4 @@
-"""Stop (or skip the batch) on a NaN/inf loss before it reaches the weights; log gradient norms."""
+"""Stop (or skip the step) on a NaN/inf loss before it reaches the weights; log gradient norms."""
 
 import logging
 import math
@@ -18,24 +18,36 @@ class NonFiniteLossError(RuntimeError):
 
 
 class NanGuard(L.Callback):
-    """Checks the loss before each backward pass; logs ``grad/norm`` every ``log_every_n_steps``.
+    """Checks each optimizer step's losses before the step; logs ``grad/norm`` every ``log_every_n_steps``.
 
     ``action=stop`` raises before the optimizer step, so the weights and every checkpoint on
     disk stay finite: the last good checkpoint is the newest one. ``action=skip`` drops the
-    batch instead (its gradients and its share of the epoch metrics). The check costs one
-    device-to-host sync per step.
+    step instead (its gradients and its batches' share of the epoch metrics). Under DDP a
+    non-finite loss on any rank counts on every rank, since the gradient all-reduce has spread
+    it to all of them.
+
+    On a CPU the check reads the loss (no sync there). On a GPU, reading it would drain the
+    queue every step: instead the flag is copied to the host right after the forward pass,
+    without blocking, and read before the optimizer step, waiting only for that copy while
+    the backward pass still runs.
     """
 
     def __init__(self, action: str = "stop", log_grad_norm: bool = True) -> None:
         if action not in ACTIONS:
             raise ValueError(f"callbacks.nan_guard.action={action!r}: choose one of {', '.join(ACTIONS)}")
         self.action, self.log_grad_norm = action, log_grad_norm
-        self.skipping, self.skipped = False, 0
+        self.skipped = 0
         self._meters: dict[str, dict[str, torch.Tensor]] = {}
+        self._losses: list[tuple[int, torch.Tensor]] = []  # this optimizer step's (batch index, loss)s
+        self._ok: torch.Tensor | None = None  # on the device: all of this step's losses finite (every rank)
+        self._host: torch.Tensor | None = None  # ... and its pinned host copy, ready at ``_copied``
+        self._copied: torch.cuda.Event | None = None
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        self.skipping = False
-        if self.action == "skip":  # to take a skipped batch back out of the epoch metrics
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        if idx % trainer.accumulate_grad_batches:
+            return  # not the first batch of an optimizer step
+        self._losses, self._ok, self._copied = [], None, None
+        if self.action == "skip":  # to take a skipped step's batches back out of the epoch metrics
             self._meters = {
                 n: {k: getattr(m, k).clone() for k in m._defaults}
                 for n, m in pl_module.named_modules()
@@ -43,33 +55,64 @@ class NanGuard(L.Callback):
             }
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
-        if math.isfinite(loss.item()):  # Lightning's losses are scalars; .item() is the cheapest sync
-            return
-        where = f"step {trainer.global_step} (epoch {trainer.current_epoch}, batch {trainer.fit_loop.batch_idx})"
+        loss = loss.detach()
+        self._losses.append((trainer.fit_loop.batch_idx, loss))
+        if not loss.is_cuda and trainer.world_size == 1:
+            return  # read in on_before_optimizer_step: on a CPU .item() is no sync
+        finite = torch.isfinite(loss)
+        if trainer.world_size > 1:  # Lightning's strategy.reduce adds a barrier, which would block the CPU
+            finite = finite.to(torch.int32)
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        self._ok = finite if self._ok is None else self._ok & finite
+        if loss.is_cuda:
+            if self._host is None or self._host.dtype != self._ok.dtype:
+                self._host = torch.empty((), dtype=self._ok.dtype, pin_memory=True)
+            self._host.copy_(self._ok, non_blocking=True)
+            self._copied = torch.cuda.Event()
+            self._copied.record()
+
+    def _finite(self) -> bool:
+        """Whether every loss of this optimizer step (on every rank) was finite."""
+        if self._copied is not None:
+            self._copied.synchronize()
+            return bool(self._host)
+        if self._ok is not None:
+            return bool(self._ok)
+        return all(math.isfinite(loss.item()) for _, loss in self._losses)
+
+    def _fault(self, trainer: L.Trainer) -> None:
+        """Stop, or drop this step: its gradients, and its batches from the epoch metrics."""
+        bad = [(i, v) for i, v in ((i, loss.item()) for i, loss in self._losses) if not math.isfinite(v)]
+        batch, value = bad[0] if bad else (trainer.fit_loop.batch_idx, "non-finite on another rank")
+        where = f"step {trainer.global_step} (epoch {trainer.current_epoch}, batch {batch})"
         if self.action == "stop":
             last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
             raise NonFiniteLossError(
-                f"training loss is {loss.item()} at {where}; stopped before the weights were updated. "
+                f"training loss is {value} at {where}; stopped before the weights were updated. "
                 f"Last good checkpoint: {last}. The grad/norm curve in TensorBoard shows how it built up; "
                 f"callbacks.nan_guard.action=skip skips such batches instead."
             )
-        self.skipping, self.skipped = True, self.skipped + 1
-        log.warning(f"training loss is {loss.item()} at {where}: batch skipped ({self.skipped} so far)")
-        modules = dict(pl_module.named_modules())
-        for name, values in self._meters.items():
-            for k, v in values.items():
+        self.skipped += 1
+        log.warning(f"training loss is {value} at {where}: step skipped ({self.skipped} so far)")
+        modules = dict(trainer.lightning_module.named_modules())
+        for name, states in self._meters.items():
+            for k, v in states.items():
                 setattr(modules[name], k, v)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        skipping = not self._finite()
+        if skipping:
+            self._fault(trainer)  # raises for action=stop
+        self._losses, self._ok, self._copied = [], None, None
         log_norm = self.log_grad_norm and (trainer.global_step + 1) % trainer.log_every_n_steps == 0
-        if not (self.skipping or log_norm):
+        if not (skipping or log_norm):
             return
         grads = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None]
         # 16-mixed: Lightning has unscaled the gradients by now, except for a fused optimizer,
         # which unscales them (and checks them for inf) inside its own step.
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         still_scaled = scaler is not None and optimizer.defaults.get("fused")
-        if self.skipping:
+        if skipping:
             if still_scaled:  # its inf check skips the step (parameters without gradients would fail it)
                 for g in grads:
                     g.fill_(math.nan)

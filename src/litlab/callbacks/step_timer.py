@@ -11,7 +11,7 @@ from litlab.runs import write_json_atomic
 
 
 class StepTimer(L.Callback):
-    """Writes ``{"first_step", "epoch_starts", "fit_end", "steps", "losses", "gpu_peak_mb"}`` to ``path`` at fit end.
+    """Writes ``{"first_step", "epoch_starts", "fit_end", "steps", "losses", "gpu_peak_mb"}`` to ``path`` at train end.
 
     Times are ``time.time()`` so another process (the benchmark that started this one) can
     subtract its own clock; ``epoch_cpu``/``fit_end_cpu`` are this process's CPU time, which
@@ -42,7 +42,10 @@ class StepTimer(L.Callback):
         if self.record_losses:
             self.losses.append(float(outputs["loss"]))
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Here, not at fit end: the last epoch's time is then its steps, validation and checkpoint,
+        # like the others', without the logger's closing and Lightning's teardown, which has also
+        # moved the net off the GPU by fit end (its peak memory would read as None).
         if not trainer.is_global_zero:
             return
         wait_for(pl_module.device)

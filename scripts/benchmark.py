@@ -512,7 +512,7 @@ def table(results: dict[str, dict[str, Any]], floor: float, epochs: int) -> str:
     for name, r in results.items():
         raw, bare, lit, glibc = r["raw_step"], r["bare_step"], r["lit_step"], r["glibc_step"]
         speed.append(
-            f"| {name} | {r['steps']} | {rate(raw)} | {rate(bare)} | {rate(lit)} | {r['ratio']:.2f}x "
+            f"| {r.get('label', name)} | {r['steps']} | {rate(raw)} | {rate(bare)} | {rate(lit)} | {r['ratio']:.2f}x "
             f"| {r['ratio_diff']:.2f}x | {r['ratio_cpu']:.2f}x | {r['target']:.2f}x "
             f"| {bare / raw:.2f}x | {lit / bare:.2f}x "
             + (f"| {rate(glibc)} | {lit / glibc:.2f}x |" if glibc else "| - | - |")
@@ -592,7 +592,11 @@ def variant_table(samples: dict[str, dict], steps: dict[str, int], args: argpars
         raw = med([steady_step_time(r, n) for r in samples[name][("raw", args.epochs)]])
         lit = med([steady_step_time(r, n) for r in samples[name][("lit", args.epochs)]])
         for i, variant in enumerate(args.variants):
-            t = med([steady_step_time(r, n) for r in samples[name][(f"variant{i}", args.epochs)]])
+            runs = samples[name].get((f"variant{i}", args.epochs))
+            if not runs:
+                rows.append(f"| {name} | `{variant}` | FAILED | - | - |")
+                continue
+            t = med([steady_step_time(r, n) for r in runs])
             rows.append(f"| {name} | `{variant}` | {rate(t)} | {t / raw:.2f}x | {t / lit:.2f}x |")
     return "\n".join(rows) + "\n"
 
@@ -673,6 +677,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     print(f"data: synthetic, sizes {args.sizes}; work dir {work}", flush=True)
     floors: list[float] = []
     failures: list[str] = []  # with --keep-going: what failed, reported and measured around
+    parity_failed: set[str] = set()
     plans = {}
     for name in args.models:
         net = NETS[name]
@@ -724,11 +729,12 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             print(f"FAILED {name}: {e}", flush=True)
             if isinstance(e, RuntimeError):  # a process failed: nothing of this net can be timed
                 continue
+            parity_failed.add(name)
         n_train = args.sizes[0]
         steps = math.ceil(n_train / batch_size)
         plans[name] = ([*overrides, *args.litlab_extra], spec, min(steps, limit[0]) if limit else steps)
     if args.parity_only:
-        return 0
+        return 1 if failures else 0
 
     samples: dict[str, dict[str, list]] = {n: {} for n in plans}
     broken: set[str] = set()  # nets a timed run of which failed (--keep-going)
@@ -752,8 +758,16 @@ def measure(args: argparse.Namespace, work: Path) -> int:
                     elif side == "lightning":
                         run = run_loop(spec, work, tag, "lightning", epochs=epochs)
                     elif side.startswith("variant"):
-                        variant = args.variants[int(side.removeprefix("variant"))].split()
-                        run = run_litlab([*overrides, *variant, f"trainer.max_epochs={epochs}"], work, tag)
+                        variant = args.variants[int(side.removeprefix("variant"))]
+                        over = [*overrides, *variant.split(), f"trainer.max_epochs={epochs}"]
+                        try:
+                            run = run_litlab(over, work, tag)
+                        except RuntimeError as e:  # a failed variant costs its own row, not the net's
+                            if not args.keep_going:
+                                raise
+                            failures.append(f"{name} with {variant}: {e}")
+                            print(f"FAILED {name} with {variant}: {e}", flush=True)
+                            continue
                     else:
                         run = run_litlab([*overrides, f"trainer.max_epochs={epochs}"], work, tag)
                     samples[name].setdefault((side, epochs), []).append(run)
@@ -781,6 +795,8 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     results = {
         name: summarize(name, samples[name], steps, args.epochs, args.device) for name, (_, _, steps) in plans.items()
     }
+    for name in parity_failed & set(results):
+        results[name]["label"] = f"{name} (parity FAILED)"
     info = machine()
     md = table(results, floor, args.epochs)
     if args.device == "cuda" or any(NETS[n]["data"]["kind"] == "tokens" for n in plans):
@@ -805,7 +821,9 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         f"channels_last {args.channels_last}"
         + (" (GPU recipe: trainer=gpu, data.on_device, fused optimizer)\n" if args.device == "cuda" else "\n")
         + f"- parity: litlab's and bare Lightning's losses equal the raw loop's to {args.tolerance:g} "
-        f"over {args.parity_steps} steps for each net (deterministic kernels, no cuDNN autotuning)\n"
+        f"over {args.parity_steps} steps for "
+        + ("each net" if not parity_failed else f"each net but {', '.join(sorted(parity_failed))} (FAILED)")
+        + " (deterministic kernels, no cuDNN autotuning)\n"
         f"- steady ratio of each repeat: {spread}\n"
         f"- {args.epochs}-1 epochs ratio of each repeat: {spread_diff}\n"
         + "".join(f"- **FAILED** {f.splitlines()[0]}\n" for f in failures)

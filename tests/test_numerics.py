@@ -132,6 +132,59 @@ def test_stop_raises_before_the_step_of_an_accumulated_nan():
         _fit("stop", nan_at=2, accumulate_grad_batches=2)
 
 
+class _TwoNets(L.LightningModule):
+    """Manual optimization, as a GAN's: both backward passes, then both steps; the second loss NaN at batch 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.g, self.d = torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        (x,), (g_opt, d_opt) = batch, self.optimizers()
+        g_loss, d_loss = self.g(x).pow(2).mean(), self.d(x).pow(2).mean()
+        g_opt.zero_grad()
+        d_opt.zero_grad()
+        self.manual_backward(g_loss)
+        self.manual_backward(d_loss * float("nan") if batch_idx == 1 else d_loss)
+        g_opt.step()
+        d_opt.step()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.g.parameters(), lr=0.1), torch.optim.SGD(self.d.parameters(), lr=0.1)
+
+
+class _ManualAccumulation(_TwoNets):
+    """Manual optimization stepping every second batch; the loss of batch 0, which does not step, is NaN."""
+
+    def training_step(self, batch, batch_idx):
+        (x,), (opt, _) = batch, self.optimizers()
+        loss = self.d(x).pow(2).mean()
+        self.manual_backward(loss * float("nan") if batch_idx == 0 else loss)
+        if batch_idx % 2:
+            opt.step()
+            opt.zero_grad()
+
+
+@pytest.mark.parametrize("module", [_TwoNets, _ManualAccumulation])
+@pytest.mark.parametrize("action", ["stop", "skip"])
+def test_manual_optimization_every_optimizer_keeps_finite_weights(module, action):
+    """Backward passes need not be followed by their step: each loss is checked at its backward pass."""
+    from litlab.callbacks import NanGuard
+
+    torch.manual_seed(0)
+    net, guard = module(), NanGuard(action=action)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 4)), batch_size=4)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, callbacks=[guard], logger=False, enable_checkpointing=False)
+    if action == "stop":
+        with pytest.raises(NonFiniteLossError, match="training loss is nan at step"):
+            trainer.fit(net, data)
+    else:
+        trainer.fit(net, data)
+        assert guard.skipped == 1
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
 @cuda
 @pytest.mark.parametrize("action", ["stop", "skip"])
 def test_guard_on_a_gpu_reads_the_flag_copied_after_the_forward(action):

@@ -103,14 +103,19 @@ def test_benchmark_keeps_going_past_a_failed_parity_and_times_variants(tmp_path)
     """One shot on a lent GPU: a failed check is reported in the table and the exit status, not fatal."""
     out = tmp_path / "performance.md"
     args = [*TINY[:-2], "--repeats", "1", "--epochs", "2", "--limit", "3", "2", "--out", str(out), "--keep-going"]
-    extra = ["--litlab-extra", "model.optimizer.lr=0.0011", "--variants", "callbacks.nan_guard=null"]
-    proc = run_bench(*args, *extra, cwd=tmp_path)
+    lr = ["--litlab-extra", "model.optimizer.lr=0.0011"]
+    proc = run_bench(*args, *lr, "--variants", "callbacks.nan_guard=null", "+model.no_such_key=1", cwd=tmp_path)
     assert proc.returncode == 1
     assert "FAILED:\nmlp: parity: litlab's loss differs" in proc.stderr
     text = out.read_text()
+    assert "over 6 steps for each net but mlp (FAILED)" in text
     assert "- **FAILED** mlp: parity: litlab's loss differs" in text
-    assert "| mlp | 3 |" in text, "the timing runs went on"
+    assert "- **FAILED** mlp with +model.no_such_key=1:" in text
+    assert "| mlp (parity FAILED) | 3 |" in text, "the timing runs went on"
     assert re.search(r"\| mlp \| `callbacks.nan_guard=null` \| \d+ \| [\d.]+x \| [\d.]+x \|", text), text
+    assert "| mlp | `+model.no_such_key=1` | FAILED | - | - |" in text
+    parity_only = run_bench(*TINY, "--parity-only", "--keep-going", *lr, cwd=tmp_path)
+    assert parity_only.returncode == 1 and "FAILED mlp: parity" in parity_only.stdout
 
 
 def test_gpu_results_get_their_own_block(bench, tmp_path):
@@ -303,6 +308,7 @@ def test_memory_monitor_logs_the_gpu_peak(train_in_process):
     assert len(peaks) == 2 and all(p > 0 for p in peaks)
 
 
+@pytest.mark.cuda  # runs everywhere; `pytest -m cuda` selects it for the GPU peak
 def test_step_timer_marks_each_epoch_and_the_end_of_training(train_in_process, tmp_path):
     """The benchmark's instrument: the last mark ends the last epoch, and on a GPU it reads the peak there."""
     out = tmp_path / "timer.json"

@@ -26,10 +26,12 @@ class NanGuard(L.Callback):
     non-finite loss on any rank counts on every rank, since the gradient all-reduce has spread
     it to all of them.
 
-    On a CPU the check reads the loss (no sync there). On a GPU, reading it would drain the
+    On a CPU the check reads the loss (no sync there). On a GPU, reading it would empty the
     queue every step: instead the flag is copied to the host right after the forward pass,
     without blocking, and read before the optimizer step, waiting only for that copy while
-    the backward pass still runs.
+    the backward pass is queued behind it. Under manual optimization, where any number of
+    backward passes may come before each optimizer's step, each loss is read at its backward
+    pass, and a non-finite one skips the next step of every optimizer.
     """
 
     def __init__(self, action: str = "stop", log_grad_norm: bool = True) -> None:
@@ -42,10 +44,12 @@ class NanGuard(L.Callback):
         self._ok: torch.Tensor | None = None  # on the device: all of this step's losses finite (every rank)
         self._host: torch.Tensor | None = None  # ... and its pinned host copy, ready at ``_copied``
         self._copied: torch.cuda.Event | None = None
+        self._to_skip: set[int] = set()  # manual optimization: the optimizers whose next step is dropped
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
-        if idx % trainer.accumulate_grad_batches:
-            return  # not the first batch of an optimizer step
+        # Mid-step (accumulating), unless this process has not seen the step's start (a resume).
+        if idx % trainer.accumulate_grad_batches and self._losses:
+            return
         self._losses, self._ok, self._copied = [], None, None
         if self.action == "skip":  # to take a skipped step's batches back out of the epoch metrics
             self._meters = {
@@ -57,12 +61,15 @@ class NanGuard(L.Callback):
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         loss = loss.detach()
         self._losses.append((trainer.fit_loop.batch_idx, loss))
+        if not pl_module.automatic_optimization:
+            self._ok = self._all_ranks(trainer, torch.isfinite(loss))
+            if not self._ok.item():
+                self._fault(trainer)  # before this backward pass: raises for action=stop
+                self._to_skip = {id(o) for o in trainer.optimizers}
+            return
         if not loss.is_cuda and trainer.world_size == 1:
             return  # read in on_before_optimizer_step: on a CPU .item() is no sync
-        finite = torch.isfinite(loss)
-        if trainer.world_size > 1:  # Lightning's strategy.reduce adds a barrier, which would block the CPU
-            finite = finite.to(torch.int32)
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        finite = self._all_ranks(trainer, torch.isfinite(loss))
         self._ok = finite if self._ok is None else self._ok & finite
         if loss.is_cuda:
             if self._host is None or self._host.dtype != self._ok.dtype:
@@ -70,6 +77,15 @@ class NanGuard(L.Callback):
             self._host.copy_(self._ok, non_blocking=True)
             self._copied = torch.cuda.Event()
             self._copied.record()
+
+    @staticmethod
+    def _all_ranks(trainer: L.Trainer, finite: torch.Tensor) -> torch.Tensor:
+        """``finite`` and that of every other rank (Lightning's strategy.reduce would add a blocking barrier)."""
+        if trainer.world_size == 1:
+            return finite
+        finite = finite.to(torch.int32)
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        return finite
 
     def _finite(self) -> bool:
         """Whether every loss of this optimizer step (on every rank) was finite."""
@@ -90,7 +106,7 @@ class NanGuard(L.Callback):
             raise NonFiniteLossError(
                 f"training loss is {value} at {where}; stopped before the weights were updated. "
                 f"Last good checkpoint: {last}. The grad/norm curve in TensorBoard shows how it built up; "
-                f"callbacks.nan_guard.action=skip skips such batches instead."
+                f"callbacks.nan_guard.action=skip skips such steps instead."
             )
         self.skipped += 1
         log.warning(f"training loss is {value} at {where}: step skipped ({self.skipped} so far)")
@@ -100,10 +116,13 @@ class NanGuard(L.Callback):
                 setattr(modules[name], k, v)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        skipping = not self._finite()
-        if skipping:
-            self._fault(trainer)  # raises for action=stop
-        self._losses, self._ok, self._copied = [], None, None
+        if pl_module.automatic_optimization:
+            skipping = not self._finite()
+            if skipping:
+                self._fault(trainer)  # raises for action=stop
+        else:
+            skipping = id(optimizer) in self._to_skip
+            self._to_skip.discard(id(optimizer))
         log_norm = self.log_grad_norm and (trainer.global_step + 1) % trainer.log_every_n_steps == 0
         if not (skipping or log_norm):
             return

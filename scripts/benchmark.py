@@ -597,7 +597,8 @@ def variant_table(samples: dict[str, dict], steps: dict[str, int], args: argpars
                 rows.append(f"| {name} | `{variant}` | FAILED | - | - |")
                 continue
             t = med([steady_step_time(r, n) for r in runs])
-            rows.append(f"| {name} | `{variant}` | {rate(t)} | {t / raw:.2f}x | {t / lit:.2f}x |")
+            some = f" ({len(runs)} of {args.repeats} runs)" if len(runs) < args.repeats else ""
+            rows.append(f"| {name} | `{variant}` | {rate(t)}{some} | {t / raw:.2f}x | {t / lit:.2f}x |")
     return "\n".join(rows) + "\n"
 
 
@@ -765,8 +766,9 @@ def measure(args: argparse.Namespace, work: Path) -> int:
                         except RuntimeError as e:  # a failed variant costs its own row, not the net's
                             if not args.keep_going:
                                 raise
-                            failures.append(f"{name} with {variant}: {e}")
                             print(f"FAILED {name} with {variant}: {e}", flush=True)
+                            if not any(f.startswith(f"{name} with {variant}:") for f in failures):  # once a run
+                                failures.append(f"{name} with {variant}: {e}")
                             continue
                     else:
                         run = run_litlab([*overrides, f"trainer.max_epochs={epochs}"], work, tag)

@@ -8,9 +8,11 @@ import pytest
 import torch
 from conftest import FAST, cli, cuda, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torchmetrics.aggregation import CatMetric
 
 from litlab.callbacks import NonFiniteLossError
 from litlab.tasks import Classifier
+from litlab.tasks.metrics import MeanMetric
 
 
 @pytest.fixture
@@ -133,22 +135,28 @@ def test_stop_raises_before_the_step_of_an_accumulated_nan():
 
 
 class _TwoNets(L.LightningModule):
-    """Manual optimization, as a GAN's: both backward passes, then both steps; the second loss NaN at batch 1."""
+    """Manual optimization, as a GAN's: both backward passes, then both steps; ``d``'s loss NaN at batch 1.
 
-    def __init__(self) -> None:
+    ``d``'s loss is counted in a metric after the steps, as manual loops do.
+    """
+
+    def __init__(self, nan_at: int = 1) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.g, self.d = torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)
+        self.nan_at, self.d_loss = nan_at, MeanMetric()
 
     def training_step(self, batch, batch_idx):
         (x,), (g_opt, d_opt) = batch, self.optimizers()
         g_loss, d_loss = self.g(x).pow(2).mean(), self.d(x).pow(2).mean()
+        d_loss = d_loss * float("nan") if batch_idx == self.nan_at else d_loss
         g_opt.zero_grad()
         d_opt.zero_grad()
         self.manual_backward(g_loss)
-        self.manual_backward(d_loss * float("nan") if batch_idx == 1 else d_loss)
+        self.manual_backward(d_loss)
         g_opt.step()
         d_opt.step()
+        self.d_loss.update(d_loss.detach(), 1)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.g.parameters(), lr=0.1), torch.optim.SGD(self.d.parameters(), lr=0.1)
@@ -158,7 +166,7 @@ class _ManualAccumulation(_TwoNets):
     """Manual optimization stepping every second batch; the loss of batch 0, which does not step, is NaN."""
 
     def training_step(self, batch, batch_idx):
-        (x,), (opt, _) = batch, self.optimizers()
+        (x,), (_, opt) = batch, self.optimizers()
         loss = self.d(x).pow(2).mean()
         self.manual_backward(loss * float("nan") if batch_idx == 0 else loss)
         if batch_idx % 2:
@@ -183,6 +191,53 @@ def test_manual_optimization_every_optimizer_keeps_finite_weights(module, action
         trainer.fit(net, data)
         assert guard.skipped == 1
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_manual_optimization_skips_only_the_optimizer_whose_gradients_are_not_finite():
+    """``g``'s loss stayed finite: its steps all go through; ``d``'s NaN batch leaves the metric too."""
+    from litlab.callbacks import NanGuard
+
+    nets = {}
+    for nan_at in (1, -1):
+        torch.manual_seed(0)
+        nets[nan_at] = net = _TwoNets(nan_at)
+        data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 4)), batch_size=4)
+        guard = NanGuard(action="skip")
+        L.Trainer(accelerator="cpu", max_epochs=1, callbacks=[guard], logger=False, enable_checkpointing=False).fit(
+            net, data
+        )
+        assert guard.skipped == (1 if nan_at == 1 else 0)
+    for a, b in zip(nets[1].g.parameters(), nets[-1].g.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert not torch.equal(nets[1].d.weight, nets[-1].d.weight)
+    assert nets[1].d_loss.count == 3 and torch.isfinite(nets[1].d_loss.total)
+
+
+class _Gathered(L.LightningModule):
+    """Automatic optimization with a list-state metric (``CatMetric``): the loss NaN at batch 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net, self.losses = torch.nn.Linear(4, 1), CatMetric(nan_strategy="disable")  # keeps the NaN
+
+    def training_step(self, batch, batch_idx):
+        loss = self.net(batch[0]).pow(2).mean() * (float("nan") if batch_idx == 1 else 1.0)
+        self.losses.update(loss.detach())
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_skip_takes_a_batch_back_out_of_list_state_metrics():
+    from litlab.callbacks import NanGuard
+
+    net, guard = _Gathered(), NanGuard(action="skip")
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 4)), batch_size=4)
+    L.Trainer(accelerator="cpu", max_epochs=1, callbacks=[guard], logger=False, enable_checkpointing=False).fit(
+        net, data
+    )
+    assert guard.skipped == 1 and len(net.losses.value) == 3
 
 
 @cuda

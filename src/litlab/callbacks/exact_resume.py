@@ -6,7 +6,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torchmetrics import Metric
+
+from litlab.callbacks.metric_states import load_metric_states, metric_states
 
 
 def rng_states() -> dict[str, Any]:
@@ -42,12 +43,7 @@ class ExactResume(L.Callback):
     """
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        meters = {
-            name: {k: getattr(m, k).clone() for k in m._defaults}
-            for name, m in pl_module.named_modules()
-            if isinstance(m, Metric)
-        }
-        checkpoint["litlab_resume"] = {"rng": rng_states(), "meters": meters}
+        checkpoint["litlab_resume"] = {"rng": rng_states(), "meters": metric_states(pl_module)}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning hands the saved train-loader state (mid-epoch position) to the loader only if
@@ -62,9 +58,5 @@ class ExactResume(L.Callback):
         if state is None:
             return
         set_rng_states(state["rng"])
-        modules = dict(pl_module.named_modules())
-        for name, values in state["meters"].items():
-            metric = modules.get(name)
-            for k, v in values.items() if isinstance(metric, Metric) else ():
-                setattr(metric, k, v.to(pl_module.device))
-                metric._update_count = max(metric._update_count, 1)
+        for metric in load_metric_states(pl_module, state["meters"], pl_module.device):
+            metric._update_count = max(metric._update_count, 1)

@@ -679,6 +679,15 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     floors: list[float] = []
     failures: list[str] = []  # with --keep-going: what failed, reported and measured around
     parity_failed: set[str] = set()
+
+    def failed(what: str, e: Exception) -> None:
+        """Stop, or with --keep-going note the failure (once: a repeat fails alike) and go on."""
+        if not args.keep_going:
+            raise e
+        print(f"FAILED {what}: {e}", flush=True)
+        if not any(f.startswith(f"{what}: ") for f in failures):
+            failures.append(f"{what}: {e}")
+
     plans = {}
     for name in args.models:
         net = NETS[name]
@@ -724,10 +733,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             )
             print(f"{name}: parity over {args.parity_steps} steps, largest loss difference {worst:.2g}", flush=True)
         except (AssertionError, RuntimeError) as e:
-            if not args.keep_going:
-                raise
-            failures.append(f"{name}: {e}")
-            print(f"FAILED {name}: {e}", flush=True)
+            failed(name, e)
             if isinstance(e, RuntimeError):  # a process failed: nothing of this net can be timed
                 continue
             parity_failed.add(name)
@@ -764,20 +770,13 @@ def measure(args: argparse.Namespace, work: Path) -> int:
                         try:
                             run = run_litlab(over, work, tag)
                         except RuntimeError as e:  # a failed variant costs its own row, not the net's
-                            if not args.keep_going:
-                                raise
-                            print(f"FAILED {name} with {variant}: {e}", flush=True)
-                            if not any(f.startswith(f"{name} with {variant}:") for f in failures):  # once a run
-                                failures.append(f"{name} with {variant}: {e}")
+                            failed(f"{name} with {variant}", e)
                             continue
                     else:
                         run = run_litlab([*overrides, f"trainer.max_epochs={epochs}"], work, tag)
                     samples[name].setdefault((side, epochs), []).append(run)
             except RuntimeError as e:
-                if not args.keep_going:
-                    raise
-                failures.append(f"{name}: {e}")
-                print(f"FAILED {name}: {e}", flush=True)
+                failed(f"{name} timing", e)
                 broken.add(name)
                 continue
             floors.append(import_floor(work))

@@ -8,10 +8,11 @@
 # environment of `python3` (as on this workplace's GPU machines):
 #     OUT=/some/dir bash scripts/gpu_check.sh
 #
-# Writes to $OUT: gpu.txt (the card, versions, each step's exit status), cuda_tests.log (the
+# Writes to $OUT: gpu.txt (the card, versions, each step's exit status), host_reads.json (the
+# lines that read tensors back to the host in a default run's steps), cuda_tests.log (the
 # @cuda tests), benchmark_<precision>.log per precision, and performance.md, a copy of
 # docs/performance.md with a GPU block filled in per precision. The order is what matters most
-# first: the benchmark at bf16-mixed (with litlab's NaN guard and checkpoints each priced as a
+# first: the host reads (a minute), the benchmark at bf16-mixed (with litlab's NaN guard and checkpoints each priced as a
 # variant), the @cuda tests, then the benchmark at 16-mixed if the first one's time still fits.
 # The benchmarks run with --keep-going: a failed parity check or net is reported in the table and
 # the log, and the other nets are still measured. Everything stops by LIMIT_S seconds after the
@@ -55,6 +56,12 @@ benchmark() {  # benchmark PRECISION SECONDS [ARGS...]
         python3 scripts/benchmark.py --device cuda --precision "$precision" --repeats 1 --keep-going \
         --out "$OUT/performance.md" "$@"
 }
+
+# Which lines read tensors back to the host in a default GPU run's training steps (each a sync).
+step host_reads "$OUT/host_reads.log" timeout 120 \
+    python3 -m litlab.train trainer=gpu trainer.precision=bf16-mixed model=cnn data.batch_size=8 test=false \
+    print_config=false debug=host_reads callbacks.host_reads.path="$OUT/host_reads.json" \
+    paths.log_dir="$(mktemp -d)"
 
 began=$SECONDS
 benchmark bf16-mixed $((LIMIT_S - SECONDS - TESTS_S)) \

@@ -13,6 +13,7 @@ from datafiles import write_tree
 from litlab.data import FolderDataModule, SyntheticDataModule
 
 WORLD = 3
+CPU = SimpleNamespace(root_device=torch.device("cpu"))  # the strategy's only attribute the loaders read
 
 
 def rank_loaders(make, split: str) -> list[list[torch.Tensor]]:
@@ -20,7 +21,7 @@ def rank_loaders(make, split: str) -> list[list[torch.Tensor]]:
     out = []
     for rank in range(WORLD):
         dm = make()
-        dm.trainer = SimpleNamespace(global_rank=rank, world_size=WORLD, strategy=None, overfit_batches=0)
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=WORLD, strategy=CPU, overfit_batches=0)
         dm.setup("fit")
         out.append(list(getattr(dm, f"{split}_dataloader")()))
     return out
@@ -69,7 +70,7 @@ def test_ranks_split_eval_exactly_and_train_evenly(kind, tmp_path):
 def test_overfitting_reads_the_same_batches_every_epoch(overfit):
     """trainer.overfit_batches: unshuffled training batches (Lightning cannot unshuffle the fast path)."""
     dm = SyntheticDataModule(input_shape=[4], num_classes=2, num_train=40, batch_size=8)
-    dm.trainer = SimpleNamespace(global_rank=0, world_size=1, strategy=None, overfit_batches=overfit)
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=1, strategy=CPU, overfit_batches=overfit)
     dm.setup("fit")
     loader = dm.train_dataloader()
     epochs = []

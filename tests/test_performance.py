@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -364,3 +365,105 @@ def test_users_malloc_environment_wins(monkeypatch):
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
     assert reuse_freed_memory() is False
+
+
+# ---------------------------------------------------------------- host reads (GPU syncs)
+
+
+@pytest.mark.cuda  # runs everywhere; on a GPU it also covers the guard's event and the pinned batches
+def test_default_training_steps_read_nothing_back_between_logged_steps(train_in_process):
+    """A read of a tensor's value on every step is a GPU sync on every step: the default run has none."""
+    gpu = ["trainer=gpu"] if torch.cuda.is_available() else ["trainer.accelerator=cpu"]
+    # The bar redraws by the clock: only at the epoch's end here, so its reads do not depend on the speed.
+    bar = "callbacks.progress_bar.min_interval=1e6"
+    _, run_dir = train_in_process(*gpu, "debug=host_reads", "data.batch_size=8", "test=false", bar)
+    report = json.loads((run_dir / "host_reads.json").read_text())
+    batches, logged = report["batches"], report["batches"] // 50  # log_every_n_steps: 50
+    assert batches == 158 and logged == 3
+    every_step = [s["site"] for s in report["sites"] if s["batches"] > logged + 1]  # + the bar's last redraw
+    # On a CPU the NaN guard reads the loss (no sync there); on a GPU it waits on an event instead.
+    guard = [] if torch.cuda.is_available() else ["nan_guard.py"]
+    assert [Path(site.split(":")[0]).name for site in every_step] == guard, report
+    assert all(s["reads"] <= 2 * s["batches"] for s in report["sites"])
+
+
+def test_host_reads_names_each_line_that_reads_in_a_training_step(tmp_path):
+    """User lines are counted per step; torch's own reads (Adam's CPU step count) and validation are not."""
+    import lightning as L
+
+    from litlab.callbacks import HostReads
+    from litlab.data.loader import ShardSampler, TensorLoader
+
+    class Reader(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            loss = self.net(batch[0]).pow(2).mean()
+            self.seen = loss.item()  # every step
+            if batch_idx % 2 and loss:  # every other step: __bool__
+                pass
+            self.text = f"{loss:.3f}"  # every step, through torch's Python-level __format__
+            return loss
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            self.net(batch[0]).sum().item()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.parameters())
+
+    loader = TensorLoader([torch.randn(32, 4)], ShardSampler(32, shuffle=False), 4)
+    audit = HostReads(path=str(tmp_path / "reads.json"))
+    trainer = L.Trainer(
+        max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[audit]
+    )
+    trainer.fit(Reader(), loader, loader)
+    report = json.loads((tmp_path / "reads.json").read_text())
+    name = Path(__file__).name
+    here = {s["site"].split(":", 1)[1]: (s["reads"], s["batches"]) for s in report["sites"] if name in s["site"]}
+    assert report["batches"] == 16
+    assert sorted(here.values()) == [(8, 8), (16, 16), (16, 16)], report
+    assert [s for s in report["sites"] if name not in s["site"]] == [], report
+    assert audit._mode is None and torch._C._len_torch_function_stack() == 0  # the recorder is off after training
+
+
+def test_host_reads_knows_which_copies_wait(monkeypatch):
+    from litlab.callbacks.host_reads import _waits
+
+    T, host, device = torch.Tensor, torch.ones(2), torch.ones(2, device="meta")  # meta: any device
+    assert _waits(T.to, (device, "cpu"), {}) and _waits(T.cpu, (device,), {})  # device -> host
+    assert not _waits(T.to, (device, "cpu"), {"non_blocking": True})  # into pinned memory, asynchronously
+    assert _waits(T.copy_, (host, device, True), {})  # ... unless the destination is pageable
+    assert _waits(T.to, (host, "meta"), {"non_blocking": True})  # pageable host -> device
+    assert not _waits(T.to, (host, torch.float16), {}) and not _waits(T.to, (host, "cpu"), {})
+    assert not _waits(T.to, (device, torch.device("meta")), {})
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: self.device.type == "cpu")  # no pinning here
+    assert not _waits(T.to, (host, "meta"), {"non_blocking": True})  # pinned host -> device, asynchronously
+    assert not _waits(T.to, (host, "meta", None, True), {}) and not _waits(T.cuda, (host, None, True), {})
+    assert _waits(T.to, (host, "meta"), {}) and _waits(T.cuda, (host,), {})  # a blocking copy always waits
+    assert not _waits(T.copy_, (host, device, True), {})  # into pinned memory, asynchronously
+
+
+def test_fast_path_pins_host_batches_bound_for_a_cuda_gpu_only(tmp_path):
+    from types import SimpleNamespace
+
+    from litlab.data import ArraysDataModule
+
+    arrays = {"x": torch.randn(40, 3).numpy(), "y": torch.randint(0, 2, (40,)).numpy()}
+    for device, pinned in (("cuda", True), ("cpu", False)):
+        dm = ArraysDataModule(arrays=arrays, input_shape=[3], num_classes=2, val_split=0.25)
+        strategy = SimpleNamespace(root_device=torch.device(device))
+        dm.trainer = SimpleNamespace(global_rank=0, world_size=1, strategy=strategy, overfit_batches=0)
+        dm.setup("fit")
+        assert dm.train_dataloader().pin_memory is pinned and dm.val_dataloader().pin_memory is pinned
+
+
+@cuda
+def test_fast_path_batches_are_pinned_on_a_gpu():
+    from litlab.data.loader import ShardSampler, TensorLoader
+
+    x = torch.arange(12.0).reshape(6, 2)
+    (batch,) = next(iter(TensorLoader([x], ShardSampler(6, shuffle=True), 4, pin_memory=True)))
+    assert batch.is_pinned() and batch.shape == (4, 2)
+    assert torch.equal(batch, x[batch[:, 0].long() // 2])

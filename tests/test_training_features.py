@@ -204,6 +204,19 @@ def test_progress_bar_redraws_by_the_clock_and_at_the_end(monkeypatch):
     assert callable(TQDMProgressBar._should_update)
 
 
+def test_progress_bar_shows_the_step_loss_logged_without_prog_bar():
+    """train/loss_step is logged without prog_bar (Lightning would read it back every step); the bar shows it."""
+    from types import SimpleNamespace
+
+    from litlab.callbacks import ProgressBar
+
+    trainer = SimpleNamespace(
+        loggers=[], progress_bar_metrics={"val/loss": 0.5}, logged_metrics={"train/loss_step": torch.tensor(0.25)}
+    )
+    assert ProgressBar().get_metrics(trainer, None) == {"train/loss_step": 0.25, "val/loss": 0.5}
+    assert ProgressBar(step_metrics=[]).get_metrics(trainer, None) == {"val/loss": 0.5}
+
+
 def test_threads_key_sets_torch_threads_for_the_run(train_in_process):
     before = torch.get_num_threads()  # 1: conftest sets OMP_NUM_THREADS
     try:

@@ -3,6 +3,7 @@
 from litlab.callbacks.confusion_matrix import ConfusionMatrixImage
 from litlab.callbacks.ema import EMA
 from litlab.callbacks.exact_resume import ExactResume
+from litlab.callbacks.host_reads import HostReads
 from litlab.callbacks.memory import MemoryMonitor
 from litlab.callbacks.misclassified import MisclassifiedImages
 from litlab.callbacks.model_checkpoint import ModelCheckpoint
@@ -16,6 +17,7 @@ __all__ = [
     "EMA",
     "ConfusionMatrixImage",
     "ExactResume",
+    "HostReads",
     "MemoryMonitor",
     "MisclassifiedImages",
     "ModelCheckpoint",

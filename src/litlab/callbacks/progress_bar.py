@@ -1,8 +1,10 @@
 """Lightning's tqdm progress bar, redrawn by the clock instead of every N batches."""
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
+import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 
@@ -13,12 +15,29 @@ class ProgressBar(TQDMProgressBar):
     that is 1-2% of a small MLP's step, while a model at one step a second would move its bar
     only every 20 seconds. A clock serves both. ``refresh_rate=0`` turns the bar off, as in
     Lightning; any other value only switches it on (the clock decides when to redraw).
+
+    ``step_metrics`` are per-step scalars shown from the logged values. They are logged without
+    ``prog_bar``: once a step value with ``prog_bar`` has been logged, Lightning reads it back to
+    the host after each later step of the epoch, which on a GPU is a sync per step. Here they are read
+    only at a redraw.
     """
 
-    def __init__(self, min_interval: float = 0.5, refresh_rate: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        min_interval: float = 0.5,
+        refresh_rate: int = 1,
+        step_metrics: Sequence[str] = ("train/loss_step",),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(refresh_rate=refresh_rate, **kwargs)
-        self.min_interval = min_interval
+        self.min_interval, self.step_metrics = min_interval, tuple(step_metrics)
         self._last_draw = -float("inf")
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        logged = trainer.logged_metrics
+        steps = {k: float(logged[k]) for k in self.step_metrics if k in logged}
+        metrics = super().get_metrics(trainer, pl_module)
+        return {**steps, **metrics}
 
     def _should_update(self, current: int, total: int) -> bool:  # Lightning's check before each redraw
         if not self.is_enabled:

@@ -39,7 +39,7 @@ class DataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         persistent_workers: bool = False,
         prefetch_factor: int | None = None,
         drop_last: bool = False,
@@ -127,17 +127,23 @@ class DataModule(L.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         batch_size = self.batch_size if train else self.eval_batch_size
         drop_last = self.drop_last and train
+        # Host batches bound for a CUDA GPU are pinned unless data.pin_memory=false: a copy from
+        # pageable memory may wait for the GPU's queue, and Lightning's copies wait for nothing else.
+        on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        pin = on_cuda and self.loader_kwargs["pin_memory"] is not False
+        kwargs = {**self.loader_kwargs, "pin_memory": pin}
         if isinstance(dataset, IterableDataset):
             # A stream shards itself across ranks and workers and yields whole batches: no sampler, no collate.
             dataset.shard(rank, world, self.loader_kwargs["num_workers"], batch_size, drop_last, pad=train)
-            return DataLoader(dataset, batch_size=None, **self.loader_kwargs)
+            return DataLoader(dataset, batch_size=None, **kwargs)
         # Overfitting a few batches means the same batches every epoch (Lightning cannot unshuffle TensorLoader).
         shuffle = train and self.shuffle and not (self.trainer and self.trainer.overfit_batches)
         sampler = ShardSampler(len(dataset), shuffle=shuffle, seed=self.seed, rank=rank, world_size=world, pad=train)
         if isinstance(dataset, TensorDataset) and self.collate_fn is None:
-            return TensorLoader(dataset.tensors, sampler, batch_size, drop_last)
+            pin = pin and dataset.tensors[0].device.type == "cpu"  # not data.on_device
+            return TensorLoader(dataset.tensors, sampler, batch_size, drop_last, pin_memory=pin)
         return DataLoader(
-            dataset, batch_size, sampler=sampler, drop_last=drop_last, collate_fn=self.collate_fn, **self.loader_kwargs
+            dataset, batch_size, sampler=sampler, drop_last=drop_last, collate_fn=self.collate_fn, **kwargs
         )
 
     def train_dataloader(self) -> TensorLoader | DataLoader:

@@ -50,12 +50,18 @@ class TensorLoader:
     A drop-in for ``DataLoader`` where samples are rows of tensors: no per-sample
     ``__getitem__``, no collate, no worker processes, so the loop runs at the speed of
     indexing (the "fast path"). Lightning sets the epoch through ``sampler.set_epoch``.
+    ``pin_memory`` gathers host tensors into page-locked memory, for training on a GPU.
     """
 
     def __init__(
-        self, tensors: Sequence[Tensor], sampler: ShardSampler, batch_size: int, drop_last: bool = False
+        self,
+        tensors: Sequence[Tensor],
+        sampler: ShardSampler,
+        batch_size: int,
+        drop_last: bool = False,
+        pin_memory: bool = False,
     ) -> None:
-        self.tensors, self.sampler = tuple(tensors), sampler
+        self.tensors, self.sampler, self.pin_memory = tuple(tensors), sampler, pin_memory
         self.batch_sampler = None  # DataLoader's attributes, which Lightning inspects
         self.batch_size, self.drop_last = batch_size, drop_last
         self._yielded, self._resume_at = 0, None
@@ -79,4 +85,13 @@ class TensorLoader:
         for i in range(start, len(self)):
             self._yielded = i + 1
             batch = index[i * self.batch_size : (i + 1) * self.batch_size]
-            yield tuple(t[batch] for t in self.tensors)
+            yield tuple(self._gather(t, batch) for t in self.tensors)
+
+    def _gather(self, t: Tensor, rows: Tensor) -> Tensor:
+        if not self.pin_memory:
+            return t[rows]
+        # Straight into page-locked memory: a copy to the GPU from pageable memory would first
+        # wait for the queued kernels. The caching host allocator keeps these buffers, and
+        # reuses one only after the copy out of it has finished.
+        out = torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
+        return torch.index_select(t, 0, rows, out=out)

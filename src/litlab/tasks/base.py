@@ -103,9 +103,11 @@ class Task(L.LightningModule):
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")
-        # A per-step scalar only when the logger will write it: self.log costs on every call.
+        # A per-step scalar only when the logger will write it: self.log costs on every call. Not
+        # prog_bar: Lightning would read it back to the host after every later step of the epoch
+        # (a GPU sync each step); litlab's ProgressBar shows it, read at a redraw.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps Lightning writes out
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:

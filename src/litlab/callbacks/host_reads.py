@@ -1,0 +1,183 @@
+"""Find the lines that read tensor values back to the host during training batches (GPU syncs)."""
+
+import logging
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+import torch
+from torch.overrides import TorchFunctionMode
+
+from litlab.runs import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+#: Tensor methods that hand a value to Python: on a GPU each waits for every kernel queued before it.
+READS = frozenset(
+    {
+        torch.Tensor.item,
+        torch.Tensor.tolist,
+        torch.Tensor.numpy,
+        torch.Tensor.__array__,
+        torch.Tensor.__bool__,
+        torch.Tensor.__float__,
+        torch.Tensor.__int__,
+        torch.Tensor.__index__,
+        torch.Tensor.__format__,
+        torch.Tensor.__repr__,
+    }
+)
+#: ... and copies between host and GPU. A blocking copy waits for the queue; a non-blocking one
+#: does not when its host side is pinned (from pageable memory CUDA may stage it synchronously).
+COPIES = frozenset({torch.Tensor.cpu, torch.Tensor.cuda, torch.Tensor.to, torch.Tensor.copy_})
+TORCH_DIR = str(Path(torch.__file__).parent) + os.sep
+#: torch's Python-level Tensor methods and the dispatch to a mode: the read's line is above them.
+DISPATCH = (str(Path(torch.__file__).parent / "overrides.py"), str(Path(torch.__file__).parent / "_tensor.py"))
+
+
+def _target(func: Any, args: tuple, kwargs: dict) -> torch.device | None:
+    """Where a copy goes; None when it stays on its device (``.to(dtype)``)."""
+    if func is torch.Tensor.cpu:
+        return torch.device("cpu")
+    if func is torch.Tensor.cuda:
+        return torch.device("cuda")
+    target = kwargs.get("device", args[1] if len(args) > 1 else None)
+    if isinstance(target, torch.Tensor):
+        return target.device
+    if isinstance(target, bool):
+        return None
+    return torch.device(target) if isinstance(target, str | int | torch.device) else None
+
+
+def _waits(func: Any, args: tuple, kwargs: dict) -> bool:
+    """Whether a copy between host and GPU makes the host wait."""
+    # In every overload (.to, .cuda, .copy_) the first positional bool is non_blocking.
+    non_blocking = kwargs.get("non_blocking", next((a for a in args[1:] if isinstance(a, bool)), False))
+    if func is torch.Tensor.copy_:  # dst.copy_(src)
+        dst, src = args[0], args[1]
+        to = dst.device
+    else:
+        src, to, dst = args[0], _target(func, args, kwargs), None
+    if to is None or to.type == src.device.type:
+        return False
+    if not non_blocking:
+        return True
+    if to.type == "cpu":  # a non-blocking .to("cpu") allocates pinned memory itself
+        return dst is not None and not dst.is_pinned()
+    return src.device.type == "cpu" and not src.is_pinned()
+
+
+class _Recorder(TorchFunctionMode):
+    def __init__(self, on_read: Any, host_values_too: bool) -> None:
+        super().__init__()
+        self.on_read, self.host_values_too = on_read, host_values_too
+        self.pid = os.getpid()  # DataLoader workers forked meanwhile inherit the mode: not theirs
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if torch.compiler.is_compiling() or os.getpid() != self.pid:
+            return func(*args, **kwargs)  # inside a compiled graph reads are the compiler's business
+        if func in READS:
+            waits = self.host_values_too or args[0].device.type != "cpu"
+        else:
+            waits = func in COPIES and _waits(func, args, kwargs)
+        if waits:
+            self.on_read(sys._getframe(1))  # the caller: Tensor methods are C, with no frame of their own
+        return func(*args, **kwargs)
+
+
+class HostReads(L.Callback):
+    """Counts, per line of code, the reads of tensor values to the host during training batches.
+
+    On a GPU a read (``.item()``, ``float(t)``, ``if t:``, ``.cpu()``, ...) waits until the
+    queue of kernels is empty, so the CPU stops running ahead of the GPU: a read on every step
+    can cost more than the rest of litlab and Lightning together. The window is each training
+    batch plus what Lightning does between batches (logging, fetching the next); validation
+    is left out, and so is the fetch of each epoch's first batch (before the first hook).
+    Reads inside compiled graphs are not counted, nor reads inside torch's own functions (the
+    same in any loop; ``torch.cuda.set_sync_debug_mode`` sees those on a GPU). On a GPU only reads of tensors
+    on the device count. On a CPU, where nothing waits, every read counts: the lines that would
+    wait on a GPU, plus those that read host tensors there too (a collate function's), and
+    minus those where the code takes another path on a GPU (the NaN guard reads the loss on a
+    CPU only).
+
+    Logs a table at the end of training and writes ``{"batches", "sites": [{"site", "reads",
+    "batches"}]}`` to ``path``. A line that reads in a few batches only (those the logger
+    writes) is expected; one that reads in every batch is worth a look.
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = Path(path) if path else None
+        self._mode: _Recorder | None = None
+        # Import roots, longest first, to name files as modules do (litlab/..., lightning/...).
+        self._roots = sorted((os.path.join(p, "") for p in sys.path if p), key=len, reverse=True)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.batches = 0
+        self.reads: Counter[str] = Counter()
+        self.read_batches: Counter[str] = Counter()  # batches with at least one read at the site
+        self._last: dict[str, int] = {}
+        self._trainer: L.Trainer | None = None
+
+    def _record(self, frame: FrameType) -> None:
+        while frame.f_back is not None and frame.f_code.co_filename in DISPATCH:
+            frame = frame.f_back  # f"{t}" and repr(t) go through torch's Python methods first
+        file = frame.f_code.co_filename
+        if file.startswith(TORCH_DIR) or (self._trainer is not None and self._trainer.validating):
+            return  # torch's own reads; a validation loop setting up before on_validation_start
+        file = next((file[len(r) :] for r in self._roots if file.startswith(r)), file)
+        site = f"{file}:{frame.f_lineno} ({frame.f_code.co_name})"
+        self.reads[site] += 1
+        if self._last.get(site) != self.batches:
+            self._last[site] = self.batches
+            self.read_batches[site] += 1
+
+    def _close(self) -> None:
+        if self._mode is None:
+            return
+        if torch.overrides._get_current_function_mode() is self._mode:
+            self._mode.__exit__(None, None, None)
+        else:  # another mode was entered after ours and is still open: leave the stack to its owner
+            log.warning("host_reads: another torch function mode is active; the count may go on past this point")
+        self._mode = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reset()
+        self._trainer = trainer
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        self.batches += 1
+        if self._mode is None:
+            self._mode = _Recorder(self._record, host_values_too=pl_module.device.type == "cpu")
+            self._mode.__enter__()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._close()
+        self._report(trainer)  # what was counted up to the failure
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close()
+        self._report(trainer)
+
+    def _report(self, trainer: L.Trainer) -> None:
+        if not trainer.is_global_zero:
+            return
+        sites = [{"site": s, "reads": n, "batches": self.read_batches[s]} for s, n in self.reads.most_common()]
+        lines = [f"  {d['reads']:>7} reads in {d['batches']:>6} of {self.batches} batches  {d['site']}" for d in sites]
+        log.info(
+            f"Host reads during {self.batches} training batches (on a GPU each waits for the queued kernels):\n"
+            + ("\n".join(lines) or "  none")
+        )
+        if self.path is not None:
+            write_json_atomic(self.path, {"batches": self.batches, "sites": sites})

@@ -204,6 +204,20 @@ def test_progress_bar_redraws_by_the_clock_and_at_the_end(monkeypatch):
     assert callable(TQDMProgressBar._should_update)
 
 
+def test_without_a_configured_bar_litlab_adds_its_own_not_lightnings():
+    """callbacks=none would get Lightning's TQDM bar, which redraws (and reads its metrics) every batch."""
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from litlab.callbacks import ProgressBar
+    from litlab.train import with_progress_bar
+
+    (bar,) = with_progress_bar([], enabled=True)
+    assert isinstance(bar, ProgressBar)
+    assert with_progress_bar([], enabled=False) == []
+    lightning_bar = TQDMProgressBar()
+    assert with_progress_bar([lightning_bar], enabled=True) == [lightning_bar]  # a bar the user chose stays
+
+
 def test_progress_bar_shows_the_step_loss_logged_without_prog_bar():
     """train/loss_step is logged without prog_bar (Lightning would read it back every step); the bar shows it."""
     from types import SimpleNamespace

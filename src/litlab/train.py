@@ -43,6 +43,21 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in (group or {}).values() if c is not None]
 
 
+def with_progress_bar(callbacks: list[Any], enabled: bool) -> list[Any]:
+    """``callbacks`` with litlab's progress bar where none is configured and the bar is on.
+
+    Lightning would add its own, which redraws on every batch (``callbacks=none``, or
+    ``callbacks.progress_bar=null``); ``trainer.enable_progress_bar=false`` turns the bar off.
+    """
+    from lightning.pytorch.callbacks.progress import ProgressBar as AnyBar
+
+    from litlab.callbacks import ProgressBar
+
+    if not enabled or any(isinstance(c, AnyBar) for c in callbacks):
+        return callbacks
+    return [*callbacks, ProgressBar()]
+
+
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists become strings (TensorBoard wants scalars)."""
     if not isinstance(tree, dict):
@@ -171,6 +186,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_all(cfg.get("logger"))
     preemption = Preemption(run_dir)
     callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg)), ExactResume(), preemption]
+    callbacks = with_progress_bar(callbacks, cfg.trainer.get("enable_progress_bar", True) is not False)
     if ckpt_path:
         prepare_resume(ckpt_path)
         callbacks.append(PurgeRepeatedSteps())

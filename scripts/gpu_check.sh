@@ -12,8 +12,9 @@
 # lines that read tensors back to the host in a default run's steps), cuda_tests.log (the
 # @cuda tests), benchmark_<precision>.log per precision, and performance.md, a copy of
 # docs/performance.md with a GPU block filled in per precision. The order is what matters most
-# first: the host reads (a minute), the benchmark at bf16-mixed (with litlab's NaN guard and checkpoints each priced as a
-# variant), the @cuda tests, then the benchmark at 16-mixed if the first one's time still fits.
+# first: the host reads (a minute), the benchmark at bf16-mixed (with litlab's NaN guard and
+# checkpoints each priced as a variant), the @cuda tests, then the benchmark at 16-mixed if the
+# first one's time still fits.
 # The benchmarks run with --keep-going: a failed parity check or net is reported in the table and
 # the log, and the other nets are still measured. Everything stops by LIMIT_S seconds after the
 # start (default 570). Exits non-zero if any step failed.

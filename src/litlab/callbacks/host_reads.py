@@ -34,9 +34,10 @@ READS = frozenset(
 #: ... and copies between host and GPU. A blocking copy waits for the queue; a non-blocking one
 #: does not when its host side is pinned (from pageable memory CUDA may stage it synchronously).
 COPIES = frozenset({torch.Tensor.cpu, torch.Tensor.cuda, torch.Tensor.to, torch.Tensor.copy_})
-TORCH_DIR = str(Path(torch.__file__).parent) + os.sep
+TORCH = Path(torch.__file__).parent
+TORCH_DIR = str(TORCH) + os.sep
 #: torch's Python-level Tensor methods and the dispatch to a mode: the read's line is above them.
-DISPATCH = (str(Path(torch.__file__).parent / "overrides.py"), str(Path(torch.__file__).parent / "_tensor.py"))
+DISPATCH = (str(TORCH / "overrides.py"), str(TORCH / "_tensor.py"))
 
 
 def _target(func: Any, args: tuple, kwargs: dict) -> torch.device | None:

@@ -18,8 +18,8 @@ class ProgressBar(TQDMProgressBar):
 
     ``step_metrics`` are per-step scalars shown from the logged values. They are logged without
     ``prog_bar``: once a step value with ``prog_bar`` has been logged, Lightning reads it back to
-    the host after each later step of the epoch, which on a GPU is a sync per step. Here they are read
-    only at a redraw.
+    the host after each later step of the epoch, which on a GPU is a sync per step. Here they
+    are read only at a redraw.
     """
 
     def __init__(

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.profilers import SimpleProfiler
 from torch import nn
 
+from litlab.callbacks.host_reads import SYNC_WARNING
 from litlab.models import CNN, MLP
 from litlab.profiler import NoProfiler
 from litlab.tasks import Classifier
@@ -426,6 +428,115 @@ def test_host_reads_names_each_line_that_reads_in_a_training_step(tmp_path):
     assert sorted(here.values()) == [(8, 8), (16, 16), (16, 16)], report
     assert [s for s in report["sites"] if name not in s["site"]] == [], report
     assert audit._mode is None and torch._C._len_torch_function_stack() == 0  # the recorder is off after training
+
+
+def sync_read(t: torch.Tensor) -> int:
+    """A read that goes through the torch function modes and then, as ``.item()`` on a GPU, warns."""
+    if torch.overrides.has_torch_function_unary(t):
+        return torch.overrides.handle_torch_function(sync_read, (t,), t)
+    warnings.warn(SYNC_WARNING, stacklevel=1)  # as torch warns: at the line that called it
+    return 0
+
+
+def user_sync() -> None:
+    warnings.warn(SYNC_WARNING, stacklevel=1)  # a sync torch makes for this line (x[mask], torch.nonzero)
+
+
+def test_host_reads_counts_torchs_sync_warnings_once_each(tmp_path, monkeypatch):
+    """What torch.cuda.set_sync_debug_mode("warn") reports is counted at the line that made the sync.
+
+    On a CPU nothing warns, so this test's functions warn as torch would: at the line whose call
+    synced, inside torch with the line outside torch that led there, and not a second time for a
+    read the recorder counts itself. Other warnings are shown as before, and afterwards the
+    filters and ``showwarning`` are torch's and Python's again.
+    """
+    import lightning as L
+
+    from litlab.callbacks import HostReads, host_reads
+    from litlab.data.loader import ShardSampler, TensorLoader
+
+    # A function whose code lies in torch's directory, as a sync inside one of torch's functions does.
+    scope = {"warnings": warnings, "SYNC_WARNING": SYNC_WARNING}
+    source = "def torch_sync():\n    warnings.warn(SYNC_WARNING, stacklevel=1)\n"
+    exec(compile(source, str(host_reads.TORCH / "_sync.py"), "exec"), scope)
+    monkeypatch.setattr(host_reads, "READS", host_reads.READS | {sync_read})
+
+    class Syncs(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            loss = self.net(batch[0]).pow(2).mean()
+            user_sync()
+            scope["torch_sync"]()  # every step
+            if batch_idx % 2:
+                sync_read(loss.detach())  # every other step
+            warnings.warn("not a sync", UserWarning, stacklevel=1)
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    loader = TensorLoader([torch.randn(32, 4)], ShardSampler(32, shuffle=False), 4)
+    audit = HostReads(path=str(tmp_path / "reads.json"))
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.callbacks.append(audit)
+    filters, show = list(warnings.filters), warnings.showwarning
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        trainer.fit(Syncs(), loader)
+    report = json.loads((tmp_path / "reads.json").read_text())
+    sites: dict[str, tuple[int, int]] = {}  # per function: two lines of one would add up
+    for site in report["sites"]:
+        reads, batches = sites.get(name := re.sub(r":\d+", "", site["site"]), (0, 0))
+        sites[name] = (reads + site["reads"], batches + site["batches"])
+    here = Path(__file__).name  # named as imported: tests/ is on sys.path
+    assert sites == {
+        f"{here} (user_sync)": (8, 8),
+        f"torch/_sync.py (torch_sync) via {here} (training_step)": (8, 8),
+        f"{here} (sync_read)": (4, 4),  # the recorder's count, not the warning's as well
+    }, report
+    assert any(str(w.message) == "not a sync" for w in shown)
+    assert not any(SYNC_WARNING in str(w.message) for w in shown)
+    assert warnings.filters == filters and warnings.showwarning is show
+
+
+@cuda
+def test_host_reads_counts_syncs_inside_torch_on_a_gpu(tmp_path):
+    """On a GPU, torch's own syncs are counted too: a mask's nonzero, clipping that checks the norm."""
+    import lightning as L
+
+    from litlab.callbacks import HostReads
+    from litlab.data.loader import ShardSampler, TensorLoader
+
+    class Syncs(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            out = self.net(batch[0])
+            loss = out[out > 0].sum() + out.pow(2).mean()  # every step: a boolean mask syncs
+            return loss
+
+        def on_before_optimizer_step(self, optimizer: Any) -> None:
+            nn.utils.clip_grad_norm_(self.parameters(), 1.0, error_if_nonfinite=True)  # syncs inside torch
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    loader = TensorLoader([torch.randn(32, 4)], ShardSampler(32, shuffle=False), 4)
+    audit = HostReads(path=str(tmp_path / "reads.json"))
+    trainer = L.Trainer(
+        accelerator="gpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[audit]
+    )
+    trainer.fit(Syncs(), loader)
+    report = json.loads((tmp_path / "reads.json").read_text())
+    every = {s["site"] for s in report["sites"] if s["batches"] == 8}
+    assert any("(training_step)" in s and " via " not in s for s in every), report
+    assert any(s.startswith("torch/nn/utils/clip_grad.py") and "(on_before_optimizer_step)" in s for s in every), report
+    assert torch.cuda.get_sync_debug_mode() == 0
 
 
 def test_host_reads_knows_which_copies_wait(monkeypatch):

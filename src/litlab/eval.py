@@ -13,7 +13,7 @@ from litlab.config import config_dir
 from litlab.jobs import one_line_errors
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
-from litlab.train import instantiate_all
+from litlab.train import instantiate_all, with_progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     task = load_task(ckpt_path)
     check_data_fits(task, data_cfg)
     datamodule = instantiate(data_cfg)
-    trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)
+    bar = with_progress_bar([], cfg.trainer.get("enable_progress_bar", True) is not False)
+    trainer = instantiate(cfg.trainer, callbacks=bar, logger=instantiate_all(cfg.get("logger")) or False)
     trainer.test(task, datamodule=datamodule)
     metrics = scalars(trainer.callback_metrics)
     write_json_atomic(f"{run_dir}/{METRICS_FILE}", {"checkpoint": ckpt_path, "run_dir": run_dir, "metrics": metrics})

@@ -3,6 +3,7 @@
 import logging
 import os
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 from types import FrameType
@@ -38,6 +39,11 @@ TORCH = Path(torch.__file__).parent
 TORCH_DIR = str(TORCH) + os.sep
 #: torch's Python-level Tensor methods and the dispatch to a mode: the read's line is above them.
 DISPATCH = (str(TORCH / "overrides.py"), str(TORCH / "_tensor.py"))
+#: What torch warns at each sync it makes under ``torch.cuda.set_sync_debug_mode("warn")``: the
+#: syncs inside torch's own functions (a boolean mask's ``nonzero``, a scaler's ``found_inf``).
+SYNC_WARNING = "called a synchronizing CUDA operation"
+#: Frames between such a warning and the line whose call made it.
+BETWEEN = (warnings.__file__, __file__, *DISPATCH)
 
 
 def _target(func: Any, args: tuple, kwargs: dict) -> torch.device | None:
@@ -77,6 +83,7 @@ class _Recorder(TorchFunctionMode):
         super().__init__()
         self.on_read, self.host_values_too = on_read, host_values_too
         self.pid = os.getpid()  # DataLoader workers forked meanwhile inherit the mode: not theirs
+        self.counted = False  # while a counted read runs: torch's sync warning for it is the same read
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -86,9 +93,14 @@ class _Recorder(TorchFunctionMode):
             waits = self.host_values_too or args[0].device.type != "cpu"
         else:
             waits = func in COPIES and _waits(func, args, kwargs)
-        if waits:
-            self.on_read(sys._getframe(1))  # the caller: Tensor methods are C, with no frame of their own
-        return func(*args, **kwargs)
+        # The caller: Tensor methods are C, with no frame of their own.
+        if not (waits and self.on_read(sys._getframe(1))):
+            return func(*args, **kwargs)
+        self.counted = True
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.counted = False
 
 
 class HostReads(L.Callback):
@@ -99,12 +111,13 @@ class HostReads(L.Callback):
     can cost more than the rest of litlab and Lightning together. The window is each training
     batch plus what Lightning does between batches (logging, fetching the next); validation
     is left out, and so is the fetch of each epoch's first batch (before the first hook).
-    Reads inside compiled graphs are not counted, nor reads inside torch's own functions (the
-    same in any loop; ``torch.cuda.set_sync_debug_mode`` sees those on a GPU). On a GPU only reads of tensors
-    on the device count. On a CPU, where nothing waits, every read counts: the lines that would
-    wait on a GPU, plus those that read host tensors there too (a collate function's), and
-    minus those where the code takes another path on a GPU (the NaN guard reads the loss on a
-    CPU only).
+    Reads inside compiled graphs are not counted. On a GPU only reads of tensors on the device
+    count, and torch's own syncs inside its functions too (``torch.cuda.set_sync_debug_mode``
+    is "warn" in the window; such a site is named with the line outside torch that led to it).
+    On a CPU, where nothing waits, every read outside torch counts: the lines that would wait
+    on a GPU, plus those that read host tensors there too (a collate function's), and minus
+    those where the code takes another path on a GPU (the NaN guard reads the loss on a CPU
+    only).
 
     Logs a table at the end of training and writes ``{"batches", "sites": [{"site", "reads",
     "batches"}]}`` to ``path``. A line that reads in a few batches only (those the logger
@@ -114,6 +127,9 @@ class HostReads(L.Callback):
     def __init__(self, path: str | None = None) -> None:
         self.path = Path(path) if path else None
         self._mode: _Recorder | None = None
+        self._warnings: warnings.catch_warnings | None = None
+        self._shown: Any = None  # the showwarning that ours replaces in the window
+        self._sync_debug_mode: int | None = None  # torch's, to restore; None off CUDA
         # Import roots, longest first, to name files as modules do (litlab/..., lightning/...).
         self._roots = sorted((os.path.join(p, "") for p in sys.path if p), key=len, reverse=True)
         self._reset()
@@ -125,20 +141,59 @@ class HostReads(L.Callback):
         self._last: dict[str, int] = {}
         self._trainer: L.Trainer | None = None
 
-    def _record(self, frame: FrameType) -> None:
-        while frame.f_back is not None and frame.f_code.co_filename in DISPATCH:
-            frame = frame.f_back  # f"{t}" and repr(t) go through torch's Python methods first
+    def _site(self, frame: FrameType) -> str:
         file = frame.f_code.co_filename
-        if file.startswith(TORCH_DIR) or (self._trainer is not None and self._trainer.validating):
-            return  # torch's own reads; a validation loop setting up before on_validation_start
         file = next((file[len(r) :] for r in self._roots if file.startswith(r)), file)
-        site = f"{file}:{frame.f_lineno} ({frame.f_code.co_name})"
+        return f"{file}:{frame.f_lineno} ({frame.f_code.co_name})"
+
+    def _count(self, site: str) -> bool:
+        if self._trainer is not None and self._trainer.validating:
+            return False  # a validation loop setting up before on_validation_start
         self.reads[site] += 1
         if self._last.get(site) != self.batches:
             self._last[site] = self.batches
             self.read_batches[site] += 1
+        return True
+
+    def _record(self, frame: FrameType) -> bool:
+        """Counts a read the recorder saw at ``frame``, unless torch's own; whether it counted."""
+        while frame.f_back is not None and frame.f_code.co_filename in DISPATCH:
+            frame = frame.f_back  # f"{t}" and repr(t) go through torch's Python methods first
+        return not frame.f_code.co_filename.startswith(TORCH_DIR) and self._count(self._site(frame))
+
+    def _show(self, message: Any, category: Any, filename: str, lineno: int, *rest: Any) -> None:
+        """``warnings.showwarning`` in the window: counts torch's sync warnings, shows the others."""
+        if not str(message).startswith(SYNC_WARNING):
+            return self._shown(message, category, filename, lineno, *rest)
+        if self._mode is not None and self._mode.counted:
+            return None  # the read the recorder is counting
+        frame = sys._getframe(1)
+        while frame.f_back is not None and frame.f_code.co_filename in BETWEEN:
+            frame = frame.f_back
+        site, outer = self._site(frame), frame
+        while outer.f_back is not None and outer.f_code.co_filename.startswith(TORCH_DIR):
+            outer = outer.f_back
+        self._count(site if outer is frame else f"{site} via {self._site(outer)}")
+        return None
+
+    def _open(self, pl_module: L.LightningModule) -> None:
+        self._mode = _Recorder(self._record, host_values_too=pl_module.device.type == "cpu")
+        self._mode.__enter__()
+        self._warnings = warnings.catch_warnings()  # restores the filters and showwarning on close
+        self._warnings.__enter__()
+        warnings.filterwarnings("always", message=SYNC_WARNING)  # each one, not once per line
+        self._shown, warnings.showwarning = warnings.showwarning, self._show
+        if pl_module.device.type == "cuda":
+            self._sync_debug_mode = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode("warn")
 
     def _close(self) -> None:
+        if self._sync_debug_mode is not None:
+            torch.cuda.set_sync_debug_mode(self._sync_debug_mode)
+            self._sync_debug_mode = None
+        if self._warnings is not None:
+            self._warnings.__exit__(None, None, None)
+            self._warnings = None
         if self._mode is None:
             return
         if torch.overrides._get_current_function_mode() is self._mode:
@@ -154,8 +209,7 @@ class HostReads(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
         self.batches += 1
         if self._mode is None:
-            self._mode = _Recorder(self._record, host_values_too=pl_module.device.type == "cpu")
-            self._mode.__enter__()
+            self._open(pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._close()

@@ -219,6 +219,23 @@ def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_p
     assert list((tmp_path / "logs" / "train" / "runs").iterdir()) == [run_dir], "no new run directory either"
 
 
+def test_a_run_with_group_options_resumes_from_ckpt_path_alone(tmp_path):
+    """README's `ckpt_path=last trainer.max_epochs=N` after `model=cnn data=synthetic`: the run's options come back.
+
+    The checks used to test the checkpoint against the config of the command line alone
+    (the default MLP on digits), and refused every run that had chosen another model or data.
+    """
+    run = [*FAST, "debug=limit", "logger=none", "model=cnn", "data=synthetic", "data.input_shape=[1,8,8]"]
+    cli("litlab-train", *run, "trainer.max_epochs=1", cwd=tmp_path)
+    run_dir = only_run(tmp_path)
+    proc = cli("litlab-train", "ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path)
+    assert only_run(tmp_path) == run_dir and f"Run directory: {run_dir}" in proc.stdout
+    assert read_metrics(run_dir)["epochs"] == 2
+    assert (
+        torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["config"]["model"]["net"]["arch"] == "cnn"
+    )
+
+
 def test_last_ckpt_is_the_newest_epoch_even_when_the_monitor_stops_improving(train_in_process):
     """Lightning 2.6 alone rewrites last.ckpt only with a new best: here after epoch 0 only."""
     worse = ["callbacks.model_checkpoint.mode=max"]  # val/loss falls, so only the first epoch is "best"

@@ -299,11 +299,9 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
     """The config ``args`` compose to (Hydra's overrides, no flags); ``ConfigError`` for the first bad one."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, Glob
     from hydra.errors import HydraException
-    from omegaconf import open_dict
 
     parser = OverridesParser.create()
     for arg in args:  # one at a time, to name the one that does not parse
@@ -356,15 +354,8 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
                 raise ConfigError(f"{key}: no such key{_did_you_mean(key, keys)} (to add a new key: +{key}=...)")
 
         def checked(overrides: list[str]) -> DictConfig:
-            try:
-                cfg = compose(config_name, overrides=[f for f in overrides if f], return_hydra_config=True)
-            except HydraException as e:
-                raise ConfigError(str(e).strip().splitlines()[0]) from None
+            cfg = _compose(overrides, config_name)
             if config_name == "train":
-                with open_dict(cfg):
-                    cfg.hydra.runtime.output_dir = cfg.hydra.runtime.cwd  # only paths.log_dir is read from here on
-                    cfg.hydra.job.num = 0
-                HydraConfig.instance().set_config(cfg)
                 check_config(cfg)
             return cfg
 
@@ -388,11 +379,47 @@ def _command_line_overrides(argv: list[str]) -> list[str] | None:
     return None if searchpath or any(a.startswith("-") for a in args) else args
 
 
-def _resumed(args: list[str], cfg: DictConfig) -> list[str]:
+def _compose(overrides: list[str], config_name: str = "train") -> DictConfig:
+    """The config ``overrides`` compose to, interpolations resolvable; within ``initialize_config_dir``."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+
+    try:
+        cfg = compose(config_name, overrides=[f for f in overrides if f], return_hydra_config=True)
+    except HydraException as e:
+        raise ConfigError(str(e).strip().splitlines()[0]) from None
+    if config_name == "train":
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = cfg.hydra.runtime.cwd  # only paths.log_dir is read from here on
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def _resumed(args: list[str]) -> list[str]:
+    """``args`` completed with the overrides of the run that ``ckpt_path`` resumes (``litlab.resume``).
+
+    Worked out before any check: the run's own overrides (``model=cnn``, ``data=arrays
+    data.path=...``) are what the checkpoint and the data checks must be checked against.
+    """
+    from hydra import initialize_config_dir
+
     from litlab.resume import resume_overrides
     from litlab.runs import resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/{cfg.task_name}")
+    if not any(a.split("=", 1)[0].lstrip("+~") == "ckpt_path" for a in args):
+        return args
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        try:
+            cfg = _compose(args)
+        except ConfigError:
+            return args  # the check of the command line itself names what is wrong
+        try:
+            checkpoint = resolve_checkpoint(cfg.get("ckpt_path"), f"{cfg.paths.log_dir}/{cfg.task_name}")
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
     return args if checkpoint is None else resume_overrides(args, checkpoint)
 
 
@@ -426,14 +453,12 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
         # DDP's child ranks re-run the entry point with the parent's (already checked) overrides.
         if overrides is not None and "LOCAL_RANK" not in os.environ:
             try:
-                cfg = check_command_line(overrides)
                 multirun = len(overrides) != len(sys.argv[1:])
-                if not multirun and cfg.get("ckpt_path") is not None:
-                    resumed = _resumed(overrides, cfg)
-                    if resumed != overrides:
-                        check_command_line(resumed)
-                        sys.argv[1:] = resumed
-                elif not multirun:
+                resumed = overrides if multirun else _resumed(overrides)
+                cfg = check_command_line(resumed)
+                if resumed != overrides:
+                    sys.argv[1:] = resumed
+                elif not multirun and cfg.get("ckpt_path") is None:
                     _check_run_dir(cfg)
             except ConfigError as e:
                 print(f"litlab: error: {e}", file=sys.stderr)

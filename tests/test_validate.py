@@ -94,6 +94,13 @@ BAD = {
         ["debug=null"],
         "debug=null: a config group takes an option name; to drop it use ~debug",
     ),
+    "no epochs": (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= 1, or -1 for no limit"),
+    "no steps": (["trainer.max_steps=0"], "trainer.max_steps=0: must be an integer >= 1, or -1 for no limit"),
+    "testing a checkpoint without training": (
+        ["train=false", "ckpt_path=weights.ckpt"],
+        "train=false ckpt_path=weights.ckpt: a run that does not train does not resume; to test a checkpoint use "
+        "litlab-eval",
+    ),
     "not a boolean": (["reuse_freed_memory=maybe"], "reuse_freed_memory=maybe: must be true or false"),
     "matmul precision": (
         ["float32_matmul_precision=tf32"],

@@ -50,9 +50,9 @@ def _number(lo: float, allow_none: bool = False) -> Callable[[Any], bool]:
 
 #: Keys whose value must satisfy a check; a key absent from the config is not checked.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "trainer.max_epochs": (_int(-1, (None,)), "an integer >= 1, or -1 for no limit"),
+    "trainer.max_epochs": (_int(1, (-1, None)), "an integer >= 1, or -1 for no limit"),
     "trainer.min_epochs": (_int(0, (None,)), "an integer >= 0"),
-    "trainer.max_steps": (_int(-1), "an integer >= 1, or -1 for no limit"),
+    "trainer.max_steps": (_int(1, (-1,)), "an integer >= 1, or -1 for no limit"),
     "trainer.log_every_n_steps": (_int(1), "an integer >= 1"),
     "trainer.accumulate_grad_batches": (_int(1), "an integer >= 1"),
     "trainer.check_val_every_n_epoch": (_int(1, (None,)), "an integer >= 1 or null"),
@@ -266,6 +266,12 @@ def check_config(cfg: DictConfig) -> None:
                 f"model.net.arch={arch}: this data gives token ids (data.vocab_size={vocab_size}), "
                 f"which only {', '.join(embedders)} can embed; choose model={embedders[0]}"
             )
+    if cfg.get("train") is False and cfg.get("ckpt_path") is not None:
+        # The run would test the weights it starts with, in the checkpoint's run directory.
+        raise ConfigError(
+            f"train=false ckpt_path={cfg.ckpt_path}: a run that does not train does not resume; "
+            "to test a checkpoint use litlab-eval ckpt_path=<file or run dir>"
+        )
     _check_fused_clipping(cfg)
     _check_monitors(cfg)
     _check_task(cfg)

@@ -43,3 +43,13 @@ def test_ddp_cpu_inside_a_multirun(tmp_path):
     for job in jobs:
         assert read_metrics(job)["steps"] == 2 * 20  # 20 steps an epoch: each rank takes half the batches
         one_tensorboard_run(job)
+
+
+def test_a_ddp_run_resumes(tmp_path):
+    """Each rank restores; only rank 0 marks the TensorBoard file (the others' loggers hold no writer)."""
+    cli("litlab-train", *FAST, "trainer=ddp_cpu", "trainer.max_epochs=1", cwd=tmp_path)
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    proc = cli("litlab-train", "ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path)
+    assert "Resumed at step 20" in proc.stdout + proc.stderr
+    assert read_metrics(run_dir)["steps"] == 2 * 20
+    one_tensorboard_run(run_dir)

@@ -88,6 +88,8 @@ class PurgeRepeatedSteps(L.Callback):
         if not self.pending:
             return
         self.pending = False
+        if not trainer.is_global_zero:  # the other ranks' loggers hold no writer
+            return
         from lightning.pytorch.loggers import TensorBoardLogger
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 

@@ -106,6 +106,19 @@ def test_regression_arrays(tmp_path):
         module(arrays={"x": x, "y": x[:, :1]}, task="regression", input_shape=[3], num_classes=None, num_targets=2)
 
 
+def test_regression_with_targets_of_shape_n_reports_the_loss_it_trains_on(train_in_process, tmp_path):
+    """y of shape [N] for one target: the metrics compare [B] targets with [B, 1] predictions row by row."""
+    x = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", x=x, y=x.sum(1))  # [N], not [N, 1]
+    metrics, _ = train_in_process(
+        "data=arrays", f"data.path={tmp_path / 'reg.npz'}", "data.input_shape=[4]", "data.task=regression",
+        "data.num_targets=1", "trainer.max_epochs=2", "logger=none", "callbacks=none",
+        "trainer.enable_checkpointing=false",
+    )  # fmt: skip
+    # Broadcasting [B, 1] - [B] to [B, B] made test/mse some 100x the loss.
+    assert metrics["test/mse"] == pytest.approx(metrics["test/loss"], rel=1e-4)
+
+
 # Bad input: each gives one readable error naming the problem, before training starts.
 
 

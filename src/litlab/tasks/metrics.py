@@ -66,7 +66,7 @@ class RegressionMetrics(Metric):
             self.add_state(name, torch.zeros(()), dist_reduce_fx="sum")
 
     def update(self, pred: Tensor, target: Tensor) -> None:
-        diff = pred.detach().float() - target
+        diff = pred.detach().float() - target.view_as(pred)  # targets of one value may come as [B]
         self.se.add_(diff.square().sum())
         self.ae.add_(diff.abs().sum())
         self.n.add_(diff.numel())

@@ -84,6 +84,7 @@ def DigitsDataModuleFromConfig(run_dir):
     [
         ["model/scheduler=onecycle"],
         ["model/scheduler=plateau"],
+        ["model/scheduler=plateau", "trainer.check_val_every_n_epoch=2", "trainer.max_epochs=3"],
         ["model.scheduler=null"],
         ["model/optimizer=sgd"],
         ["model/optimizer=adam", "model.optimizer.lr=1e-3"],

@@ -94,6 +94,10 @@ BAD = {
         ["debug=null"],
         "debug=null: a config group takes an option name; to drop it use ~debug",
     ),
+    "scheduler monitor": (
+        ["model/scheduler=plateau", "model.scheduler.monitor=val/los"],
+        "model.scheduler.monitor=val/los: the classification task never logs it; did you mean val/loss?",
+    ),
     "no epochs": (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= 1, or -1 for no limit"),
     "no steps": (["trainer.max_steps=0"], "trainer.max_steps=0: must be an integer >= 1, or -1 for no limit"),
     "testing a checkpoint without training": (

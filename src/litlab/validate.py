@@ -157,11 +157,13 @@ def _check_monitors(cfg: DictConfig) -> None:
             how = f"data.{key}=..." if key in cfg.data else f"+data.{key}=... (this data config has no such key)"
             raise ConfigError(f"data.task={task}: needs data.{key}; give it as {how}")
     logged = logged_metrics(task)
-    for name, callback in (cfg.get("callbacks") or {}).items():
-        monitor = callback.get("monitor") if isinstance(callback, DictConfig) else None
+    monitors = {f"callbacks.{name}": c for name, c in (cfg.get("callbacks") or {}).items()}
+    monitors["model.scheduler"] = OmegaConf.select(cfg, "model.scheduler")
+    for key, node in monitors.items():
+        monitor = node.get("monitor") if isinstance(node, DictConfig) else None
         if monitor is not None and monitor not in logged:
             raise ConfigError(
-                f"callbacks.{name}.monitor={monitor}: the {task} task never logs it"
+                f"{key}.monitor={monitor}: the {task} task never logs it"
                 f"{_did_you_mean(monitor, logged)} (logged: {', '.join(logged)})"
             )
 

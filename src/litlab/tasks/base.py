@@ -150,8 +150,10 @@ class Task(L.LightningModule):
         optimizer = build_optimizer(self.net, **self.hparams.optimizer)
         if not self.hparams.scheduler:
             return optimizer
-        total = self.trainer.estimated_stepping_batches
-        return {"optimizer": optimizer, "lr_scheduler": build_scheduler(optimizer, total, **self.hparams.scheduler)}
+        scheduler = build_scheduler(optimizer, self.trainer.estimated_stepping_batches, **self.hparams.scheduler)
+        if "monitor" in scheduler:  # it reads a validation metric: it can step only after the epochs that validate
+            scheduler["frequency"] = self.trainer.check_val_every_n_epoch or 1
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         import platform

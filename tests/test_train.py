@@ -226,3 +226,12 @@ def test_eval_needs_a_data_config_when_the_checkpoint_has_none(default_run, tmp_
     assert "Traceback" in Path(line.rsplit("(traceback in ", 1)[1].rstrip(")")).read_text()
     proc = cli("litlab-eval", f"ckpt_path={tmp_path / 'bare.ckpt'}", "data=digits", cwd=tmp_path)
     assert "test/acc" in proc.stdout
+
+
+def test_a_value_only_the_built_object_refuses_is_named_with_its_cause(tmp_path):
+    """Hydra wraps it as "Error in call to target 'X':" with the cause on a second line: the cause is shown."""
+    proc = cli("litlab-train", "trainer.gradient_clip_algorithm=foo", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("litlab: error: MisconfigurationException: `gradient_clip_algorithm` foo is invalid"), line
+    assert "(building lightning.pytorch.trainer.trainer.Trainer) (traceback in " in line, line

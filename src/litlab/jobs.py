@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -140,10 +142,16 @@ def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[Dic
                 raise
             if isinstance(error, KeyboardInterrupt):
                 raise SystemExit(130) from None  # the shell's code for Ctrl-C; what to do next is printed
+            built = ""
+            # Hydra's "Error in call to target 'X':" hides the cause on its second line: name the cause.
+            while isinstance(error, InstantiationException) and isinstance(error.__cause__, Exception):
+                target = re.search(r"target '([^']+)'", str(error))
+                built = f" (building {target.group(1)})" if target else built
+                error = error.__cause__
             if isinstance(error, MissingMandatoryValue):  # a ??? in the config that nothing filled in
                 error = missing_value(error.full_key)
             if isinstance(error, ConfigError):
-                print(f"litlab: error: {error}", file=sys.stderr)
+                print(f"litlab: error: {error}{built}", file=sys.stderr)
                 raise SystemExit(2) from None
             run_dir = Path(hydra.runtime.output_dir)
             if not (run_dir / ERROR_FILE).is_file():  # litlab-train's run_job has recorded it already
@@ -152,7 +160,7 @@ def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[Dic
             what = (lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
             if not isinstance(error, ValueError | OSError) or not what:  # the input errors speak for themselves
                 what = f"{type(error).__name__}: {what}".rstrip(": ")
-            print(f"litlab: error: {what} (traceback in {run_dir / ERROR_FILE})", file=sys.stderr)
+            print(f"litlab: error: {what}{built} (traceback in {run_dir / ERROR_FILE})", file=sys.stderr)
             raise SystemExit(1) from None
 
     return wrapper

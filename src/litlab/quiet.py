@@ -28,6 +28,9 @@ def quiet_lightning() -> None:
       torch's ``SequentialSampler``; litlab's loaders do not shuffle then (``DataModule._loader``).
     - Under ``16-mixed``/``bf16-mixed`` the model summary says its size estimate assumes 32 bits;
       mixed precision keeps the weights in float32, so the estimate is right.
+    - ``model.compile=true``: ``torch.compile`` imports torch's own ``torch.utils.mkldnn``, whose
+      classes still use ``torch.jit.script_method`` (deprecated since torch 2.5); a
+      ``DeprecationWarning`` about torch's code, shown only where those are turned on.
     """
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
@@ -42,3 +45,4 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
     warnings.filterwarnings("ignore", message=r"You requested to overfit but enabled \w+ dataloader shuffling")
     warnings.filterwarnings("ignore", message=r"Precision (bf)?16-mixed is not supported by the model summary")
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated", category=DeprecationWarning)

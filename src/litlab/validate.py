@@ -172,8 +172,10 @@ def _meta_task(cfg: DictConfig) -> Any:
     """The task this config builds, on the meta device: shapes only, no memory, no initialisation."""
     import torch
 
+    from litlab.quiet import quiet_lightning
     from litlab.train import build_task
 
+    quiet_lightning()  # model.compile=true imports torch's compiler here already
     with torch.device("meta"):
         return build_task(cfg)
 

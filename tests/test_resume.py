@@ -279,3 +279,19 @@ def test_a_run_from_before_the_split_keys_were_unified_resumes_with_the_new_name
     assert args[: len(resumed)] == resumed
     if "data=my_own" not in stored:  # the result composes: no unknown or doubly added key
         check_command_line([a for a in args if not a.startswith(("ckpt_path", "hydra.run.dir"))])
+
+
+def test_the_printed_resume_argument_reads_back_whole():
+    """A sweep job's directory holds `=` and `,`: the hint quotes it for the shell and for Hydra."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from litlab.callbacks.preemption import as_argument
+
+    plain = "/logs/train/runs/2026-11-26_06-55-39_399316"
+    job = "/logs/train/multiruns/2026-11-26_07-00-00/1_model=cnn,seed=2"
+    assert as_argument(plain) == plain
+    for run_dir in (plain, job):
+        (word,) = shlex.split(f"ckpt_path={as_argument(run_dir)}")
+        assert OverridesParser.create().parse_override(word).value() == run_dir

@@ -1,6 +1,7 @@
 """SIGTERM / SIGUSR1 (what SLURM sends before preempting a job): checkpoint, say how to resume, exit."""
 
 import logging
+import re
 import signal
 import sys
 import threading
@@ -68,8 +69,11 @@ class Preemption(L.Callback):
         if isinstance(exception, KeyboardInterrupt):
             # No checkpoint now: Ctrl-C may land mid-step. The newest one resumes exactly.
             self.interrupted = True
-            newest = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
-            self._tell(trainer, f"Interrupted at step {trainer.global_step}; newest checkpoint: {newest}.")
+            newest = getattr(trainer.checkpoint_callback, "last_model_path", "")
+            if newest:
+                self._tell(trainer, f"Interrupted at step {trainer.global_step}; newest checkpoint: {newest}.")
+            elif trainer.is_global_zero:
+                tell(log, f"Interrupted at step {trainer.global_step}, before any checkpoint: nothing to resume.")
         elif isinstance(exception, SIGTERMException):
             self._save(trainer)  # all ranks raise together, so the collective save is safe
             self._tell(
@@ -80,4 +84,9 @@ class Preemption(L.Callback):
     def _tell(self, trainer: L.Trainer, what: str) -> None:
         """What happened and how to resume, on stderr and in the log (rank 0 only)."""
         if trainer.is_global_zero:
-            tell(log, f"{what} Resume with: {self.resume_hint.format(run_dir=self.run_dir)}")
+            tell(log, f"{what} Resume with: {self.resume_hint.format(run_dir=as_argument(self.run_dir))}")
+
+
+def as_argument(value: str) -> str:
+    """``value`` as a shell word that Hydra reads back whole: sweep job directories hold ``=`` and ``,``."""
+    return value if re.fullmatch(r"[\w./:-]+", value) else f"\"'{value}'\""

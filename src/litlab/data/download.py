@@ -15,14 +15,6 @@ class DownloadError(RuntimeError):
     """A download failed; the message names the URL and the file."""
 
 
-def file_digest(path: str | Path, algorithm: str = "md5") -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download(
     url: str, dest: str | Path, md5: str | None = None, sha256: str | None = None, timeout: float = 60
 ) -> Path:

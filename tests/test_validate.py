@@ -98,6 +98,10 @@ BAD = {
         ["model/scheduler=plateau", "model.scheduler.monitor=val/los"],
         "model.scheduler.monitor=val/los: the classification task never logs it; did you mean val/loss?",
     ),
+    "optimized metric": (
+        ["hparams_search=optuna", "optimized_metric=val/acc_bset", "callbacks.model_checkpoint.monitor=val/acc"],
+        "optimized_metric=val/acc_bset: no run of the classification task reports it; did you mean val/acc_best?",
+    ),
     "no epochs": (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= 1, or -1 for no limit"),
     "no steps": (["trainer.max_steps=0"], "trainer.max_steps=0: must be an integer >= 1, or -1 for no limit"),
     "testing a checkpoint without training": (

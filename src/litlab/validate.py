@@ -157,6 +157,7 @@ def _check_monitors(cfg: DictConfig) -> None:
             how = f"data.{key}=..." if key in cfg.data else f"+data.{key}=... (this data config has no such key)"
             raise ConfigError(f"data.task={task}: needs data.{key}; give it as {how}")
     logged = logged_metrics(task)
+    _check_optimized_metric(cfg, task, logged)
     monitors = {f"callbacks.{name}": c for name, c in (cfg.get("callbacks") or {}).items()}
     monitors["model.scheduler"] = OmegaConf.select(cfg, "model.scheduler")
     for key, node in monitors.items():
@@ -166,6 +167,24 @@ def _check_monitors(cfg: DictConfig) -> None:
                 f"{key}.monitor={monitor}: the {task} task never logs it"
                 f"{_did_you_mean(monitor, logged)} (logged: {', '.join(logged)})"
             )
+
+
+def _check_optimized_metric(cfg: DictConfig, task: str, logged: list[str]) -> None:
+    """``optimized_metric`` (what a sweeper minimizes) names a value metrics.json will hold."""
+    sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or ""
+    if sweeper.endswith("BasicSweeper"):
+        return  # nothing reads it
+    metric = cfg.get("optimized_metric")
+    if not isinstance(metric, str) or not metric.startswith(("train/", "val/", "test/")):
+        return  # the memory monitor's and a user's own logged values are not known here
+    held = [*logged, *(f"test/{n[4:]}" for n in logged if n.startswith("val/"))]
+    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor")
+    held += [f"{monitor}_best"] if monitor else []
+    if metric not in held:
+        raise ConfigError(
+            f"optimized_metric={metric}: no run of the {task} task reports it"
+            f"{_did_you_mean(metric, held)} (reported: {', '.join(held)})"
+        )
 
 
 def _meta_task(cfg: DictConfig) -> Any:

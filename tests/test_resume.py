@@ -295,3 +295,42 @@ def test_the_printed_resume_argument_reads_back_whole():
     for run_dir in (plain, job):
         (word,) = shlex.split(f"ckpt_path={as_argument(run_dir)}")
         assert OverridesParser.create().parse_override(word).value() == run_dir
+
+
+def test_a_run_started_in_a_runs_directory_keeps_that_runs_config_and_record(tmp_path):
+    """hydra.run.dir=<run> resumes the run as a requeued job does: with its overrides, not the defaults."""
+    cli("litlab-train", *FAST, "debug=limit", "trainer.max_epochs=1", "logger=none", cwd=tmp_path)
+    run_dir = only_run(tmp_path)
+    before = {p: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()}
+    cli("litlab-train", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # finished: nothing left to train
+    assert read_metrics(run_dir)["epochs"] == 1, "not the default 20 epochs"
+    assert {p: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()} == before, "best checkpoint kept"
+    assert "trainer.max_epochs=1" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+
+    # Another command pointed there is refused before it writes anything.
+    record = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    for command in ("litlab-eval", "litlab-export"):
+        proc = cli(command, f"ckpt_path={run_dir}", f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == (
+            f"litlab: error: hydra.run.dir={run_dir} holds a litlab-train run; {command} would write its own "
+            "config and metrics.json over that run's record: choose another directory"
+        )
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == record
+
+
+def test_a_failed_attempt_to_go_on_with_a_finished_run_keeps_its_results(tmp_path):
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(120, 4)).astype(np.float32)
+    np.savez(tmp_path / "blobs.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    data = ["data=arrays", f"data.path={tmp_path / 'blobs.npz'}", "data.input_shape=[4]", "data.num_classes=2"]
+    cli("litlab-train", *FAST, *data, "trainer.max_epochs=1", "logger=none", cwd=tmp_path)
+    run_dir = only_run(tmp_path)
+    finished = read_metrics(run_dir)
+    (tmp_path / "blobs.npz").rename(tmp_path / "moved.npz")
+    proc = cli("litlab-train", "ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "blobs.npz" in proc.stderr, proc.stderr
+    after = read_metrics(run_dir)
+    assert "status" not in after and after["metrics"] == finished["metrics"], "still the finished run's results"
+    assert after["last_attempt"]["status"] == "failed" and "blobs.npz" in after["last_attempt"]["error"]

@@ -14,6 +14,7 @@ from litlab.jobs import one_line_errors
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
 from litlab.train import instantiate_all, with_progress_bar
+from litlab.validate import own_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 @entry_point
+@own_run_dir("eval")
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
 @one_line_errors
 def main(cfg: DictConfig) -> None:

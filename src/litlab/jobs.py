@@ -86,6 +86,9 @@ def tell(logger: logging.Logger, message: str) -> None:
 def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -> None:
     """Write the error into the run directory, keeping any metrics already written.
 
+    A finished run's ``metrics.json`` keeps its status; the failure of a later attempt on it
+    (a resume for more epochs) goes under ``last_attempt``, the traceback into ``error.txt``.
+
     ``announce`` logs one line about it (a sweep's jobs); a single run prints its own (``one_line_errors``).
     """
     if not _is_rank_zero() or not run_dir.is_dir():
@@ -97,10 +100,14 @@ def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -
         summary = json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:
         summary = {}
-    summary.update(run_dir=str(run_dir), status=status, error=f"{type(error).__name__}: {error}".strip())
+    attempt = {"status": status, "error": f"{type(error).__name__}: {error}".strip()}
+    if summary.get("metrics") and "status" not in summary:
+        summary["last_attempt"] = attempt  # a finished run resumed again: its results stand
+    else:
+        summary.update(run_dir=str(run_dir), **attempt)
     write_json_atomic(path, summary)
     if announce:
-        first = summary["error"].splitlines()[0] if summary["error"] else ""
+        first = attempt["error"].splitlines()[0] if attempt["error"] else ""
         log.error("Job %s: %s (traceback in %s)", status, first, run_dir / ERROR_FILE)
 
 

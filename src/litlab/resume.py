@@ -55,16 +55,20 @@ def _renamed(overrides: list[str]) -> list[str]:
 
 def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
     """``args`` completed to resume ``checkpoint`` in its run directory; unchanged for other files."""
-    from omegaconf import OmegaConf
-
     run = run_dir_of(checkpoint)
     if run is None:
         return args
+    rest = [a for a in with_run_overrides(args, run) if _key(a) not in NOT_CARRIED]
+    return [*rest, f"ckpt_path='{Path(checkpoint).resolve()}'", f"hydra.run.dir='{run}'"]
+
+
+def with_run_overrides(args: list[str], run: str | Path) -> list[str]:
+    """``args`` after the overrides stored in ``run`` that they do not give again."""
+    from omegaconf import OmegaConf
+
     given = {_key(a) for a in args}
-    held = _renamed([str(o) for o in OmegaConf.load(run / ".hydra" / "overrides.yaml")])
-    stored = [o for o in held if _key(o) not in {*given, *NOT_CARRIED}]
-    rest = [a for a in args if _key(a) != "ckpt_path"]
-    return [*stored, *rest, f"ckpt_path='{Path(checkpoint).resolve()}'", f"hydra.run.dir='{run}'"]
+    held = _renamed([str(o) for o in OmegaConf.load(Path(run) / ".hydra" / "overrides.yaml")])
+    return [*(o for o in held if _key(o) not in {*given, *NOT_CARRIED}), *args]
 
 
 def requeued_checkpoint(run_dir: str | Path) -> str | None:

@@ -12,6 +12,7 @@ import itertools
 import sys
 from collections.abc import Callable, Iterable
 from numbers import Real
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -428,17 +429,22 @@ def _compose(overrides: list[str], config_name: str = "train") -> DictConfig:
 
 
 def _resumed(args: list[str]) -> list[str]:
-    """``args`` completed with the overrides of the run that ``ckpt_path`` resumes (``litlab.resume``).
+    """``args`` completed with the overrides of the run that ``ckpt_path`` or ``hydra.run.dir`` resumes.
 
     Worked out before any check: the run's own overrides (``model=cnn``, ``data=arrays
     data.path=...``) are what the checkpoint and the data checks must be checked against.
     """
     from hydra import initialize_config_dir
 
-    from litlab.resume import resume_overrides
+    from litlab.resume import requeued_checkpoint, resume_overrides, with_run_overrides
     from litlab.runs import resolve_checkpoint
 
-    if not any(a.split("=", 1)[0].lstrip("+~") == "ckpt_path" for a in args):
+    keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[-1] for a in args}
+    if "ckpt_path" not in keys:
+        run_dir = keys.get("hydra.run.dir", "").strip("'\"")
+        # A run started in a run's directory resumes it (as a requeued job does): with its config.
+        if run_dir and requeued_checkpoint(run_dir) and Path(run_dir, ".hydra", "overrides.yaml").is_file():
+            return with_run_overrides(args, run_dir)
         return args
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         try:
@@ -468,6 +474,43 @@ def _check_run_dir(cfg: DictConfig) -> None:
         raise ConfigError(str(e) if str(e).startswith(where) else f"{where}, but {e}") from None
 
 
+def _run_dir_argument(argv: list[str]) -> str | None:
+    value = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
+    return value.strip("'\"") if value else None
+
+
+def check_own_run_dir(argv: list[str], command: str) -> None:
+    """``ConfigError`` if ``hydra.run.dir`` holds a run of another command, whose record this one would overwrite."""
+    run_dir = _run_dir_argument(argv)
+    record = Path(run_dir, ".hydra", "hydra.yaml") if run_dir else None
+    if record is None or not record.is_file():
+        return
+    held = OmegaConf.select(OmegaConf.load(record), "hydra.job.name")
+    if held is not None and held != command:
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} holds a litlab-{held} run; litlab-{command} would write its own config and "
+            "metrics.json over that run's record: choose another directory"
+        )
+
+
+def own_run_dir(command: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Wrap a ``@hydra.main`` entry point: refuse a ``hydra.run.dir`` holding another command's run (exit 2)."""
+
+    def wrap(main: Callable[[], Any]) -> Callable[[], Any]:
+        @functools.wraps(main)
+        def wrapper() -> Any:
+            try:
+                check_own_run_dir(sys.argv[1:], command)
+            except ConfigError as e:
+                print(f"litlab: error: {e}", file=sys.stderr)
+                raise SystemExit(2) from None
+            return main()
+
+        return wrapper
+
+    return wrap
+
+
 def validated(main: Callable[[], Any]) -> Callable[[], Any]:
     """Wrap a ``@hydra.main`` entry point: bad overrides exit 2 with one line, before Hydra starts.
 
@@ -482,12 +525,13 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
         # DDP's child ranks re-run the entry point with the parent's (already checked) overrides.
         if overrides is not None and "LOCAL_RANK" not in os.environ:
             try:
+                check_own_run_dir(overrides, "train")
                 multirun = len(overrides) != len(sys.argv[1:])
                 resumed = overrides if multirun else _resumed(overrides)
                 cfg = check_command_line(resumed)
                 if resumed != overrides:
                     sys.argv[1:] = resumed
-                elif not multirun and cfg.get("ckpt_path") is None:
+                if not multirun and cfg.get("ckpt_path") is None:
                     _check_run_dir(cfg)
             except ConfigError as e:
                 print(f"litlab: error: {e}", file=sys.stderr)

@@ -62,6 +62,15 @@ def test_index_is_built_once_and_rebuilt_when_files_change(tmp_path, monkeypatch
     assert sum(len(d) for d in dm.splits.values()) == 13
 
 
+@pytest.mark.parametrize("cache", ["[]", '{"key": ', "null"])
+def test_an_index_cache_that_is_not_one_is_rebuilt(tmp_path, cache):
+    write_tree(tmp_path, "npy")
+    (tmp_path / INDEX_FILE).write_text(cache)
+    dm = folder(tmp_path)
+    assert sum(len(d) for d in dm.splits.values()) == 12
+    assert isinstance(json.loads((tmp_path / INDEX_FILE).read_text()), dict)
+
+
 def test_verified_index_sees_a_file_rewritten_in_place(tmp_path):
     """Rewriting a file keeps its folder's mtime; the verified index must still notice the file."""
     write_tree(tmp_path, "npy")

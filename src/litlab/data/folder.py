@@ -153,10 +153,10 @@ class FolderDataModule(DataModule):
         if self.cache_index and cache.is_file():
             try:
                 cached = json.loads(cache.read_text())
-                if cached.get("key") == key:
+                if isinstance(cached, dict) and cached.get("key") == key:
                     return cached
             except (OSError, ValueError):
-                pass  # an unreadable cache is rebuilt
+                pass  # an unreadable cache (or one of another shape) is rebuilt
         index = {"key": key, **self.build()}
         if self.cache_index:
             try:

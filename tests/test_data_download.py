@@ -96,6 +96,9 @@ def test_mnist_downloads_into_raw_and_loads(server, tmp_path):
     dm.setup("fit")
     assert sorted(leftovers(data_dir / "MNIST" / "raw")) == sorted(sums)
     assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [30, 10, 10]
+    # Standardised by the training split alone: the validation images do not shape the statistics.
+    train_x = dm.splits["train"].tensors[0]
+    assert abs(float(train_x.mean())) < 1e-5 and abs(float(train_x.std()) - 1) < 1e-5
     # A second run reads the files and downloads nothing.
     (served / "train-images-idx3-ubyte.gz").unlink()
     MNISTDataModule(data_dir=str(data_dir), url=url, md5=sums, val_split=10, num_classes=10).setup("fit")

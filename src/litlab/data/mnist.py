@@ -106,16 +106,16 @@ class MNISTDataModule(DataModule):
                 raise ValueError(
                     f"{files[f'{split}_x']} has {len(x)} images but {files[f'{split}_y']} has {len(y)} labels"
                 )
-        x_train = arrays["train_x"].float().div_(255)
-        mean, std = x_train.mean(), x_train.std()
+        train, val, _ = split_tensors(
+            (arrays["train_x"].float().div_(255), arrays["train_y"].long()), (self.val_split, 0), self.split_seed
+        )
+        # The training split's statistics only: the validation images stay unseen.
+        mean, std = train.tensors[0].mean(), train.tensors[0].std()
         # Read by litlab-export/-predict: inputs scaled to [0, 1] become (x - mean) / std.
         self.normalization = {"mean": [float(mean)], "std": [float(std)]}
 
         def standardize(x01: Tensor) -> Tensor:  # in place: the 60k training images are 188 MB as float32
             return x01.sub_(mean).div_(std).unsqueeze(1)
 
-        train, val, _ = split_tensors(
-            (standardize(x_train), arrays["train_y"].long()), (self.val_split, 0), self.split_seed
-        )
-        test_x = standardize(arrays["test_x"].float().div_(255))
-        return [train, val, TensorDataset(test_x, arrays["test_y"].long())]
+        splits = [(arrays["test_x"].float().div_(255), arrays["test_y"].long())]
+        return [TensorDataset(standardize(x), y) for x, y in [*(d.tensors for d in (train, val)), *splits]]

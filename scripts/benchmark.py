@@ -266,6 +266,7 @@ def raw_main(spec: dict[str, Any]) -> None:
     import torch.nn.functional as F
 
     from litlab.callbacks.step_timer import gpu_peak_mb, wait_for  # the same marks as the other two sides
+    from litlab.data.loader import epoch_seed  # the same order of batches
 
     x_train, y_train, x_val, y_val, net, forward, optimizer = setup(spec)
     autocast, scaler = mixed_precision(spec)
@@ -277,7 +278,7 @@ def raw_main(spec: dict[str, Any]) -> None:
         epoch_starts.append(time.time())
         epoch_cpu.append(time.process_time())
         net.train()
-        for x, y in batches(x_train, y_train, B, train_limit, spec["data_seed"] + epoch):
+        for x, y in batches(x_train, y_train, B, train_limit, epoch_seed(spec["data_seed"], epoch)):
             if first_step is None:
                 first_step = time.time()
             with autocast():
@@ -322,6 +323,7 @@ def lightning_main(spec: dict[str, Any]) -> None:
     import torch.nn.functional as F
 
     from litlab.callbacks import StepTimer
+    from litlab.data.loader import epoch_seed
 
     x_train, y_train, x_val, y_val, net, forward, optimizer = setup(spec)
     B, (train_limit, val_limit) = spec["batch_size"], spec.get("limit") or (None, None)
@@ -337,7 +339,7 @@ def lightning_main(spec: dict[str, Any]) -> None:
             return n if self.limit is None else min(n, self.limit)
 
         def __iter__(self) -> Any:
-            seed = spec["data_seed"] + trainer.current_epoch if self.shuffle else None
+            seed = epoch_seed(spec["data_seed"], trainer.current_epoch) if self.shuffle else None
             return batches(self.x, self.y, B, self.limit, seed)
 
     class Bare(L.LightningModule):

@@ -78,3 +78,16 @@ def test_overfitting_reads_the_same_batches_every_epoch(overfit):
         loader.sampler.set_epoch(epoch)
         epochs.append(ids(list(loader)))
     assert (epochs[0] == epochs[1]) == bool(overfit)
+
+
+def test_seeds_of_a_sweep_never_share_an_epochs_order():
+    """With seed + epoch, seed 1's second epoch was seed 2's first, batch for batch."""
+    from litlab.data.loader import ShardSampler
+
+    orders = set()
+    for seed in range(4):
+        sampler = ShardSampler(100, shuffle=True, seed=seed)
+        for epoch in range(4):
+            sampler.set_epoch(epoch)
+            orders.add(tuple(sampler))
+    assert len(orders) == 16

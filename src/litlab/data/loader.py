@@ -7,6 +7,12 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's order: distinct for every (seed, epoch), so that runs of seeds 1 and
+    2 never share an order one epoch apart (as ``seed + epoch`` would)."""
+    return (seed << 20) + epoch
+
+
 class ShardSampler(Sampler[int]):
     """This rank's share of a (seeded, per-epoch) permutation of ``range(n)``.
 
@@ -27,7 +33,7 @@ class ShardSampler(Sampler[int]):
 
     def indices(self) -> Tensor:
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
             order = torch.randperm(self.n, generator=g)
         else:
             order = torch.arange(self.n)

@@ -173,7 +173,7 @@ def _check_monitors(cfg: DictConfig) -> None:
 def _check_optimized_metric(cfg: DictConfig, task: str, logged: list[str]) -> None:
     """``optimized_metric`` (what a sweeper minimizes) names a value metrics.json will hold."""
     sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or ""
-    if sweeper.endswith("BasicSweeper"):
+    if not sweeper or sweeper.endswith("BasicSweeper"):
         return  # nothing reads it
     metric = cfg.get("optimized_metric")
     if not isinstance(metric, str) or not metric.startswith(("train/", "val/", "test/")):

@@ -62,6 +62,20 @@ def test_checkpoint_with_pickled_code_is_refused_everywhere(tmp_path, trained, t
     assert not marker.exists(), "the payload ran"
 
 
+def test_files_that_are_no_checkpoint_are_named_as_such(tmp_path):
+    """Not "pickled objects" for a text file, not an AttributeError for a saved tensor."""
+    from litlab.checkpoint import UnreadableCheckpointError
+
+    (tmp_path / "notes.ckpt").write_text("garbage")
+    torch.save(torch.zeros(3), tmp_path / "tensor.ckpt")
+    torch.save([1, 2], tmp_path / "list.ckpt")
+    cases = {"notes": "not written by torch.save", "tensor": "holds a Tensor, not a checkpoint", "list": "holds a list"}
+    for name, message in cases.items():
+        for load in (load_checkpoint, load_task):
+            with pytest.raises(UnreadableCheckpointError, match=rf"{name}\.ckpt .*{message}"):
+                load(tmp_path / f"{name}.ckpt")
+
+
 def save_as_if_on_gpu(checkpoint: dict, path: Path) -> None:
     """torch.save with every storage tagged ``cuda:0``, byte for byte what a GPU run writes."""
     with saving_as_if_on_gpu():

@@ -27,7 +27,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
     ``mmap=True`` reads the tensors' bytes only when they are used (a look at the keys and shapes).
     """
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        loaded = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, KeyError, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
@@ -39,11 +39,18 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
     except pickle.UnpicklingError as e:
         # torch's message runs to a page; one line of it names what the file wanted to import.
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if not found and not zipfile.is_zipfile(path):  # not a pickle at all: text, another format
+            raise UnreadableCheckpointError(
+                f"{path} is not a readable checkpoint: not written by torch.save (no zip archive)"
+            ) from None
         reason = f"it imports {found.group(1)}" if found else str(e).strip().splitlines()[-1]
         raise UnsafeCheckpointError(
             f"{path} holds pickled Python objects, which could run code when loaded; litlab loads only tensors "
             f"and plain containers (weights_only=True) and refuses it ({reason})"
         ) from None
+    if not isinstance(loaded, dict):
+        raise UnreadableCheckpointError(f"{path} holds a {type(loaded).__name__}, not a checkpoint (a dict of states)")
+    return loaded
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

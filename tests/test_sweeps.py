@@ -67,6 +67,9 @@ def test_failing_job_is_recorded_and_does_not_stop_the_others(sweep):
         assert "Traceback" in (job / "error.txt").read_text()
     # The cnn jobs after the failed mlp job still ran to the end.
     assert (sweep_dir / "3_debug=limit,model=cnn,seed=1" / "checkpoints" / "last.ckpt").is_file()
+    # The sweep ends with the first failure in one line, no traceback (each job's is in its error.txt).
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "litlab: error: job 2_debug=limit,model=mlp,seed=oops failed: seed=oops: must be an integer" in proc.stderr
 
 
 def test_failed_job_reraises_after_recording(tmp_path):

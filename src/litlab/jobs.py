@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import CompactHydraException, InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -129,13 +129,17 @@ def use_resources(cfg: DictConfig) -> None:
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
 
 
+class JobFailed(CompactHydraException):
+    """A sweep's job failed: Hydra prints this line at the end of the sweep, not a traceback."""
+
+
 def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Wrap a Hydra task function: a failed single run ends with one line on stderr, not a traceback.
 
     A ``ConfigError`` prints its message and exits 2; Ctrl-C exits 130; anything else prints its
     first line and where its traceback is (``error.txt`` in the run directory) and exits 1. A
-    sweep's jobs re-raise for the launcher to record each one, and ``HYDRA_FULL_ERROR=1`` shows
-    the traceback as Hydra would.
+    sweep's job raises ``JobFailed`` with that line for the launcher to record (the sweep goes
+    on), and ``HYDRA_FULL_ERROR=1`` shows the traceback as Hydra would.
     """
     from litlab.validate import ConfigError, missing_value
 
@@ -145,30 +149,34 @@ def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[Dic
             return task_function(cfg)
         except (Exception, KeyboardInterrupt) as error:
             hydra = HydraConfig.get()
-            if hydra.mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            sweep = hydra.mode == RunMode.MULTIRUN
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or (sweep and isinstance(error, KeyboardInterrupt)):
                 raise
             if isinstance(error, KeyboardInterrupt):
                 raise SystemExit(130) from None  # the shell's code for Ctrl-C; what to do next is printed
-            built = ""
+            cause, built = error, ""
             # Hydra's "Error in call to target 'X':" hides the cause on its second line: name the cause.
-            while isinstance(error, InstantiationException) and isinstance(error.__cause__, Exception):
-                target = re.search(r"target '([^']+)'", str(error))
+            while isinstance(cause, InstantiationException) and isinstance(cause.__cause__, Exception):
+                target = re.search(r"target '([^']+)'", str(cause))
                 built = f" (building {target.group(1)})" if target else built
-                error = error.__cause__
-            if isinstance(error, MissingMandatoryValue):  # a ??? in the config that nothing filled in
-                error = missing_value(error.full_key)
-            if isinstance(error, ConfigError):
-                print(f"litlab: error: {error}{built}", file=sys.stderr)
-                raise SystemExit(2) from None
+                cause = cause.__cause__
+            if isinstance(cause, MissingMandatoryValue):  # a ??? in the config that nothing filled in
+                cause = missing_value(cause.full_key)
             run_dir = Path(hydra.runtime.output_dir)
-            if not (run_dir / ERROR_FILE).is_file():  # litlab-train's run_job has recorded it already
-                record_failure(run_dir, error, announce=False)
-            lines = str(error).strip().splitlines()
-            what = (lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
-            if not isinstance(error, ValueError | OSError) or not what:  # the input errors speak for themselves
-                what = f"{type(error).__name__}: {what}".rstrip(": ")
-            print(f"litlab: error: {what}{built} (traceback in {run_dir / ERROR_FILE})", file=sys.stderr)
-            raise SystemExit(1) from None
+            if isinstance(cause, ConfigError):
+                line, status = f"{cause}{built}", 2
+            else:
+                if not (run_dir / ERROR_FILE).is_file():  # litlab-train's run_job has recorded it already
+                    record_failure(run_dir, cause, announce=False)
+                lines = str(cause).strip().splitlines()
+                what = (lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
+                if not isinstance(cause, ValueError | OSError) or not what:  # input errors speak for themselves
+                    what = f"{type(cause).__name__}: {what}".rstrip(": ")
+                line, status = f"{what}{built} (traceback in {run_dir / ERROR_FILE})", 1
+            if sweep:
+                raise JobFailed(f"litlab: error: job {run_dir.name} failed: {line}") from error
+            print(f"litlab: error: {line}", file=sys.stderr)
+            raise SystemExit(status) from None
 
     return wrapper
 

@@ -536,6 +536,9 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
             except ConfigError as e:
                 print(f"litlab: error: {e}", file=sys.stderr)
                 raise SystemExit(2) from None
-        return main()
+        try:
+            return main()
+        except KeyboardInterrupt:  # a sweep's (a single run exits 130 itself): the job said how to resume
+            raise SystemExit(130) from None
 
     return wrapper

@@ -22,6 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
@@ -154,7 +155,10 @@ class OptunaSweeper(Sweeper):
             results = best_of | results
         OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
         if not done:
-            raise RuntimeError(f"all {len(trials)} Optuna trials failed; each job directory holds its error.txt")
+            # One line at the end of the sweep, not a traceback: each trial's is in its error.txt.
+            raise CompactHydraException(
+                f"litlab: error: all {len(trials)} Optuna trials failed; each job directory holds its error.txt"
+            )
         print(
             f"Best of {len(trials)} trials ({results['n_failed']} failed): "
             f"{self.config.optimized_metric}={best['value']:.4g} with {' '.join(best['overrides'])}\n"

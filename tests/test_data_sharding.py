@@ -47,7 +47,7 @@ def test_ranks_split_eval_exactly_and_train_evenly(kind, tmp_path):
         def make():
             return SyntheticDataModule(
                 input_shape=[1, 4, 4], num_classes=2, num_train=50, num_val=20, num_test=5, batch_size=4,
-                streaming=kind == "stream", num_workers=2 if kind == "stream" else 0,
+                streaming=kind == "stream", shuffle=kind != "stream", num_workers=2 if kind == "stream" else 0,
             )  # fmt: skip
 
     full = make()

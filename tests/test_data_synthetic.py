@@ -47,7 +47,7 @@ def test_stream_rejects_a_bad_rank():
 
 def test_stream_reads_the_same_samples_as_memory():
     kw = {"input_shape": [1, 4, 4], "num_classes": 3, "num_train": 50, "num_val": 20, "num_test": 20, "batch_size": 16}
-    memory, stream = SyntheticDataModule(**kw), SyntheticDataModule(streaming=True, num_workers=2, **kw)
+    memory, stream = SyntheticDataModule(**kw), SyntheticDataModule(streaming=True, shuffle=False, num_workers=2, **kw)
     memory.setup("fit"), stream.setup("fit")
     batches = list(stream.val_dataloader())
     x = torch.cat([b[0] for b in batches])
@@ -56,7 +56,14 @@ def test_stream_reads_the_same_samples_as_memory():
 
 
 def test_stream_applies_per_sample_transforms_to_its_batches():
-    kw = {"input_shape": [1, 4, 4], "num_classes": 3, "num_train": 20, "batch_size": 8, "streaming": True}
+    kw = {
+        "input_shape": [1, 4, 4],
+        "num_classes": 3,
+        "num_train": 20,
+        "batch_size": 8,
+        "streaming": True,
+        "shuffle": False,
+    }
     plain, flipped = SyntheticDataModule(**kw), SyntheticDataModule(**kw, transforms=[{"name": "hflip", "p": 1.0}])
     for dm in (plain, flipped):
         dm.setup("fit")
@@ -112,7 +119,7 @@ def test_sequence_batches_carry_a_mask_the_transformer_uses():
 
 def test_sequences_stream_padded_batches():
     kw = {"vocab_size": 3, "num_classes": 2, "input_shape": [16], "max_len": 16, "batch_size": 8, "num_train": 30}
-    memory, stream = SequenceDataModule(**kw), SequenceDataModule(**kw, streaming=True, num_workers=2)
+    memory, stream = SequenceDataModule(**kw), SequenceDataModule(**kw, streaming=True, shuffle=False, num_workers=2)
     memory.setup("fit"), stream.setup("fit")
     batches = list(stream.val_dataloader())
     assert all(len(b) == 3 and b[0].shape == b[2].shape for b in batches)

@@ -259,6 +259,11 @@ def check_config(cfg: DictConfig) -> None:
             "model.class_weights=balanced: needs the training labels, which a stream (data.streaming=true) "
             "does not list; give the weights as a list"
         )
+    if OmegaConf.select(cfg, "data.streaming") and OmegaConf.select(cfg, "data.shuffle"):
+        raise ConfigError(
+            "data.shuffle=true: a stream (data.streaming=true) is read in its own order, batch after batch; "
+            "set data.shuffle=false"
+        )
     if "precision" in cfg.get("trainer", {}):
         _check_precision(cfg.trainer.precision)
     if "accelerator" in cfg.get("trainer", {}):

@@ -136,6 +136,11 @@ class SyntheticDataModule(DataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if streaming and self.shuffle:
+            raise ValueError(
+                "data.shuffle=true: a stream (data.streaming=true) is read in its own order, batch after batch; "
+                "set data.shuffle=false"
+            )
         sizes = {"num_train": num_train, "num_val": num_val, "num_test": num_test}
         for key, n in sizes.items():
             if not isinstance(n, int) or n < 1:

@@ -1,6 +1,7 @@
 """litlab-predict: a split, a folder of images, an array file; CSV and .npy outputs; GPU checkpoints on CPU."""
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -256,3 +257,25 @@ def test_eval_without_ckpt_path_is_one_line(tmp_path):
     proc = cli("litlab-eval", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "litlab: error: ckpt_path: needs a value (it is ???); give it as ckpt_path=..."
+
+
+@pytest.mark.parametrize(
+    "option,message",
+    [
+        ("batch_size=0", "batch_size=0: must be an integer >= 1"),
+        ("normalize=maybe", "normalize=maybe: must be true or false"),
+        ("device=gpu", "device=gpu: not a torch device"),
+        ("split=tset", "split=tset: not a split; choose one of train, val, test"),
+        *([] if torch.cuda.is_available() else [("device=cuda", "device=cuda: torch sees no cuda device here")]),
+    ],
+)
+def test_predict_options_that_cannot_work_are_named(option, message):
+    from omegaconf import OmegaConf
+
+    from litlab.predict import check_options
+    from litlab.validate import ConfigError
+
+    defaults = OmegaConf.create({"input": None, "split": "test", "batch_size": 256, "normalize": True, "device": "cpu"})
+    check_options(defaults)
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        check_options(OmegaConf.merge(defaults, OmegaConf.from_dotlist([option])))

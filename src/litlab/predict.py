@@ -125,6 +125,30 @@ def write_predictions(
         np.save(f, table, allow_pickle=False)
 
 
+SPLITS = ("train", "val", "test")
+
+
+def check_options(cfg: DictConfig) -> None:
+    """``ConfigError`` for a value of ``split``, ``batch_size``, ``normalize`` or ``device`` that cannot work."""
+    import torch
+
+    from litlab.validate import ConfigError
+
+    if cfg.input is None and cfg.split not in SPLITS:
+        raise ConfigError(f"split={cfg.split}: not a split; choose one of {', '.join(SPLITS)} (or give input=...)")
+    if not isinstance(cfg.batch_size, int) or isinstance(cfg.batch_size, bool) or cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size}: must be an integer >= 1")
+    if not isinstance(cfg.normalize, bool):
+        raise ConfigError(f"normalize={cfg.normalize}: must be true or false")
+    try:
+        device = torch.device(cfg.device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={cfg.device}: not a torch device; e.g. cpu, cuda, cuda:1, mps") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, True):
+        raise ConfigError(f"device={cfg.device}: torch sees no {device.type} device here; device=cpu runs anywhere")
+
+
 def predict(cfg: DictConfig) -> Path:
     """Write the predictions ``cfg`` asks for into the run directory; returns the CSV's path."""
     from hydra.core.hydra_config import HydraConfig
@@ -133,6 +157,7 @@ def predict(cfg: DictConfig) -> Path:
     from litlab.tasks import load_task
 
     imports_done()
+    check_options(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
     # map_location: a checkpoint written on a GPU loads on a machine without one.

@@ -279,3 +279,19 @@ def test_predict_options_that_cannot_work_are_named(option, message):
     check_options(defaults)
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
         check_options(OmegaConf.merge(defaults, OmegaConf.from_dotlist([option])))
+
+
+@pytest.mark.parametrize(
+    "command,args,message",
+    [
+        ("litlab-predict", ["ckpt_path=x.ckpt", "splt=val"], "splt: no such key; did you mean split?"),
+        ("litlab-eval", ["ckpt=x.ckpt"], "ckpt: no such key; did you mean ckpt_path?"),
+        ("litlab-export", ["ckpt_path=x.ckpt", "data=digts"], "data=digts: no such option; did you mean digits?"),
+    ],
+)
+def test_misspelled_keys_and_options_are_refused_before_a_run_directory_exists(tmp_path, command, args, message):
+    proc = cli(command, *args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"litlab: error: {message}"), line
+    assert not (tmp_path / "logs").exists()

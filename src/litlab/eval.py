@@ -14,7 +14,7 @@ from litlab.jobs import one_line_errors
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
 from litlab.train import instantiate_all, with_progress_bar
-from litlab.validate import own_run_dir
+from litlab.validate import checked_command
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 @entry_point
-@own_run_dir("eval")
+@checked_command("eval")
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
 @one_line_errors
 def main(cfg: DictConfig) -> None:

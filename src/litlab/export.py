@@ -26,7 +26,7 @@ from litlab.config import config_dir
 from litlab.inputs import Inputs, InputSpec
 from litlab.jobs import one_line_errors
 from litlab.runs import resolve_checkpoint, write_json_atomic
-from litlab.validate import own_run_dir
+from litlab.validate import checked_command
 from litlab.warnings_explained import explained_warnings
 
 log = logging.getLogger(__name__)
@@ -449,7 +449,7 @@ def export(cfg: DictConfig) -> dict:
 
 
 @entry_point
-@own_run_dir("export")
+@checked_command("export")
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
 @one_line_errors
 def main(cfg: DictConfig) -> None:

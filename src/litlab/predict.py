@@ -19,7 +19,7 @@ from litlab.collector import entry_point, imports_done
 from litlab.config import config_dir
 from litlab.jobs import one_line_errors
 from litlab.runs import atomic_file, resolve_checkpoint
-from litlab.validate import own_run_dir
+from litlab.validate import checked_command
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def predict(cfg: DictConfig) -> Path:
 
 
 @entry_point
-@own_run_dir("predict")
+@checked_command("predict")
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
 @one_line_errors
 def main(cfg: DictConfig) -> None:

@@ -498,14 +498,21 @@ def check_own_run_dir(argv: list[str], command: str) -> None:
         )
 
 
-def own_run_dir(command: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
-    """Wrap a ``@hydra.main`` entry point: refuse a ``hydra.run.dir`` holding another command's run (exit 2)."""
+def checked_command(command: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Wrap the ``@hydra.main`` entry point of ``litlab-<command>`` (its config is ``conf/<command>.yaml``).
+
+    Before Hydra makes a run directory, a misspelled key or option exits 2 with one line, and so
+    does a ``hydra.run.dir`` holding another command's run.
+    """
 
     def wrap(main: Callable[[], Any]) -> Callable[[], Any]:
         @functools.wraps(main)
         def wrapper() -> Any:
+            overrides = _command_line_overrides(sys.argv[1:])
             try:
                 check_own_run_dir(sys.argv[1:], command)
+                if overrides is not None:
+                    check_command_line(overrides, command)
             except ConfigError as e:
                 print(f"litlab: error: {e}", file=sys.stderr)
                 raise SystemExit(2) from None

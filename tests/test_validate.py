@@ -167,3 +167,18 @@ def test_in_process_train_checks_before_building_anything(train_in_process, monk
     monkeypatch.setattr(litlab.train, "build_task", lambda cfg: pytest.fail("built the model"))
     with pytest.raises(ConfigError, match=r"data.batch_size=0: must be an integer >= 1"):
         train_in_process("data.batch_size=0")
+
+
+def test_a_config_file_that_is_not_yaml_is_named_in_one_line(tmp_path, monkeypatch):
+    import shutil
+
+    import litlab.validate
+    from litlab.config import config_dir
+
+    conf = tmp_path / "conf"
+    shutil.copytree(config_dir(), conf)
+    (conf / "local" / "default.yaml").write_text("paths: {data_dir: /scratch\n")  # the closing brace forgotten
+    monkeypatch.setattr(litlab.validate, "config_dir", lambda: conf)
+    with pytest.raises(ConfigError, match=r"^a config file is not valid YAML: .*local/default\.yaml\", line 1") as e:
+        check_command_line([])
+    assert "\n" not in str(e.value)

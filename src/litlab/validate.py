@@ -332,6 +332,15 @@ def _first(override: Any) -> str | None:
 
 def check_command_line(args: list[str], config_name: str = "train") -> DictConfig:
     """The config ``args`` compose to (Hydra's overrides, no flags); ``ConfigError`` for the first bad one."""
+    import yaml
+
+    try:
+        return _check_command_line(args, config_name)
+    except yaml.YAMLError as e:  # a config file of the user's (conf/local/default.yaml) that does not parse
+        raise ConfigError(f"a config file is not valid YAML: {' '.join(str(e).split())}") from None
+
+
+def _check_command_line(args: list[str], config_name: str) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -454,8 +463,8 @@ def _resumed(args: list[str]) -> list[str]:
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         try:
             cfg = _compose(args)
-        except ConfigError:
-            return args  # the check of the command line itself names what is wrong
+        except Exception:  # any: the check of the command line itself names what is wrong
+            return args
         try:
             checkpoint = resolve_checkpoint(cfg.get("ckpt_path"), f"{cfg.paths.log_dir}/{cfg.task_name}")
         except FileNotFoundError as e:

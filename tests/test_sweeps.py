@@ -85,6 +85,19 @@ def test_failed_job_reraises_after_recording(tmp_path):
     assert "raise RuntimeError" in (tmp_path / "run" / "error.txt").read_text()
 
 
+def test_a_failure_on_another_rank_keeps_its_own_traceback(tmp_path, monkeypatch):
+    """Rank 0 records the run (often only "connection closed by peer"); the failing rank's cause lies beside it."""
+    from litlab.jobs import record_failure
+
+    monkeypatch.setenv("RANK", "1")
+    try:
+        raise AttributeError("the cause")
+    except AttributeError as e:
+        record_failure(tmp_path, e)
+    assert "AttributeError: the cause" in (tmp_path / "error-rank1.txt").read_text()
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "error.txt").exists()
+
+
 @pytest.mark.slow
 def test_single_run_error_exits_nonzero_and_is_recorded(tmp_path):
     # A value no config check can see: the data refuses its split when it loads, after the run directory exists.

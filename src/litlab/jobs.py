@@ -91,7 +91,12 @@ def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -
 
     ``announce`` logs one line about it (a sweep's jobs); a single run prints its own (``one_line_errors``).
     """
-    if not _is_rank_zero() or not run_dir.is_dir():
+    if not run_dir.is_dir():
+        return
+    if not _is_rank_zero():
+        # Rank 0 records the run, often with only the symptom (its peer hung up): keep the cause beside it.
+        rank = next(os.environ[k] for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(k, "0") != "0")
+        (run_dir / f"error-rank{rank}.txt").write_text("".join(traceback.format_exception(error)))
         return
     status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
     (run_dir / ERROR_FILE).write_text("".join(traceback.format_exception(error)))

@@ -39,3 +39,20 @@ def test_atomic_json_has_the_mode_of_a_plain_file(tmp_path):
     write_json_atomic(tmp_path / "a.json", {})
     (tmp_path / "b.json").write_text("{}")
     assert (tmp_path / "a.json").stat().st_mode == (tmp_path / "b.json").stat().st_mode
+
+
+def test_a_run_directory_means_last_ckpt_to_resume_and_the_best_to_evaluate(tmp_path):
+    import json
+
+    from litlab.runs import resolve_checkpoint
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("epoch_003.ckpt", "last.ckpt"):
+        (run / "checkpoints" / name).write_bytes(b"")
+    # metrics.json names where the run was written; the file is found by name under this directory.
+    (run / "metrics.json").write_text(json.dumps({"best_checkpoint": "/elsewhere/checkpoints/epoch_003.ckpt"}))
+    assert resolve_checkpoint(str(run), tmp_path) == str(run / "checkpoints" / "last.ckpt")
+    assert resolve_checkpoint(str(run), tmp_path, best=True) == str(run / "checkpoints" / "epoch_003.ckpt")
+    (run / "metrics.json").unlink()  # a run that never finished: its last.ckpt
+    assert resolve_checkpoint(str(run), tmp_path, best=True) == str(run / "checkpoints" / "last.ckpt")

@@ -30,7 +30,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     imports_done()
     quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
-    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
     data_cfg = data_config(cfg, ckpt_path, alternative="")
     if cfg.print_config:
         print(OmegaConf.to_yaml(data_cfg, resolve=True))

@@ -405,7 +405,7 @@ def export(cfg: DictConfig) -> dict:
     imports_done()
     fmt = check_request(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
     task = load_task(ckpt_path, map_location="cpu").eval()
     data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
     datamodule = load_datamodule(data_cfg)

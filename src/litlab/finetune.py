@@ -6,7 +6,6 @@ tensor must fit by name and shape unless ``init_skip`` leaves it freshly initial
 changed architecture fails loudly instead of silently training mostly from scratch.
 """
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -54,17 +53,14 @@ def shortest_prefixes(names: list[str], keep: list[str]) -> list[str]:
 
 def init_source(path: str | Path) -> Path:
     """The checkpoint ``init_from`` names: a file, or a run directory's best (else last) checkpoint."""
+    from litlab.runs import best_checkpoint
+
     path = Path(path)
     if path.is_dir():
-        try:
-            best = json.loads((path / "metrics.json").read_text()).get("best_checkpoint")
-        except (OSError, ValueError, AttributeError):
-            best = None
-        # By name under this directory: metrics.json holds the absolute path where the run was written.
-        for name in (Path(best).name if best else None, "last.ckpt"):
-            if name and (path / "checkpoints" / name).is_file():
-                return path / "checkpoints" / name
-        raise FileNotFoundError(f"init_from={path}: a directory without a best checkpoint or checkpoints/last.ckpt")
+        found = best_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(f"init_from={path}: a directory without a best checkpoint or checkpoints/last.ckpt")
+        return found
     if not path.is_file():
         raise FileNotFoundError(f"init_from={path}: no such checkpoint file")
     return path

@@ -159,7 +159,7 @@ def predict(cfg: DictConfig) -> Path:
     imports_done()
     check_options(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train")
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
     # map_location: a checkpoint written on a GPU loads on a machine without one.
     task = load_task(ckpt_path, map_location="cpu").to(cfg.device).eval()
     data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)

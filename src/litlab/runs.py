@@ -73,17 +73,36 @@ def find_last_checkpoint(log_dir: str | Path) -> Path:
     return candidates[-1]
 
 
-def resolve_checkpoint(ckpt_path: str | None, log_dir: str | Path) -> str | None:
-    """``ckpt_path`` as a checkpoint file: ``last`` and run directories are looked up."""
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """A run directory's best checkpoint (metrics.json's ``best_checkpoint``), else its ``last.ckpt``, else None."""
+    try:
+        best = json.loads((run_dir / METRICS_FILE).read_text()).get("best_checkpoint")
+    except (OSError, ValueError, AttributeError):
+        best = None
+    # By name under this directory: metrics.json holds the absolute path where the run was written.
+    for name in (Path(best).name if best else None, "last.ckpt"):
+        if name and (run_dir / "checkpoints" / name).is_file():
+            return run_dir / "checkpoints" / name
+    return None
+
+
+def resolve_checkpoint(ckpt_path: str | None, log_dir: str | Path, best: bool = False) -> str | None:
+    """``ckpt_path`` as a checkpoint file: ``last`` and run directories are looked up.
+
+    A run directory means its ``last.ckpt`` (what a resume goes on from), or with ``best`` its
+    best checkpoint (what a run tests at its end: what eval, predict and export take).
+    """
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
         return str(find_last_checkpoint(log_dir))
     path = Path(ckpt_path)
     if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-        if not path.is_file():
-            raise FileNotFoundError(f"ckpt_path={ckpt_path}: a directory without checkpoints/last.ckpt")
+        found = best_checkpoint(path) if best else path / "checkpoints" / "last.ckpt"
+        if found is None or not found.is_file():
+            which = "a best checkpoint or checkpoints/last.ckpt" if best else "checkpoints/last.ckpt"
+            raise FileNotFoundError(f"ckpt_path={ckpt_path}: a directory without {which}")
+        path = found
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     return str(path)

@@ -125,17 +125,13 @@ def write_predictions(
         np.save(f, table, allow_pickle=False)
 
 
-SPLITS = ("train", "val", "test")
-
-
 def check_options(cfg: DictConfig) -> None:
-    """``ConfigError`` for a value of ``split``, ``batch_size``, ``normalize`` or ``device`` that cannot work."""
+    """``ConfigError`` for a value of ``batch_size``, ``normalize`` or ``device`` that cannot work (``split`` is
+    checked against the data's splits)."""
     import torch
 
     from litlab.validate import ConfigError
 
-    if cfg.input is None and cfg.split not in SPLITS:
-        raise ConfigError(f"split={cfg.split}: not a split; choose one of {', '.join(SPLITS)} (or give input=...)")
     if not isinstance(cfg.batch_size, int) or isinstance(cfg.batch_size, bool) or cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size}: must be an integer >= 1")
     if not isinstance(cfg.normalize, bool):

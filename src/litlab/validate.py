@@ -359,7 +359,7 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
         loader = GlobalHydra.instance().config_loader()
         groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]
         for o in groups:
-            options = loader.get_group_options(o.key_or_group)
+            options = [n for n in loader.get_group_options(o.key_or_group) if not n.startswith("_")]  # _*: bases
             if o.is_delete():
                 continue
             if isinstance(o.value(), ChoiceSweep):  # typed: a choice may be a list, [default,ema]

@@ -1,5 +1,6 @@
 """Fault injection: kill -9 mid-training and mid-write, SIGTERM; the resumed run equals an uninterrupted one."""
 
+import json
 import os
 import signal
 import subprocess
@@ -307,8 +308,10 @@ def test_a_run_started_in_a_runs_directory_keeps_that_runs_config_and_record(tmp
     assert {p: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()} == before, "best checkpoint kept"
     assert "trainer.max_epochs=1" in (run_dir / ".hydra" / "overrides.yaml").read_text()
 
-    # Another command pointed there is refused before it writes anything.
+    # Another command pointed there is refused before it writes anything; so is a run that would not train.
     record = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    proc = cli("litlab-train", f"hydra.run.dir={run_dir}", "train=false", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "with train=false it would test the initial weights" in proc.stderr
     for command in ("litlab-eval", "litlab-export"):
         proc = cli(command, f"ckpt_path={run_dir}", f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False)
         assert proc.returncode == 2, proc.stderr
@@ -334,3 +337,36 @@ def test_a_failed_attempt_to_go_on_with_a_finished_run_keeps_its_results(tmp_pat
     after = read_metrics(run_dir)
     assert "status" not in after and after["metrics"] == finished["metrics"], "still the finished run's results"
     assert after["last_attempt"]["status"] == "failed" and "blobs.npz" in after["last_attempt"]["error"]
+
+    # Told where the file is now (a key only the run's data option has), it goes on.
+    cli("litlab-train", "ckpt_path=last", "trainer.max_epochs=2", f"data.path={tmp_path / 'moved.npz'}", cwd=tmp_path)
+    after = read_metrics(run_dir)
+    assert after["epochs"] == 2 and "last_attempt" not in after and "status" not in after
+
+
+def test_a_failed_attempt_that_replaced_the_best_checkpoint_leaves_no_stale_record(tmp_path):
+    from litlab.jobs import record_failure
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"best_checkpoint": str(tmp_path / "checkpoints" / "epoch_000.ckpt"), "metrics": {"val/loss": 1.0}})
+    )
+    record_failure(tmp_path, RuntimeError("died in epoch 3"))  # epoch_000.ckpt was replaced by the attempt
+    after = read_metrics(tmp_path)
+    assert after["status"] == "failed" and after["best_checkpoint"] is None and "last_attempt" not in after
+
+
+def test_a_renamed_job_resumes_in_its_directory(tmp_path):
+    """hydra.job.name names jobs (SLURM); the command a directory belongs to is its config's name."""
+    cli(
+        "litlab-train",
+        *FAST,
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "hydra.job.name=myexp",
+        cwd=tmp_path,
+    )
+    run_dir = only_run(tmp_path)
+    cli("litlab-train", f"hydra.run.dir={run_dir}", "trainer.max_epochs=2", cwd=tmp_path)
+    assert read_metrics(run_dir)["epochs"] == 2

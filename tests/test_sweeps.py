@@ -87,7 +87,7 @@ def test_failed_job_reraises_after_recording(tmp_path):
 
 def test_a_failure_on_another_rank_keeps_its_own_traceback(tmp_path, monkeypatch):
     """Rank 0 records the run (often only "connection closed by peer"); the failing rank's cause lies beside it."""
-    from litlab.jobs import record_failure
+    from litlab.jobs import error_file, record_failure
 
     monkeypatch.setenv("RANK", "1")
     try:
@@ -95,6 +95,7 @@ def test_a_failure_on_another_rank_keeps_its_own_traceback(tmp_path, monkeypatch
     except AttributeError as e:
         record_failure(tmp_path, e)
     assert "AttributeError: the cause" in (tmp_path / "error-rank1.txt").read_text()
+    assert error_file(tmp_path) == tmp_path / "error-rank1.txt"  # what that rank's one-line error names
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "error.txt").exists()
 
 

@@ -102,9 +102,9 @@ BAD = {
         ["hparams_search=optuna", "optimized_metric=val/acc_bset", "callbacks.model_checkpoint.monitor=val/acc"],
         "optimized_metric=val/acc_bset: no run of the classification task reports it; did you mean val/acc_best?",
     ),
-    "a shuffled stream": (
-        ["data=synthetic_stream", "data.shuffle=true"],
-        "data.shuffle=true: a stream (data.streaming=true) is read in its own order",
+    "optimized metric per step": (
+        ["hparams_search=optuna", "optimized_metric=train/loss_step"],
+        "optimized_metric=train/loss_step: no run of the classification task reports it",
     ),
     "no epochs": (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= 1, or -1 for no limit"),
     "no steps": (["trainer.max_steps=0"], "trainer.max_steps=0: must be an integer >= 1, or -1 for no limit"),

@@ -64,6 +64,12 @@ def threads_per_job() -> int | None:
     return max(1, cores // n_jobs)
 
 
+def error_file(run_dir: Path) -> Path:
+    """Where this process writes its traceback: ``error.txt``, or ``error-rank<N>.txt`` on another DDP rank."""
+    rank = next((os.environ[k] for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(k, "0") != "0"), None)
+    return run_dir / (ERROR_FILE if rank is None else f"error-rank{rank}.txt")
+
+
 def _is_rank_zero() -> bool:
     # Under DDP every rank runs the job; one record is enough. Lightning's rank variables.
     return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
@@ -86,8 +92,9 @@ def tell(logger: logging.Logger, message: str) -> None:
 def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -> None:
     """Write the error into the run directory, keeping any metrics already written.
 
-    A finished run's ``metrics.json`` keeps its status; the failure of a later attempt on it
-    (a resume for more epochs) goes under ``last_attempt``, the traceback into ``error.txt``.
+    A finished run's ``metrics.json`` keeps its status when a later attempt on it (a resume for
+    more epochs) fails before replacing its best checkpoint: the failure goes under
+    ``last_attempt``, the traceback into ``error.txt``.
 
     ``announce`` logs one line about it (a sweep's jobs); a single run prints its own (``one_line_errors``).
     """
@@ -95,8 +102,7 @@ def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -
         return
     if not _is_rank_zero():
         # Rank 0 records the run, often with only the symptom (its peer hung up): keep the cause beside it.
-        rank = next(os.environ[k] for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(k, "0") != "0")
-        (run_dir / f"error-rank{rank}.txt").write_text("".join(traceback.format_exception(error)))
+        error_file(run_dir).write_text("".join(traceback.format_exception(error)))
         return
     status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
     (run_dir / ERROR_FILE).write_text("".join(traceback.format_exception(error)))
@@ -106,13 +112,17 @@ def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -
     except ValueError:
         summary = {}
     attempt = {"status": status, "error": f"{type(error).__name__}: {error}".strip()}
-    if summary.get("metrics") and "status" not in summary:
-        summary["last_attempt"] = attempt  # a finished run resumed again: its results stand
-    else:
-        summary.update(run_dir=str(run_dir), **attempt)
+    best = summary.get("best_checkpoint")
+    if best and not (run_dir / "checkpoints" / Path(best).name).is_file():
+        summary["best_checkpoint"] = None  # the attempt trained on and replaced it: the run is not as it finished
+    elif summary.get("metrics") and "status" not in summary:
+        summary["last_attempt"] = attempt  # a finished run resumed again, failing before it changed: its results stand
+        attempt = {}
+    summary.update(run_dir=str(run_dir), **attempt)
     write_json_atomic(path, summary)
     if announce:
-        first = attempt["error"].splitlines()[0] if attempt["error"] else ""
+        message = summary.get("error") or summary["last_attempt"]["error"]
+        first = message.splitlines()[0] if message else ""
         log.error("Job %s: %s (traceback in %s)", status, first, run_dir / ERROR_FILE)
 
 
@@ -171,13 +181,13 @@ def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[Dic
             if isinstance(cause, ConfigError):
                 line, status = f"{cause}{built}", 2
             else:
-                if not (run_dir / ERROR_FILE).is_file():  # litlab-train's run_job has recorded it already
+                if not error_file(run_dir).is_file():  # litlab-train's run_job has recorded it already
                     record_failure(run_dir, cause, announce=False)
                 lines = str(cause).strip().splitlines()
                 what = (lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
                 if not isinstance(cause, ValueError | OSError) or not what:  # input errors speak for themselves
                     what = f"{type(cause).__name__}: {what}".rstrip(": ")
-                line, status = f"{what}{built} (traceback in {run_dir / ERROR_FILE})", 1
+                line, status = f"{what}{built} (traceback in {error_file(run_dir)})", 1
             if sweep:
                 raise JobFailed(f"litlab: error: job {run_dir.name} failed: {line}") from error
             print(f"litlab: error: {line}", file=sys.stderr)

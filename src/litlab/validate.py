@@ -178,7 +178,8 @@ def _check_optimized_metric(cfg: DictConfig, task: str, logged: list[str]) -> No
     metric = cfg.get("optimized_metric")
     if not isinstance(metric, str) or not metric.startswith(("train/", "val/", "test/")):
         return  # the memory monitor's and a user's own logged values are not known here
-    held = [*logged, *(f"test/{n[4:]}" for n in logged if n.startswith("val/"))]
+    held = [n for n in logged if not n.endswith("_step")]  # metrics.json holds epoch values only
+    held += [f"test/{n[4:]}" for n in held if n.startswith("val/")]
     monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor")
     held += [f"{monitor}_best"] if monitor else []
     if metric not in held:
@@ -258,11 +259,6 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             "model.class_weights=balanced: needs the training labels, which a stream (data.streaming=true) "
             "does not list; give the weights as a list"
-        )
-    if OmegaConf.select(cfg, "data.streaming") and OmegaConf.select(cfg, "data.shuffle"):
-        raise ConfigError(
-            "data.shuffle=true: a stream (data.streaming=true) is read in its own order, batch after batch; "
-            "set data.shuffle=false"
         )
     if "precision" in cfg.get("trainer", {}):
         _check_precision(cfg.trainer.precision)
@@ -442,6 +438,10 @@ def _compose(overrides: list[str], config_name: str = "train") -> DictConfig:
     return cfg
 
 
+#: The keys that say where a checkpoint is (``ckpt_path=last`` looks under paths.log_dir/task_name).
+LOCATING = ("ckpt_path", "task_name", "paths", "experiment", "hydra")
+
+
 def _resumed(args: list[str]) -> list[str]:
     """``args`` completed with the overrides of the run that ``ckpt_path`` or ``hydra.run.dir`` resumes.
 
@@ -454,22 +454,27 @@ def _resumed(args: list[str]) -> list[str]:
     from litlab.runs import resolve_checkpoint
 
     keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[-1] for a in args}
-    if "ckpt_path" not in keys:
-        run_dir = keys.get("hydra.run.dir", "").strip("'\"")
-        # A run started in a run's directory resumes it (as a requeued job does): with its config.
-        if run_dir and requeued_checkpoint(run_dir) and Path(run_dir, ".hydra", "overrides.yaml").is_file():
-            return with_run_overrides(args, run_dir)
-        return args
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        try:
-            cfg = _compose(args)
-        except Exception:  # any: the check of the command line itself names what is wrong
-            return args
-        try:
-            checkpoint = resolve_checkpoint(cfg.get("ckpt_path"), f"{cfg.paths.log_dir}/{cfg.task_name}")
-        except FileNotFoundError as e:
-            raise ConfigError(str(e)) from None
-    return args if checkpoint is None else resume_overrides(args, checkpoint)
+    checkpoint = None
+    if keys.get("ckpt_path", "null") != "null":
+        # Only what locates the checkpoint: a key of the run's own data or model options (data.path=...)
+        # would not compose before those options are back.
+        where = [a for a in args if a.split("=", 1)[0].lstrip("+~").startswith(LOCATING)]
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            try:
+                cfg = _compose(where)
+            except Exception:  # any: the check of the command line itself names what is wrong
+                return args
+            try:
+                checkpoint = resolve_checkpoint(cfg.get("ckpt_path"), f"{cfg.paths.log_dir}/{cfg.task_name}")
+            except FileNotFoundError as e:
+                raise ConfigError(str(e)) from None
+    if checkpoint is not None:
+        return resume_overrides(args, checkpoint)
+    run_dir = keys.get("hydra.run.dir", "").strip("'\"")
+    # A run started in a run's directory resumes it (as a requeued job does): with its config.
+    if run_dir and requeued_checkpoint(run_dir) and Path(run_dir, ".hydra", "overrides.yaml").is_file():
+        return with_run_overrides(args, run_dir)
+    return args
 
 
 def _check_run_dir(cfg: DictConfig) -> None:
@@ -482,6 +487,11 @@ def _check_run_dir(cfg: DictConfig) -> None:
     if not last:
         return
     where = f"hydra.run.dir={run_dir} holds a run, which a run started there resumes (as a requeued job does)"
+    if cfg.get("train") is False:
+        raise ConfigError(
+            f"{where}; with train=false it would test the initial weights over that run's record: "
+            "to test it use litlab-eval ckpt_path=<that run>"
+        )
     try:
         check_resumable(load_checkpoint(last, mmap=True), _meta_task(cfg), where, fix="choose another hydra.run.dir")
     except ValueError as e:
@@ -499,7 +509,7 @@ def check_own_run_dir(argv: list[str], command: str) -> None:
     record = Path(run_dir, ".hydra", "hydra.yaml") if run_dir else None
     if record is None or not record.is_file():
         return
-    held = OmegaConf.select(OmegaConf.load(record), "hydra.job.name")
+    held = OmegaConf.select(OmegaConf.load(record), "hydra.job.config_name")  # not job.name: users rename jobs
     if held is not None and held != command:
         raise ConfigError(
             f"hydra.run.dir={run_dir} holds a litlab-{held} run; litlab-{command} would write its own config and "

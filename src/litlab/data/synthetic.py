@@ -5,6 +5,7 @@ read the same samples, and a stream sharded any way yields each sample exactly o
 Train, val and test are consecutive index ranges of that one sequence of samples.
 """
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -19,6 +20,9 @@ from litlab.data.streaming import StreamDataset
 
 def sample_generator(seed: int, i: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + i)
+
+
+log = logging.getLogger(__name__)
 
 
 class Teacher:
@@ -136,11 +140,8 @@ class SyntheticDataModule(DataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if streaming and self.shuffle:
-            raise ValueError(
-                "data.shuffle=true: a stream (data.streaming=true) is read in its own order, batch after batch; "
-                "set data.shuffle=false"
-            )
+        if streaming and self.shuffle:  # not silently: the config asked for it
+            log.info("data.shuffle=true does not apply to a stream (data.streaming=true): it is read in its own order")
         sizes = {"num_train": num_train, "num_val": num_val, "num_test": num_test}
         for key, n in sizes.items():
             if not isinstance(n, int) or n < 1:

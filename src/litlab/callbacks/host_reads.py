@@ -42,8 +42,9 @@ DISPATCH = (str(TORCH / "overrides.py"), str(TORCH / "_tensor.py"))
 #: What torch warns at each sync it makes under ``torch.cuda.set_sync_debug_mode("warn")``: the
 #: syncs inside torch's own functions (a boolean mask's ``nonzero``, a scaler's ``found_inf``).
 SYNC_WARNING = "called a synchronizing CUDA operation"
-#: Frames between such a warning and the line whose call made it.
-BETWEEN = (warnings.__file__, __file__, *DISPATCH)
+#: Frames between such a warning and the line whose call made it: the warnings machinery (its
+#: Python half is ``_py_warnings`` from Python 3.14), this file's mode, torch's dispatch.
+BETWEEN_MODULES = ("warnings", "_py_warnings", __name__)
 
 
 def _target(func: Any, args: tuple, kwargs: dict) -> torch.device | None:
@@ -168,7 +169,9 @@ class HostReads(L.Callback):
         if self._mode is not None and self._mode.counted:
             return None  # the read the recorder is counting
         frame = sys._getframe(1)
-        while frame.f_back is not None and frame.f_code.co_filename in BETWEEN:
+        while frame.f_back is not None and (
+            frame.f_globals.get("__name__") in BETWEEN_MODULES or frame.f_code.co_filename in DISPATCH
+        ):
             frame = frame.f_back
         site, outer = self._site(frame), frame
         while outer.f_back is not None and outer.f_code.co_filename.startswith(TORCH_DIR):

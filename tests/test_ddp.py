@@ -53,3 +53,23 @@ def test_a_ddp_run_resumes(tmp_path):
     assert "Resumed at step 20" in proc.stdout + proc.stderr
     assert read_metrics(run_dir)["steps"] == 2 * 20
     one_tensorboard_run(run_dir)
+
+
+def test_a_ddp_run_resumed_mid_epoch_ends_with_the_same_metrics(tmp_path):
+    """Each rank gets its own running train metrics back (they hold its share of the epoch so far)."""
+    steps = [
+        "trainer.max_epochs=2",
+        "trainer.deterministic=true",
+        "callbacks.model_checkpoint.every_n_train_steps=25",  # 20 steps an epoch per rank: mid epoch 2
+        "callbacks.model_checkpoint.save_top_k=-1",
+        "callbacks.model_checkpoint.filename='step_{step}'",
+    ]
+    cli("litlab-train", *FAST, "trainer=ddp_cpu", *steps, cwd=tmp_path)
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    whole = read_metrics(run_dir)["metrics"]
+    cli("litlab-train", f"ckpt_path={run_dir / 'checkpoints' / 'step_25.ckpt'}", cwd=tmp_path)
+    resumed = read_metrics(run_dir)["metrics"]
+    assert {k: v for k, v in resumed.items() if k.startswith("train/")} == {
+        k: v for k, v in whole.items() if k.startswith("train/")
+    }
+    assert resumed == whole

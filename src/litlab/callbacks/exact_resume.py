@@ -43,7 +43,14 @@ class ExactResume(L.Callback):
     """
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        checkpoint["litlab_resume"] = {"rng": rng_states(), "meters": metric_states(pl_module)}
+        meters = metric_states(pl_module)
+        checkpoint["litlab_resume"] = {"rng": rng_states(), "meters": meters}
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Each rank's meters hold its own share of the epoch so far: keep them all, each rank
+            # takes its own back. Every rank saves together (Lightning checkpoints on all of them).
+            by_rank: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(by_rank, _on_cpu(meters))
+            checkpoint["litlab_resume"]["meters_by_rank"] = by_rank
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning hands the saved train-loader state (mid-epoch position) to the loader only if
@@ -58,5 +65,16 @@ class ExactResume(L.Callback):
         if state is None:
             return
         set_rng_states(state["rng"])
-        for metric in load_metric_states(pl_module, state["meters"], pl_module.device):
+        by_rank = state.get("meters_by_rank")
+        own = by_rank is not None and len(by_rank) == trainer.world_size
+        meters = by_rank[trainer.global_rank] if own else state["meters"]
+        for metric in load_metric_states(pl_module, meters, pl_module.device):
             metric._update_count = max(metric._update_count, 1)
+
+
+def _on_cpu(states: dict[str, Any]) -> dict[str, Any]:
+    """Metric states with every tensor on the CPU (to gather them as objects, whatever the device)."""
+    return {
+        name: {k: [t.cpu() for t in v] if isinstance(v, list) else v.cpu() for k, v in values.items()}
+        for name, values in states.items()
+    }

@@ -220,6 +220,7 @@ def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_p
     assert list((tmp_path / "logs" / "train" / "runs").iterdir()) == [run_dir], "no new run directory either"
 
 
+@pytest.mark.slow
 def test_a_run_with_group_options_resumes_from_ckpt_path_alone(tmp_path):
     """README's `ckpt_path=last trainer.max_epochs=N` after `model=cnn data=synthetic`: the run's options come back.
 
@@ -298,6 +299,7 @@ def test_the_printed_resume_argument_reads_back_whole():
         assert OverridesParser.create().parse_override(word).value() == run_dir
 
 
+@pytest.mark.slow
 def test_a_run_started_in_a_runs_directory_keeps_that_runs_config_and_record(tmp_path):
     """hydra.run.dir=<run> resumes the run as a requeued job does: with its overrides, not the defaults."""
     cli("litlab-train", *FAST, "debug=limit", "trainer.max_epochs=1", "logger=none", cwd=tmp_path)
@@ -322,6 +324,7 @@ def test_a_run_started_in_a_runs_directory_keeps_that_runs_config_and_record(tmp
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == record
 
 
+@pytest.mark.slow
 def test_a_failed_attempt_to_go_on_with_a_finished_run_keeps_its_results(tmp_path):
     import numpy as np
 
@@ -356,6 +359,7 @@ def test_a_failed_attempt_that_replaced_the_best_checkpoint_leaves_no_stale_reco
     assert after["status"] == "failed" and after["best_checkpoint"] is None and "last_attempt" not in after
 
 
+@pytest.mark.slow
 def test_a_renamed_job_resumes_in_its_directory(tmp_path):
     """hydra.job.name names jobs (SLURM); the command a directory belongs to is its config's name."""
     cli(

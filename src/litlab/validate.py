@@ -120,6 +120,33 @@ def logged_metrics(task_name: str) -> list[str]:
     return [*(f"{stage}/{n}" for stage in ("train", "val") for n in names), "train/loss_step"]
 
 
+def _check_schedule(cfg: DictConfig) -> None:
+    """Every ``model.scheduler`` key is an argument of the schedule chosen.
+
+    A model config tunes its default schedule (the Transformer's ``warmup_ratio``); choosing
+    another schedule keeps that key, which the other one may not take.
+    """
+    from litlab.tasks.optim import SCHEDULERS
+
+    schedule = OmegaConf.select(cfg, "model.scheduler")
+    if not isinstance(schedule, DictConfig) or schedule.get("name") not in SCHEDULERS:
+        return  # no schedule, or a name build_scheduler refuses itself
+    build = SCHEDULERS[schedule.name]
+    params = dict(inspect.signature(build).parameters)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):  # forwarded: to torch's class, if it says so
+        if not hasattr(build, "forwards_to"):
+            return
+        params.update(inspect.signature(build.forwards_to).parameters)
+    set_here = ("optimizer", "total_steps", "max_lr", "epochs", "steps_per_epoch", "last_epoch", "verbose")
+    takes = [k for k, p in params.items() if k not in set_here and p.kind is p.POSITIONAL_OR_KEYWORD]
+    unknown = [k for k in schedule if k != "name" and k not in takes]
+    if unknown:
+        raise ConfigError(
+            f"model.scheduler.{unknown[0]}: the {schedule.name} schedule takes no such argument (it takes "
+            f"{', '.join(takes)}); set for another schedule, drop it with ~model.scheduler.{unknown[0]}"
+        )
+
+
 def _check_fused_clipping(cfg: DictConfig) -> None:
     precision = str(OmegaConf.select(cfg, "trainer.precision", default=""))
     clip = OmegaConf.select(cfg, "trainer.gradient_clip_val")
@@ -297,6 +324,7 @@ def check_config(cfg: DictConfig) -> None:
             f"train=false ckpt_path={cfg.ckpt_path}: a run that does not train does not resume; "
             "to test a checkpoint use litlab-eval ckpt_path=<file or run dir>"
         )
+    _check_schedule(cfg)
     _check_fused_clipping(cfg)
     _check_monitors(cfg)
     _check_task(cfg)
@@ -355,7 +383,7 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
         loader = GlobalHydra.instance().config_loader()
         groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]
         for o in groups:
-            options = [n for n in loader.get_group_options(o.key_or_group) if not n.startswith("_")]  # _*: bases
+            options = loader.get_group_options(o.key_or_group)
             if o.is_delete():
                 continue
             if isinstance(o.value(), ChoiceSweep):  # typed: a choice may be a list, [default,ema]

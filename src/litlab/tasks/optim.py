@@ -117,6 +117,8 @@ def _plateau(
     return {"scheduler": scheduler, "interval": "epoch", "monitor": monitor}
 
 
+_onecycle.forwards_to = OneCycleLR  # type: ignore[attr-defined]  # where its **kwargs go (config checks read it)
+
 SCHEDULERS: dict[str, Callable[..., dict]] = {"cosine": _cosine, "onecycle": _onecycle, "plateau": _plateau}
 
 

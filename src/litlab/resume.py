@@ -29,7 +29,8 @@ def run_dir_of(checkpoint: str | Path) -> Path | None:
     return None
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
+    """The key an override sets: ``+data.x=1`` -> ``data.x``."""
     return override.split("=", 1)[0].lstrip("+~")
 
 
@@ -58,7 +59,7 @@ def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
     run = run_dir_of(checkpoint)
     if run is None:
         return args
-    rest = [a for a in with_run_overrides(args, run) if _key(a) not in NOT_CARRIED]
+    rest = [a for a in with_run_overrides(args, run) if override_key(a) not in NOT_CARRIED]
     return [*rest, f"ckpt_path='{Path(checkpoint).resolve()}'", f"hydra.run.dir='{run}'"]
 
 
@@ -66,9 +67,9 @@ def with_run_overrides(args: list[str], run: str | Path) -> list[str]:
     """``args`` after the overrides stored in ``run`` that they do not give again."""
     from omegaconf import OmegaConf
 
-    given = {_key(a) for a in args}
+    given = {override_key(a) for a in args}
     held = _renamed([str(o) for o in OmegaConf.load(Path(run) / ".hydra" / "overrides.yaml")])
-    return [*(o for o in held if _key(o) not in {*given, *NOT_CARRIED}), *args]
+    return [*(o for o in held if override_key(o) not in {*given, *NOT_CARRIED}), *args]
 
 
 def requeued_checkpoint(run_dir: str | Path) -> str | None:

@@ -478,15 +478,15 @@ def _resumed(args: list[str]) -> list[str]:
     """
     from hydra import initialize_config_dir
 
-    from litlab.resume import requeued_checkpoint, resume_overrides, with_run_overrides
+    from litlab.resume import override_key, requeued_checkpoint, resume_overrides, with_run_overrides
     from litlab.runs import resolve_checkpoint
 
-    keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[-1] for a in args}
+    ckpt_path = next((a.partition("=")[2] or "null" for a in args if override_key(a) == "ckpt_path"), "null")
     checkpoint = None
-    if keys.get("ckpt_path", "null") != "null":
+    if ckpt_path != "null":
         # Only what locates the checkpoint: a key of the run's own data or model options (data.path=...)
         # would not compose before those options are back.
-        where = [a for a in args if a.split("=", 1)[0].lstrip("+~").startswith(LOCATING)]
+        where = [a for a in args if override_key(a).startswith(LOCATING)]
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             try:
                 cfg = _compose(where)
@@ -498,7 +498,7 @@ def _resumed(args: list[str]) -> list[str]:
                 raise ConfigError(str(e)) from None
     if checkpoint is not None:
         return resume_overrides(args, checkpoint)
-    run_dir = keys.get("hydra.run.dir", "").strip("'\"")
+    run_dir = _run_dir_argument(args)
     # A run started in a run's directory resumes it (as a requeued job does): with its config.
     if run_dir and requeued_checkpoint(run_dir) and Path(run_dir, ".hydra", "overrides.yaml").is_file():
         return with_run_overrides(args, run_dir)

@@ -64,15 +64,20 @@ def threads_per_job() -> int | None:
     return max(1, cores // n_jobs)
 
 
+def _other_rank() -> str | None:
+    """This process's DDP rank when it is not rank 0 (Lightning's rank variables), else None."""
+    return next((os.environ[k] for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(k, "0") != "0"), None)
+
+
 def error_file(run_dir: Path) -> Path:
     """Where this process writes its traceback: ``error.txt``, or ``error-rank<N>.txt`` on another DDP rank."""
-    rank = next((os.environ[k] for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(k, "0") != "0"), None)
+    rank = _other_rank()
     return run_dir / (ERROR_FILE if rank is None else f"error-rank{rank}.txt")
 
 
 def _is_rank_zero() -> bool:
-    # Under DDP every rank runs the job; one record is enough. Lightning's rank variables.
-    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+    # Under DDP every rank runs the job; one record is enough.
+    return _other_rank() is None
 
 
 class NotEchoed(logging.Filter):

@@ -130,9 +130,9 @@ def check_options(cfg: DictConfig) -> None:
     checked against the data's splits)."""
     import torch
 
-    from litlab.validate import ConfigError
+    from litlab.validate import ConfigError, _int
 
-    if not isinstance(cfg.batch_size, int) or isinstance(cfg.batch_size, bool) or cfg.batch_size < 1:
+    if not _int(1)(cfg.batch_size):  # the rule of litlab-train's data.batch_size
         raise ConfigError(f"batch_size={cfg.batch_size}: must be an integer >= 1")
     if not isinstance(cfg.normalize, bool):
         raise ConfigError(f"normalize={cfg.normalize}: must be true or false")

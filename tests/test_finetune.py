@@ -7,8 +7,9 @@ import torch
 from conftest import FAST, cli, read_metrics
 
 from litlab.checkpoint import load_checkpoint
+from litlab.command_line import check_command_line
 from litlab.tasks import load_task
-from litlab.validate import ConfigError, check_command_line
+from litlab.validate import ConfigError
 
 SHORT = ["debug=limit", "logger=none"]
 

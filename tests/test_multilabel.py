@@ -9,12 +9,13 @@ from conftest import FAST, compose_cfg
 from omegaconf import OmegaConf
 from trained import config
 
+from litlab.command_line import check_command_line
 from litlab.export import export
 from litlab.inputs import load_datamodule
 from litlab.predict import predict
 from litlab.tasks import MultiLabelClassifier, load_task
 from litlab.tasks.metrics import MultiLabelMetrics
-from litlab.validate import ConfigError, check_command_line
+from litlab.validate import ConfigError
 
 
 def test_metrics_by_hand():

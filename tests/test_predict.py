@@ -284,6 +284,7 @@ def test_predict_options_that_cannot_work_are_named(option, message):
     "command,args,message",
     [
         ("litlab-predict", ["ckpt_path=x.ckpt", "splt=val"], "splt: no such key; did you mean split?"),
+        ("litlab-predict", ["ckpt_path=x.ckpt", "+splt=val"], "+splt: litlab-predict reads no such key; did you"),
         ("litlab-eval", ["ckpt=x.ckpt"], "ckpt: no such key; did you mean ckpt_path?"),
         ("litlab-export", ["ckpt_path=x.ckpt", "data=digts"], "data=digts: no such option; did you mean digits?"),
     ],

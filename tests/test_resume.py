@@ -12,9 +12,9 @@ import torch
 from conftest import FAST, cli, compose_cfg, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from litlab.command_line import check_command_line
 from litlab.models import MLP
 from litlab.tasks.optim import build_optimizer, build_scheduler
-from litlab.validate import check_command_line
 
 FAULTS = Path(__file__).parent / "faults.py"
 # Two epochs of 20 steps; a checkpoint every 7 steps (Lightning holds the first ones back

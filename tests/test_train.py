@@ -235,3 +235,11 @@ def test_a_value_only_the_built_object_refuses_is_named_with_its_cause(tmp_path)
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("litlab: error: MisconfigurationException: `gradient_clip_algorithm` foo is invalid"), line
     assert "(building lightning.pytorch.trainer.trainer.Trainer) (traceback in " in line, line
+
+
+def test_training_that_stops_before_the_first_validation_says_so(train_in_process, caplog, recwarn):
+    """Not Lightning's hint to log the monitored key, which the task does: validation had not run yet."""
+    metrics, run_dir = train_in_process("trainer.max_steps=3", "logger=none")
+    assert "no best checkpoint by val/loss: training stopped at step 3, before the first validation" in caplog.text
+    assert not [w for w in recwarn if "monitored key" in str(w.message)]
+    assert "test/acc" in metrics and json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"] is None

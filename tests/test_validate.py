@@ -3,7 +3,8 @@
 import pytest
 from conftest import cli
 
-from litlab.validate import ConfigError, check_command_line
+from litlab.command_line import check_command_line
+from litlab.validate import ConfigError
 
 BAD = {
     "unknown key, with a close one": (
@@ -183,13 +184,49 @@ def test_in_process_train_checks_before_building_anything(train_in_process, monk
 def test_a_config_file_that_is_not_yaml_is_named_in_one_line(tmp_path, monkeypatch):
     import shutil
 
-    import litlab.validate
+    import litlab.command_line
     from litlab.config import config_dir
 
     conf = tmp_path / "conf"
     shutil.copytree(config_dir(), conf)
     (conf / "local" / "default.yaml").write_text("paths: {data_dir: /scratch\n")  # the closing brace forgotten
-    monkeypatch.setattr(litlab.validate, "config_dir", lambda: conf)
+    monkeypatch.setattr(litlab.command_line, "config_dir", lambda: conf)
     with pytest.raises(ConfigError, match=r"^a config file is not valid YAML: .*local/default\.yaml\", line 1") as e:
         check_command_line([])
     assert "\n" not in str(e.value)
+
+
+def test_a_run_directory_given_through_an_interpolation_is_the_run_it_names(tmp_path):
+    """hydra.run.dir='${paths.log_dir}/...' names the same run as its resolved path, for every check of it."""
+    from omegaconf import OmegaConf
+
+    from litlab.command_line import _resumed, check_own_run_dir
+
+    run_dir = tmp_path / "logs" / "train" / "runs" / "a"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(OmegaConf.create(["model=cnn"]), run_dir / ".hydra" / "overrides.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": {"job": {"config_name": "train"}}}), run_dir / ".hydra" / "hydra.yaml")
+    args = [f"paths.log_dir={tmp_path / 'logs'}", "hydra.run.dir=${paths.log_dir}/train/runs/a"]
+
+    assert _resumed(args) == ["model=cnn", *args]
+    with pytest.raises(ConfigError, match=f"^hydra.run.dir={run_dir} holds a litlab-train run; litlab-eval"):
+        check_own_run_dir(args, "eval")
+
+
+def test_a_misspelled_key_in_the_local_config_is_named(tmp_path, monkeypatch):
+    """conf/local/default.yaml's keys land at the top of every command's config, where a typo applies nothing."""
+    import shutil
+
+    import litlab.command_line
+    from litlab.config import config_dir
+
+    conf = tmp_path / "conf"
+    shutil.copytree(config_dir(), conf)
+    monkeypatch.setattr(litlab.command_line, "config_dir", lambda: conf)
+    (conf / "local" / "default.yaml").write_text("paths: {data_dir: /scratch}\nthreads: 4\ntrainer: {devices: 1}\n")
+    check_command_line([])
+    (conf / "local" / "default.yaml").write_text("pathz: {data_dir: /scratch}\n")
+    with pytest.raises(ConfigError, match=r"local/default\.yaml: pathz: no such top-level key; did you mean paths\?"):
+        check_command_line([])

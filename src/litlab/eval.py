@@ -9,12 +9,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.collector import entry_point, imports_done
+from litlab.command_line import checked_command
 from litlab.config import config_dir
 from litlab.jobs import one_line_errors
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
 from litlab.train import instantiate_all, with_progress_bar
-from litlab.validate import checked_command
 
 log = logging.getLogger(__name__)
 

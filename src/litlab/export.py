@@ -22,11 +22,11 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from litlab.collector import entry_point, imports_done
+from litlab.command_line import checked_command
 from litlab.config import config_dir
 from litlab.inputs import Inputs, InputSpec
 from litlab.jobs import one_line_errors
 from litlab.runs import resolve_checkpoint, write_json_atomic
-from litlab.validate import checked_command
 from litlab.warnings_explained import explained_warnings
 
 log = logging.getLogger(__name__)

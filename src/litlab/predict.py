@@ -16,10 +16,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from litlab.collector import entry_point, imports_done
+from litlab.command_line import checked_command
 from litlab.config import config_dir
 from litlab.jobs import one_line_errors
 from litlab.runs import atomic_file, resolve_checkpoint
-from litlab.validate import checked_command
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,9 @@ def quiet_lightning() -> None:
     - ``model.compile=true``: ``torch.compile`` imports torch's own ``torch.utils.mkldnn``, whose
       classes still use ``torch.jit.script_method`` (deprecated since torch 2.5); a
       ``DeprecationWarning`` about torch's code, shown only where those are turned on.
+    - ``ModelCheckpoint`` warns that it cannot find its monitored key, with a hint to log it, only
+      while no validation has run (once one has, the same message is an error): training stopped
+      before the first validation (a short ``trainer.max_steps``), which litlab's run says itself.
     """
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
@@ -46,3 +49,4 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"You requested to overfit but enabled \w+ dataloader shuffling")
     warnings.filterwarnings("ignore", message=r"Precision (bf)?16-mixed is not supported by the model summary")
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r"`ModelCheckpoint\(monitor=.*` could not find the monitored key")

@@ -13,11 +13,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.collector import entry_point, imports_done
+from litlab.command_line import validated
 from litlab.config import config_dir, to_plain
 from litlab.jobs import ERROR_FILE, one_line_errors, run_job, use_resources
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
-from litlab.validate import check_config, validated
+from litlab.validate import check_config
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
 
+    if checkpoint is not None and checkpoint.monitor and not best and cfg.train:
+        tested = "; the weights as they are now are tested" if cfg.test else ""
+        log.warning(
+            f"no best checkpoint by {checkpoint.monitor}: training stopped at step {trainer.global_step}, before the "
+            f"first validation{tested}"
+        )
     if cfg.test:
         # The best checkpoint when one was kept, else the weights as they are now.
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)

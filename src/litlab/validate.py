@@ -1,34 +1,26 @@
-"""Check a command line and its config before anything is built: one readable line per mistake.
+"""Check a composed config before anything is built: one readable line per mistake.
 
-``check_command_line`` runs before ``@hydra.main`` (so a bad command line leaves no run
-directory behind) and ``check_config`` runs again inside ``train()`` (for configs composed
-in-process and for each job of a multirun, whose values the command line only lists).
+``check_config`` runs on the command line's config before ``@hydra.main`` (``litlab.command_line``)
+and again inside ``train()``, for configs composed in-process and for each job of a multirun,
+whose values the command line only lists.
 """
 
 import difflib
-import functools
 import inspect
-import itertools
-import sys
 from collections.abc import Callable, Iterable
 from numbers import Real
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.config import config_dir
-
 _ABSENT = object()
-#: Values of one swept key composed and checked before a sweep starts (~0.13 s each).
-MAX_SWEEP_VALUES_CHECKED = 50
 
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message is one line naming the key."""
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else ""
 
@@ -193,7 +185,7 @@ def _check_monitors(cfg: DictConfig) -> None:
         if monitor is not None and monitor not in logged:
             raise ConfigError(
                 f"{key}.monitor={monitor}: the {task} task never logs it"
-                f"{_did_you_mean(monitor, logged)} (logged: {', '.join(logged)})"
+                f"{did_you_mean(monitor, logged)} (logged: {', '.join(logged)})"
             )
 
 
@@ -212,11 +204,11 @@ def _check_optimized_metric(cfg: DictConfig, task: str, logged: list[str]) -> No
     if metric not in held:
         raise ConfigError(
             f"optimized_metric={metric}: no run of the {task} task reports it"
-            f"{_did_you_mean(metric, held)} (reported: {', '.join(held)})"
+            f"{did_you_mean(metric, held)} (reported: {', '.join(held)})"
         )
 
 
-def _meta_task(cfg: DictConfig) -> Any:
+def meta_task(cfg: DictConfig) -> Any:
     """The task this config builds, on the meta device: shapes only, no memory, no initialisation."""
     import torch
 
@@ -252,7 +244,7 @@ def _check_task(cfg: DictConfig) -> None:
     from litlab.resume import check_resumable
 
     try:
-        task = _meta_task(cfg)
+        task = meta_task(cfg)
     except (TypeError, ValueError) as e:
         # litlab's own messages name the key; torch's and Python's (a value of the wrong kind) do not.
         named = str(e).startswith(("model.", "data."))
@@ -328,276 +320,3 @@ def check_config(cfg: DictConfig) -> None:
     _check_fused_clipping(cfg)
     _check_monitors(cfg)
     _check_task(cfg)
-
-
-# ---- the command line, before Hydra makes a run directory --------------------------------------
-
-
-def _keys(node: Any, prefix: str = "") -> list[str]:
-    if isinstance(node, DictConfig):
-        out = []
-        for k in node:
-            path = f"{prefix}.{k}" if prefix else str(k)
-            out += [path, *_keys(node._get_node(k), path)]
-        return out
-    return []
-
-
-def _first(override: Any) -> str | None:
-    """The override with its first sweep value (``seed=1,2`` -> ``seed=1``); None for an unknown sweep."""
-    if not override.is_sweep_override():
-        return override.input_line
-    try:
-        value = next(iter(override.sweep_string_iterator()))
-    except Exception:  # interval() and other sweeps that only a sweeper can sample
-        return None
-    return f"{override.get_key_element()}={value}"
-
-
-def check_command_line(args: list[str], config_name: str = "train") -> DictConfig:
-    """The config ``args`` compose to (Hydra's overrides, no flags); ``ConfigError`` for the first bad one."""
-    import yaml
-
-    try:
-        return _check_command_line(args, config_name)
-    except yaml.YAMLError as e:  # a config file of the user's (conf/local/default.yaml) that does not parse
-        raise ConfigError(f"a config file is not valid YAML: {' '.join(str(e).split())}") from None
-
-
-def _check_command_line(args: list[str], config_name: str) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep, Glob
-    from hydra.errors import HydraException
-
-    parser = OverridesParser.create()
-    for arg in args:  # one at a time, to name the one that does not parse
-        try:
-            parser.parse_override(arg)
-        except HydraException as e:
-            reason = str(e).splitlines()[0]
-            raise ConfigError(f"{arg}: cannot parse it ({reason}); see Hydra's override grammar") from None
-    parsed = parser.parse_overrides(args)
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        loader = GlobalHydra.instance().config_loader()
-        groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]
-        for o in groups:
-            options = loader.get_group_options(o.key_or_group)
-            if o.is_delete():
-                continue
-            if isinstance(o.value(), ChoiceSweep):  # typed: a choice may be a list, [default,ema]
-                values = list(o.value().list)
-            elif isinstance(o.value(), Glob):  # model=glob(*): the options it matches
-                values = o.value().filter(options)
-                if not values:
-                    raise ConfigError(f"{o.input_line}: matches no option (options: {', '.join(options)})")
-            else:
-                values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
-            # A list selects several options at once: callbacks=[default,ema].
-            values = [v for value in values for v in (value if isinstance(value, list) else [value])]
-            for value in values:
-                if value is None:
-                    drop = f"{o.key_or_group}=none" if "none" in options else f"~{o.key_or_group}"
-                    raise ConfigError(
-                        f"{o.key_or_group}=null: a config group takes an option name; to drop it use {drop}"
-                        f" (options: {', '.join(options)})"
-                    )
-                if str(value) not in options:
-                    raise ConfigError(
-                        f"{o.key_or_group}={value}: no such option{_did_you_mean(str(value), options)}"
-                        f" (choose one of {', '.join(options)})"
-                    )
-        firsts = [_first(o) for o in parsed]
-        base = compose(config_name, overrides=[f for o, f in zip(parsed, firsts, strict=True) if o in groups and f])
-        keys = _keys(base)
-        for o in parsed:
-            key = o.key_or_group
-            if o in groups or o.is_add() or o.is_force_add() or key.startswith("hydra."):
-                continue
-            if (
-                OmegaConf.select(base, key, default=_ABSENT, throw_on_resolution_failure=False) is (_ABSENT)
-                and key not in keys
-            ):
-                raise ConfigError(f"{key}: no such key{_did_you_mean(key, keys)} (to add a new key: +{key}=...)")
-
-        def checked(overrides: list[str]) -> DictConfig:
-            cfg = _compose(overrides, config_name)
-            if config_name == "train":
-                check_config(cfg)
-            return cfg
-
-        # Each later value of a sweep too, with the others at their first: a bad one would
-        # otherwise fail only its own jobs, after the jobs before it have trained.
-        for i, o in enumerate(parsed):
-            if config_name == "train" and firsts[i] and o.is_sweep_override():
-                for value in itertools.islice(o.sweep_string_iterator(), 1, MAX_SWEEP_VALUES_CHECKED):
-                    checked([*firsts[:i], f"{o.get_key_element()}={value}", *firsts[i + 1 :]])
-        return checked(firsts)
-
-
-def _command_line_overrides(argv: list[str]) -> list[str] | None:
-    """The overrides of a plain ``litlab-train [-m] key=value ...``; None when Hydra flags are used.
-
-    Also None with ``hydra.searchpath=[...]``: like ``--config-dir``, it adds config options this
-    check does not see; the job checks its composed config itself.
-    """
-    args = [a for a in argv if a not in ("-m", "--multirun")]
-    searchpath = any(a.lstrip("+~").startswith("hydra.searchpath") for a in args)
-    return None if searchpath or any(a.startswith("-") for a in args) else args
-
-
-def _compose(overrides: list[str], config_name: str = "train") -> DictConfig:
-    """The config ``overrides`` compose to, interpolations resolvable; within ``initialize_config_dir``."""
-    from hydra import compose
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import HydraException
-    from omegaconf import open_dict
-
-    try:
-        cfg = compose(config_name, overrides=[f for f in overrides if f], return_hydra_config=True)
-    except HydraException as e:
-        raise ConfigError(str(e).strip().splitlines()[0]) from None
-    if config_name == "train":
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = cfg.hydra.runtime.cwd  # only paths.log_dir is read from here on
-            cfg.hydra.job.num = 0
-        HydraConfig.instance().set_config(cfg)
-    return cfg
-
-
-#: The keys that say where a checkpoint is (``ckpt_path=last`` looks under paths.log_dir/task_name).
-LOCATING = ("ckpt_path", "task_name", "paths", "experiment", "hydra")
-
-
-def _resumed(args: list[str]) -> list[str]:
-    """``args`` completed with the overrides of the run that ``ckpt_path`` or ``hydra.run.dir`` resumes.
-
-    Worked out before any check: the run's own overrides (``model=cnn``, ``data=arrays
-    data.path=...``) are what the checkpoint and the data checks must be checked against.
-    """
-    from hydra import initialize_config_dir
-
-    from litlab.resume import override_key, requeued_checkpoint, resume_overrides, with_run_overrides
-    from litlab.runs import resolve_checkpoint
-
-    ckpt_path = next((a.partition("=")[2] or "null" for a in args if override_key(a) == "ckpt_path"), "null")
-    checkpoint = None
-    if ckpt_path != "null":
-        # Only what locates the checkpoint: a key of the run's own data or model options (data.path=...)
-        # would not compose before those options are back.
-        where = [a for a in args if override_key(a).startswith(LOCATING)]
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            try:
-                cfg = _compose(where)
-            except Exception:  # any: the check of the command line itself names what is wrong
-                return args
-            try:
-                checkpoint = resolve_checkpoint(cfg.get("ckpt_path"), f"{cfg.paths.log_dir}/{cfg.task_name}")
-            except FileNotFoundError as e:
-                raise ConfigError(str(e)) from None
-    if checkpoint is not None:
-        return resume_overrides(args, checkpoint)
-    run_dir = _run_dir_argument(args)
-    # A run started in a run's directory resumes it (as a requeued job does): with its config.
-    if run_dir and requeued_checkpoint(run_dir) and Path(run_dir, ".hydra", "overrides.yaml").is_file():
-        return with_run_overrides(args, run_dir)
-    return args
-
-
-def _check_run_dir(cfg: DictConfig) -> None:
-    """A ``hydra.run.dir`` holding a run's ``last.ckpt`` resumes it (a requeued job does): it must fit."""
-    from litlab.checkpoint import load_checkpoint
-    from litlab.resume import check_resumable, requeued_checkpoint
-
-    run_dir = OmegaConf.select(cfg, "hydra.run.dir")
-    last = run_dir and requeued_checkpoint(run_dir)
-    if not last:
-        return
-    where = f"hydra.run.dir={run_dir} holds a run, which a run started there resumes (as a requeued job does)"
-    if cfg.get("train") is False:
-        raise ConfigError(
-            f"{where}; with train=false it would test the initial weights over that run's record: "
-            "to test it use litlab-eval ckpt_path=<that run>"
-        )
-    try:
-        check_resumable(load_checkpoint(last, mmap=True), _meta_task(cfg), where, fix="choose another hydra.run.dir")
-    except ValueError as e:
-        raise ConfigError(str(e) if str(e).startswith(where) else f"{where}, but {e}") from None
-
-
-def _run_dir_argument(argv: list[str]) -> str | None:
-    value = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
-    return value.strip("'\"") if value else None
-
-
-def check_own_run_dir(argv: list[str], command: str) -> None:
-    """``ConfigError`` if ``hydra.run.dir`` holds a run of another command, whose record this one would overwrite."""
-    run_dir = _run_dir_argument(argv)
-    record = Path(run_dir, ".hydra", "hydra.yaml") if run_dir else None
-    if record is None or not record.is_file():
-        return
-    held = OmegaConf.select(OmegaConf.load(record), "hydra.job.config_name")  # not job.name: users rename jobs
-    if held is not None and held != command:
-        raise ConfigError(
-            f"hydra.run.dir={run_dir} holds a litlab-{held} run; litlab-{command} would write its own config and "
-            "metrics.json over that run's record: choose another directory"
-        )
-
-
-def checked_command(command: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
-    """Wrap the ``@hydra.main`` entry point of ``litlab-<command>`` (its config is ``conf/<command>.yaml``).
-
-    Before Hydra makes a run directory, a misspelled key or option exits 2 with one line, and so
-    does a ``hydra.run.dir`` holding another command's run.
-    """
-
-    def wrap(main: Callable[[], Any]) -> Callable[[], Any]:
-        @functools.wraps(main)
-        def wrapper() -> Any:
-            overrides = _command_line_overrides(sys.argv[1:])
-            try:
-                check_own_run_dir(sys.argv[1:], command)
-                if overrides is not None:
-                    check_command_line(overrides, command)
-            except ConfigError as e:
-                print(f"litlab: error: {e}", file=sys.stderr)
-                raise SystemExit(2) from None
-            return main()
-
-        return wrapper
-
-    return wrap
-
-
-def validated(main: Callable[[], Any]) -> Callable[[], Any]:
-    """Wrap a ``@hydra.main`` entry point: bad overrides exit 2 with one line, before Hydra starts.
-
-    A single run given ``ckpt_path`` also gets the overrides that resume it in its own run
-    directory (``litlab.resume``).
-    """
-    import os
-
-    @functools.wraps(main)
-    def wrapper() -> Any:
-        overrides = _command_line_overrides(sys.argv[1:])
-        # DDP's child ranks re-run the entry point with the parent's (already checked) overrides.
-        if overrides is not None and "LOCAL_RANK" not in os.environ:
-            try:
-                check_own_run_dir(overrides, "train")
-                multirun = len(overrides) != len(sys.argv[1:])
-                resumed = overrides if multirun else _resumed(overrides)
-                cfg = check_command_line(resumed)
-                if resumed != overrides:
-                    sys.argv[1:] = resumed
-                if not multirun and cfg.get("ckpt_path") is None:
-                    _check_run_dir(cfg)
-            except ConfigError as e:
-                print(f"litlab: error: {e}", file=sys.stderr)
-                raise SystemExit(2) from None
-        try:
-            return main()
-        except KeyboardInterrupt:  # a sweep's (a single run exits 130 itself): the job said how to resume
-            raise SystemExit(130) from None
-
-    return wrapper

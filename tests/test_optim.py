@@ -83,3 +83,19 @@ def test_plateau_and_onecycle_configs():
     assert build_scheduler(opt, 10, "onecycle")["interval"] == "step"
     with pytest.raises(ValueError, match=r"model\.scheduler\.name='step'"):
         build_scheduler(opt, 10, "step")
+
+
+@pytest.mark.parametrize(
+    "overrides,lr",
+    [
+        ([], 3e-3),
+        (["model/optimizer=sgd"], 0.05),
+        (["model=cnn", "model/optimizer=adam"], 3e-3),
+        (["model=transformer"], 1e-3),
+    ],
+)
+def test_the_chosen_optimizer_options_learning_rate_applies(overrides, lr):
+    """An optimizer option's lr is not overwritten by what every model shares (sgd's 0.05 was dead)."""
+    from litlab.command_line import check_command_line
+
+    assert check_command_line(overrides).model.optimizer.lr == lr

@@ -295,3 +295,38 @@ def test_misspelled_keys_and_options_are_refused_before_a_run_directory_exists(t
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"litlab: error: {message}"), line
     assert not (tmp_path / "logs").exists()
+
+
+def test_predictions_see_the_batches_the_test_saw(tmp_path):
+    """The data's batch transforms apply, its augmentations do not (even on the train split): predictions
+    score what the run's test scored, and predicting twice gives the same numbers."""
+    from conftest import compose_cfg
+
+    from litlab.train import train
+
+    data = [
+        "data=synthetic",
+        "data.num_train=400",
+        "data.transforms=[{name: gaussian_noise, std: 1.0}]",  # per sample, training only
+        "data.batch_transforms=[{name: scale, factor: 50.0}]",  # per batch, every split
+    ]
+    overrides = ["print_config=false", f"paths.root_dir={tmp_path}", "logger=none", "trainer.max_epochs=2"]
+    run_dir = tmp_path / "train"
+    metrics = train(compose_cfg([*overrides, *data], run_dir))
+    ckpt = f"ckpt_path={run_dir}"
+    _, _, test = run_predict(tmp_path / "test", ckpt, "split=test")
+    assert (test["class"] == test["target"]).mean() == pytest.approx(metrics["test/acc"], abs=1e-6)
+    _, _, once = run_predict(tmp_path / "once", ckpt, "split=train")
+    _, _, twice = run_predict(tmp_path / "twice", ckpt, "split=train")
+    np.testing.assert_array_equal(once["probs"], twice["probs"])
+
+
+def test_the_normalization_of_a_normalize_transform_applies_to_input_files(tmp_path):
+    """CIFAR-like data normalizes in a batch transform; images given to predict/export get the same."""
+    from litlab.data import SyntheticDataModule
+
+    data = SyntheticDataModule(
+        batch_transforms=[{"name": "scale", "factor": 0.5}, {"name": "normalize", "mean": [0.5], "std": [0.25]}]
+    )
+    assert data.input_normalization() == {"mean": [0.5], "std": [0.25]}
+    assert SyntheticDataModule().input_normalization() is None

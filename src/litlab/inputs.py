@@ -104,14 +104,14 @@ def load_datamodule(data_cfg: DictConfig | None) -> Any:
 
 
 def split_batches(datamodule: Any, split: str, batch_size: int) -> Iterator[Inputs]:
-    """The rows of ``split`` in their stored order (no shuffling, even for train), in batches."""
+    """The rows of ``split`` in their stored order, in batches, as testing reads them (even train: no augmentation)."""
     from torch.utils.data import DataLoader, TensorDataset
 
     if split not in datamodule.splits:
         raise ValueError(
             f"split={split!r} is not a split of {type(datamodule).__name__}; choose one of {sorted(datamodule.splits)}"
         )
-    dataset = datamodule.splits[split]
+    dataset = datamodule.evaluation_dataset(split)
     if isinstance(dataset, TensorDataset) and datamodule.collate_fn is None:
         tensors = dataset.tensors
         batches = (tuple(t[i : i + batch_size] for t in tensors) for i in range(0, len(dataset), batch_size))
@@ -119,6 +119,8 @@ def split_batches(datamodule: Any, split: str, batch_size: int) -> Iterator[Inpu
         batches = iter(DataLoader(dataset, batch_size, shuffle=False, collate_fn=datamodule.collate_fn))
     start = 0
     for x, y, *mask in batches:
+        # As the model sees them in testing: after the data's batch transforms (CIFAR's scale and normalize).
+        x = datamodule.batch_transform(x, train=False)
         yield Inputs(x, mask[0] if mask else None, list(range(start, start + len(x))), y)
         start += len(x)
 

@@ -39,7 +39,8 @@ def input_spec(task: Any, datamodule: Any):
     from litlab.inputs import InputSpec
 
     hp = task.hparams
-    return InputSpec(list(hp.input_shape), hp.get("vocab_size"), getattr(datamodule, "normalization", None))
+    normalization = datamodule.input_normalization() if hasattr(datamodule, "input_normalization") else None
+    return InputSpec(list(hp.input_shape), hp.get("vocab_size"), normalization)
 
 
 def checked_spec(task: Any, datamodule: Any, normalize: bool):

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from litlab.data.loader import ShardSampler, TensorLoader
-from litlab.data.transforms import TransformDataset, compose
+from litlab.data.transforms import Normalize, TransformDataset, compose
 
 
 class DataModule(L.LightningDataModule):
@@ -24,6 +24,8 @@ class DataModule(L.LightningDataModule):
     """
 
     collate_fn: Callable[[list[Any]], Any] | None = None
+    #: ``{"mean": [...], "std": [...]}`` of a subclass that standardizes its inputs itself in ``load()``.
+    normalization: dict[str, list[float]] | None = None
     #: The ``data.task`` values this data has targets for; None: any (the subclass checks its targets).
     tasks: tuple[str, ...] | None = None
 
@@ -103,13 +105,36 @@ class DataModule(L.LightningDataModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        transform = self.batch_transforms and self.batch_transforms.select(
-            train=bool(self.trainer and self.trainer.training)
-        )
-        if not transform:
+        if not self.batch_transforms:
             return batch
         x, *rest = batch
-        return (transform(x), *rest)
+        return (self.batch_transform(x, train=bool(self.trainer and self.trainer.training)), *rest)
+
+    def batch_transform(self, x: Tensor, train: bool) -> Tensor:
+        """``x`` after the batch transforms of training (augmentations too) or of evaluation."""
+        transform = self.batch_transforms and self.batch_transforms.select(train=train)
+        return transform(x) if transform else x
+
+    def evaluation_dataset(self, split: str) -> Dataset:
+        """``split`` as evaluation reads it: no per-sample augmentation, the training split included."""
+        dataset = self.splits[split]
+        if split == "train" and isinstance(dataset, TransformDataset):
+            transform = self.transforms.select(train=False)
+            return TransformDataset(dataset.dataset, transform) if transform else dataset.dataset
+        return dataset
+
+    def input_normalization(self) -> dict[str, list[float]] | None:
+        """The ``(x - mean) / std`` that inputs scaled to [0, 1] get: ``normalization``, or a normalize transform.
+
+        litlab-predict and -export read it for files (images in [0, 1]) that skip this data's pipeline.
+        """
+        if self.normalization:
+            return self.normalization
+        pipeline = [t for c in (self.transforms, self.batch_transforms) if c for t in c.transforms]
+        found = [t for t in pipeline if isinstance(t, Normalize)]
+        if len(found) != 1:  # none, or several in a row: not one mean and std
+            return None
+        return {"mean": _floats(found[0].mean), "std": _floats(found[0].std)}
 
     def check(self, split: str, dataset: Dataset) -> None:
         """Reject labels outside ``[0, num_classes)`` before training starts."""
@@ -217,3 +242,7 @@ def split_tensors(tensors: Sequence[Tensor], fractions: Sequence[float], seed: i
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     parts = order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
     return [TensorDataset(*(t[idx] for t in tensors)) for idx in parts]
+
+
+def _floats(value: float | Sequence[float]) -> list[float]:
+    return [float(v) for v in value] if isinstance(value, Sequence) else [float(value)]

@@ -287,9 +287,11 @@ def test_predict_options_that_cannot_work_are_named(option, message):
         ("litlab-predict", ["ckpt_path=x.ckpt", "+splt=val"], "+splt: litlab-predict reads no such key; did you"),
         ("litlab-eval", ["ckpt=x.ckpt"], "ckpt: no such key; did you mean ckpt_path?"),
         ("litlab-export", ["ckpt_path=x.ckpt", "data=digts"], "data=digts: no such option; did you mean digits?"),
+        ("litlab-export", ["ckpt_path=x.ckpt", "format=tflite"], "format='tflite' is not a format; choose one of"),
+        ("litlab-predict", ["ckpt_path=x.ckpt", "batch_size=0"], "batch_size=0: must be an integer >= 1"),
     ],
 )
-def test_misspelled_keys_and_options_are_refused_before_a_run_directory_exists(tmp_path, command, args, message):
+def test_bad_keys_options_and_values_are_refused_before_a_run_directory_exists(tmp_path, command, args, message):
     proc = cli(command, *args, cwd=tmp_path, check=False)
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()

@@ -17,8 +17,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.config import config_dir
-from litlab.validate import ConfigError, check_config, did_you_mean, meta_task
+from litlab.validate import ConfigError, did_you_mean, meta_task
 
+#: Each command's check of its config's values: run here, before Hydra starts, and again by the command itself.
+VALUE_CHECKS = {
+    "train": "litlab.validate.check_config",
+    "predict": "litlab.predict.check_options",
+    "export": "litlab.export.check_options",
+}
 _ABSENT = object()
 #: Values of one swept key composed and checked before a sweep starts (~0.13 s each).
 MAX_SWEEP_VALUES_CHECKED = 50
@@ -61,6 +67,7 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, Glob
     from hydra.errors import HydraException
+    from hydra.utils import get_method
 
     parser = OverridesParser.create()
     for arg in args:  # one at a time, to name the one that does not parse
@@ -121,8 +128,8 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
 
         def checked(overrides: list[str]) -> DictConfig:
             cfg = _compose(overrides, config_name)
-            if config_name == "train":
-                check_config(cfg)
+            if config_name in VALUE_CHECKS:
+                get_method(VALUE_CHECKS[config_name])(cfg)
             return cfg
 
         # Each later value of a sweep too, with the others at their first: a bad one would

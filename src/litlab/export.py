@@ -286,24 +286,30 @@ def quantization_report(
 # --- the command -------------------------------------------------------------------------------------------
 
 
-def check_request(cfg: DictConfig) -> Format:
-    """The format asked for, after rejecting what cannot be done (before anything is loaded)."""
+def check_options(cfg: DictConfig) -> None:
+    """``ConfigError`` for a ``format``, ``quantize``, tolerance or ``parity_samples`` that cannot work."""
+    from litlab.validate import ConfigError, boolean, check_rules, integer, number
+
     if cfg.format not in FORMATS:
-        raise ValueError(f"format={cfg.format!r} is not a format; choose one of {sorted(FORMATS)}")
+        raise ConfigError(f"format={cfg.format!r} is not a format; choose one of {sorted(FORMATS)}")
     if cfg.quantize is not None:
         if cfg.quantize not in QUANTIZE:
-            raise ValueError(
+            raise ConfigError(
                 f"quantize={cfg.quantize!r} is not a quantization; choose one of {sorted(QUANTIZE)} or null"
             )
         if cfg.format not in QUANTIZE[cfg.quantize]:
-            raise ValueError(
+            raise ConfigError(
                 f"quantize={cfg.quantize} works with format={'|'.join(QUANTIZE[cfg.quantize])}, not {cfg.format}"
             )
-    if cfg.atol < 0 or cfg.rtol < 0:
-        raise ValueError(f"atol={cfg.atol} and rtol={cfg.rtol} must be >= 0")
-    fmt = FORMATS[cfg.format]
-    require(fmt.packages, cfg.format)
-    return fmt
+    check_rules(
+        cfg,
+        {
+            "atol": (number(0), "a finite number >= 0"),
+            "rtol": (number(0), "a finite number >= 0"),
+            "parity_samples": (integer(3), "an integer >= 3 (the check also runs a smaller batch)"),
+            "normalize": (boolean, "true or false"),
+        },
+    )
 
 
 def parity_batch(cfg: DictConfig, datamodule: Any, spec: InputSpec) -> Inputs:
@@ -311,8 +317,6 @@ def parity_batch(cfg: DictConfig, datamodule: Any, spec: InputSpec) -> Inputs:
     from litlab.inputs import path_inputs, split_batches
 
     n = cfg.parity_samples
-    if n < 3:
-        raise ValueError(f"parity_samples={n} must be at least 3 (the check also runs a smaller batch)")
     if cfg.input is not None:
         b = path_inputs(cfg.input, spec, cfg.normalize)
         batch = Inputs(b.x[:n], None if b.mask is None else b.mask[:n], b.names[:n])
@@ -403,7 +407,9 @@ def export(cfg: DictConfig) -> dict:
     from litlab.tasks import load_task
 
     imports_done()
-    fmt = check_request(cfg)
+    check_options(cfg)
+    fmt = FORMATS[cfg.format]
+    require(fmt.packages, cfg.format)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
     task = load_task(ckpt_path, map_location="cpu").eval()

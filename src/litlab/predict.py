@@ -131,12 +131,9 @@ def check_options(cfg: DictConfig) -> None:
     checked against the data's splits)."""
     import torch
 
-    from litlab.validate import ConfigError, _int
+    from litlab.validate import ConfigError, boolean, check_rules, integer
 
-    if not _int(1)(cfg.batch_size):  # the rule of litlab-train's data.batch_size
-        raise ConfigError(f"batch_size={cfg.batch_size}: must be an integer >= 1")
-    if not isinstance(cfg.normalize, bool):
-        raise ConfigError(f"normalize={cfg.normalize}: must be true or false")
+    check_rules(cfg, {"batch_size": (integer(1), "an integer >= 1"), "normalize": (boolean, "true or false")})
     try:
         device = torch.device(cfg.device)
     except (RuntimeError, TypeError):

@@ -28,11 +28,11 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 # ---- rules on values: (key, check, what is allowed) -------------------------------------------
 
 
-def _int(lo: int, allow: tuple = ()) -> Callable[[Any], bool]:
+def integer(lo: int, allow: tuple = ()) -> Callable[[Any], bool]:
     return lambda v: v in allow or (isinstance(v, int) and not isinstance(v, bool) and v >= lo)
 
 
-def _number(lo: float, allow_none: bool = False) -> Callable[[Any], bool]:
+def number(lo: float, allow_none: bool = False) -> Callable[[Any], bool]:
     def ok(v: Any) -> bool:
         if v is None:
             return allow_none
@@ -41,28 +41,44 @@ def _number(lo: float, allow_none: bool = False) -> Callable[[Any], bool]:
     return ok
 
 
-#: Keys whose value must satisfy a check; a key absent from the config is not checked.
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "trainer.max_epochs": (_int(1, (-1, None)), "an integer >= 1, or -1 for no limit"),
-    "trainer.min_epochs": (_int(0, (None,)), "an integer >= 0"),
-    "trainer.max_steps": (_int(1, (-1,)), "an integer >= 1, or -1 for no limit"),
-    "trainer.log_every_n_steps": (_int(1), "an integer >= 1"),
-    "trainer.accumulate_grad_batches": (_int(1), "an integer >= 1"),
-    "trainer.check_val_every_n_epoch": (_int(1, (None,)), "an integer >= 1 or null"),
-    "trainer.gradient_clip_val": (_number(0, allow_none=True), "a finite number >= 0 or null"),
-    "data.batch_size": (_int(1), "an integer >= 1"),
-    "data.eval_batch_size": (_int(1, (None,)), "an integer >= 1 or null"),
-    "data.num_workers": (_int(0), "an integer >= 0"),
-    "model.optimizer.lr": (_number(0), "a finite number >= 0"),  # 0: a frozen-weights baseline
-    "model.optimizer.weight_decay": (_number(0), "a finite number >= 0"),
-    "seed": (_int(0, (None,)), "an integer >= 0 or null"),
+def boolean(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+#: A rule: a key's check, and what it allows (for the message).
+Rules = dict[str, tuple[Callable[[Any], bool], str]]
+
+
+def check_rules(cfg: DictConfig, rules: Rules) -> None:
+    """``ConfigError`` for the first key of ``rules`` whose value fails its check; absent keys are not checked."""
+    for key, (ok, allowed) in rules.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT and not ok(value):
+            raise ConfigError(f"{key}={value}: must be {allowed}")
+
+
+#: litlab-train's keys whose value must satisfy a check.
+RULES: Rules = {
+    "trainer.max_epochs": (integer(1, (-1, None)), "an integer >= 1, or -1 for no limit"),
+    "trainer.min_epochs": (integer(0, (None,)), "an integer >= 0"),
+    "trainer.max_steps": (integer(1, (-1,)), "an integer >= 1, or -1 for no limit"),
+    "trainer.log_every_n_steps": (integer(1), "an integer >= 1"),
+    "trainer.accumulate_grad_batches": (integer(1), "an integer >= 1"),
+    "trainer.check_val_every_n_epoch": (integer(1, (None,)), "an integer >= 1 or null"),
+    "trainer.gradient_clip_val": (number(0, allow_none=True), "a finite number >= 0 or null"),
+    "data.batch_size": (integer(1), "an integer >= 1"),
+    "data.eval_batch_size": (integer(1, (None,)), "an integer >= 1 or null"),
+    "data.num_workers": (integer(0), "an integer >= 0"),
+    "model.optimizer.lr": (number(0), "a finite number >= 0"),  # 0: a frozen-weights baseline
+    "model.optimizer.weight_decay": (number(0), "a finite number >= 0"),
+    "seed": (integer(0, (None,)), "an integer >= 0 or null"),
     "reuse_freed_memory": (lambda v: isinstance(v, bool), "true or false"),
-    "threads": (_int(1, (None,)), "an integer >= 1 or null"),
+    "threads": (integer(1, (None,)), "an integer >= 1 or null"),
     "float32_matmul_precision": (lambda v: v in ("highest", "high", "medium"), "highest, high or medium"),
-    "callbacks.model_checkpoint.every_n_train_steps": (_int(1, (None, 0)), "an integer >= 1 or null"),
-    "callbacks.early_stopping.patience": (_int(0), "an integer >= 0"),
-    "callbacks.ema.decay": (lambda v: _number(0)(v) and v < 1, "a number in [0, 1): 1 would never move"),
-    "callbacks.ema.update_every_n_steps": (_int(1), "an integer >= 1"),
+    "callbacks.model_checkpoint.every_n_train_steps": (integer(1, (None, 0)), "an integer >= 1 or null"),
+    "callbacks.early_stopping.patience": (integer(0), "an integer >= 0"),
+    "callbacks.ema.decay": (lambda v: number(0)(v) and v < 1, "a number in [0, 1): 1 would never move"),
+    "callbacks.ema.update_every_n_steps": (integer(1), "an integer >= 1"),
 }
 
 
@@ -270,10 +286,7 @@ def check_config(cfg: DictConfig) -> None:
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
     if missing:
         raise missing_value(missing[0])
-    for key, (ok, allowed) in RULES.items():
-        value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is not _ABSENT and not ok(value):
-            raise ConfigError(f"{key}={value}: must be {allowed}")
+    check_rules(cfg, RULES)
     if OmegaConf.select(cfg, "model.class_weights") == "balanced" and OmegaConf.select(cfg, "data.streaming"):
         raise ConfigError(
             "model.class_weights=balanced: needs the training labels, which a stream (data.streaming=true) "

@@ -61,7 +61,7 @@ def checkpoint_config(ckpt_path: str) -> dict[str, Any]:
     """The resolved run config stored in a litlab checkpoint (empty if none)."""
     from litlab.checkpoint import load_checkpoint
 
-    return load_checkpoint(ckpt_path).get("config") or {}
+    return load_checkpoint(ckpt_path, mmap=True).get("config") or {}  # the config only: tensors stay on disk
 
 
 def data_config(

@@ -24,8 +24,8 @@ class Preemption(L.Callback):
     in ``on_train_batch_end``, the point Lightning's own step checkpoints resume from exactly.
     """
 
-    def __init__(self, run_dir: str, resume_hint: str = "litlab-train ckpt_path={run_dir}") -> None:
-        self.run_dir, self.resume_hint = run_dir, resume_hint
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
         self.saved: str | None = None
         self.interrupted = False  # by Ctrl-C, which Lightning turns into exit(1)
         self._previous: Any = None
@@ -84,7 +84,7 @@ class Preemption(L.Callback):
     def _tell(self, trainer: L.Trainer, what: str) -> None:
         """What happened and how to resume, on stderr and in the log (rank 0 only)."""
         if trainer.is_global_zero:
-            tell(log, f"{what} Resume with: {self.resume_hint.format(run_dir=as_argument(self.run_dir))}")
+            tell(log, f"{what} Resume with: litlab-train ckpt_path={as_argument(self.run_dir)}")
 
 
 def as_argument(value: str) -> str:

@@ -28,7 +28,8 @@ class StreamDataset(IterableDataset):
     ) -> None:
         self.source, self.num_samples, self.offset = source, num_samples, offset
         self.transform: Callable[[Tensor], Tensor] | None = None
-        self.shard(batch_size=batch_size)
+        self.batch_size = batch_size
+        self.shard()
 
     def shard(
         self,
@@ -43,7 +44,7 @@ class StreamDataset(IterableDataset):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, {world_size})")
         self.rank, self.world_size, self.num_workers = rank, world_size, max(num_workers, 1)
-        self.batch_size = batch_size or getattr(self, "batch_size", 64)
+        self.batch_size = batch_size or self.batch_size
         self.drop_last, self.pad = drop_last, pad
 
     @property

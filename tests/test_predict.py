@@ -332,3 +332,17 @@ def test_the_normalization_of_a_normalize_transform_applies_to_input_files(tmp_p
     )
     assert data.input_normalization() == {"mean": [0.5], "std": [0.25]}
     assert SyntheticDataModule().input_normalization() is None
+
+
+def test_a_folder_of_pt_files_is_read_as_data_folder_reads_it(ckpts, digits, tmp_path):
+    """Inference reads the file kinds that training's data=folder reads (.pt was refused: "no ... files")."""
+    x = digits.splits["test"].tensors[0][:6]
+    mean, std = digits.normalization["mean"][0], digits.normalization["std"][0]
+    (tmp_path / "pt").mkdir()
+    for i, sample in enumerate((x * std + mean).clamp(0, 1)):
+        torch.save(sample.clone(), tmp_path / "pt" / f"{i}.pt")
+    ckpt = f"ckpt_path={ckpts['cnn']}"
+    _, _, split = run_predict(tmp_path / "a", ckpt, "split=test")
+    _, rows, table = run_predict(tmp_path / "b", ckpt, f"input={tmp_path / 'pt'}")
+    assert [r[0] for r in rows] == [f"{i}.pt" for i in range(6)]
+    np.testing.assert_allclose(table["probs"], split["probs"][:6], atol=1e-5)

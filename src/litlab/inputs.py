@@ -5,7 +5,7 @@ an optional padding ``mask`` (True = real token), optional labels, and a name pe
 (its index in the split or array, or its file name in the folder).
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,8 @@ from torch import Tensor
 
 from litlab.data.arrays import non_finite_samples
 from litlab.data.base import upgrade_data_config
+from litlab.data.files import IMAGE_SUFFIXES, SUFFIXES, read_sample
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 ARRAY_SUFFIXES = (".npy", ".npz", ".pt")
 
 
@@ -125,29 +125,6 @@ def split_batches(datamodule: Any, split: str, batch_size: int) -> Iterator[Inpu
         start += len(x)
 
 
-def _read_image(path: Path, spec: InputSpec) -> Tensor:
-    from PIL import Image
-
-    channels, height, width = spec.input_shape
-    with Image.open(path) as image:
-        image = image.convert("L" if channels == 1 else "RGB")
-        if image.size != (width, height):
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.float32) / 255.0
-    return torch.from_numpy(array.reshape(height, width, -1)).permute(2, 0, 1)
-
-
-def _read_npy(path: Path, spec: InputSpec) -> Tensor:
-    return torch.from_numpy(np.load(path, allow_pickle=False))
-
-
-#: How a file in an input folder becomes one sample (scaled to [0, 1], not yet normalized).
-SAMPLE_READERS: dict[str, Callable[[Path, InputSpec], Tensor]] = {
-    **dict.fromkeys(IMAGE_SUFFIXES, _read_image),
-    ".npy": _read_npy,
-}
-
-
 def _read_array_file(path: Path) -> tuple[Tensor, Tensor | None]:
     """``x`` (and ``mask``) from ``.npy``, ``.npz`` (keys ``x``, optional ``mask``) or ``.pt``."""
     if path.suffix == ".npy":
@@ -195,16 +172,18 @@ def path_inputs(path: str | Path, spec: InputSpec, normalize: bool = True) -> In
     """All samples of a folder (one file each, sorted by name) or of one array file, as one batch."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in SAMPLE_READERS and p.is_file())
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
         if not files:
-            raise FileNotFoundError(f"input={path}: no {'/'.join(SAMPLE_READERS)} files in this folder")
-        if spec.tokens and any(p.suffix.lower() != ".npy" for p in files):
-            raise ValueError(f"input={path}: a token model reads .npy files of token ids, not images")
+            raise FileNotFoundError(f"input={path}: no {'/'.join(SUFFIXES)} files in this folder")
+        if spec.tokens and any(p.suffix.lower() in IMAGE_SUFFIXES for p in files):
+            raise ValueError(f"input={path}: a token model reads .npy or .pt files of token ids, not images")
+        # Images are resized to the model's [C, H, W] (scaled to [0, 1], not yet normalized).
+        size = spec.input_shape[1:] if len(spec.input_shape) == 3 else None
         samples = []
         for p in files:
             try:
-                samples.append(SAMPLE_READERS[p.suffix.lower()](p, spec))
-            except (OSError, ValueError) as e:
+                samples.append(read_sample(p, spec.input_shape[0], size))
+            except Exception as e:  # Pillow, numpy and torch each raise their own types for a bad file
                 raise ValueError(f"input={path}: cannot read {p.name}: {e}") from e
         if spec.tokens:
             return _padded(samples, spec, [str(p.relative_to(path)) for p in files], str(path))

@@ -1,6 +1,6 @@
 """Lazy files: ``root/<class>/<file>`` read only when a sample is asked for.
 
-``.npy``, ``.pt`` and images (``.png``, ``.jpg``, ``.jpeg``, ``.bmp`` via Pillow). Splits come from
+``.npy``, ``.pt`` and images (``.png``, ``.jpg``, ... via Pillow: ``data.files``). Splits come from
 ``root/train``, ``root/val``, ``root/test`` when those folders exist, else from a seeded split
 of ``root``. The index (files and classes) is built once and cached in ``root/.litlab_index.json``
 until a class folder changes; with ``verify`` every file is read once when the index is
@@ -12,56 +12,24 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from litlab.data.base import DataModule, split_sizes
+from litlab.data.files import SUFFIXES, read_sample
 from litlab.runs import write_json_atomic
 
 log = logging.getLogger(__name__)
 INDEX_FILE = ".litlab_index.json"
 
 
-def _image(path: Path, channels: int) -> Tensor:
-    with Image.open(path) as img:
-        img = img.convert("L" if channels == 1 else "RGB")
-        array = np.asarray(img, dtype=np.uint8)
-    x = torch.from_numpy(array.copy()).float().div_(255)
-    return x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
-
-
-def _npy(path: Path, channels: int) -> Tensor:
-    return torch.from_numpy(np.load(path, allow_pickle=False))
-
-
-def _pt(path: Path, channels: int) -> Tensor:
-    x = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(x, Tensor):
-        raise ValueError(f"holds a {type(x).__name__}, not a tensor")
-    return x
-
-
-#: file suffix -> reader(path, channels) -> tensor
-READERS: dict[str, Callable[[Path, int], Tensor]] = {
-    ".npy": _npy,
-    ".pt": _pt,
-    ".png": _image,
-    ".jpg": _image,
-    ".jpeg": _image,
-    ".bmp": _image,
-}
-
-
-def read_sample(path: Path, input_shape: list[int]) -> Tensor:
+def read_checked(path: Path, input_shape: list[int]) -> Tensor:
     """One file as a float tensor of ``input_shape``; any failure names the file."""
     try:
-        x = READERS[path.suffix.lower()](path, input_shape[0] if input_shape else 1)
+        x = read_sample(path, input_shape[0] if input_shape else 1)
     except Exception as e:  # Pillow, numpy and torch each raise their own types for a bad file
         raise ValueError(f"{path} cannot be read (corrupt or truncated?): {e}") from None
     if list(x.shape) != list(input_shape):
@@ -81,9 +49,9 @@ def scan(folder: Path, classes: list[str] | None = None) -> tuple[list[str], lis
     classes = classes or found
     samples = []
     for name in found:
-        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in READERS and p.is_file())
+        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
         if not files:
-            raise ValueError(f"class folder {folder / name} is empty: no {sorted(READERS)} files")
+            raise ValueError(f"class folder {folder / name} is empty: no {'/'.join(SUFFIXES)} files")
         samples += [(str(p.relative_to(folder)), classes.index(name)) for p in files]
     return classes, samples
 
@@ -121,7 +89,7 @@ class FolderDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         file, label = self.samples[i]
-        return read_sample(self.root / file, self.input_shape), torch.tensor(label)
+        return read_checked(self.root / file, self.input_shape), torch.tensor(label)
 
 
 class FolderDataModule(DataModule):
@@ -183,7 +151,7 @@ class FolderDataModule(DataModule):
             splits = dict(zip(("train", "val", "test"), self.split(samples, self.sizes), strict=True))
         if self.verify:
             for file, _ in (s for split in splits.values() for s in split):
-                read_sample(self.root / file, self.input_shape)
+                read_checked(self.root / file, self.input_shape)
         return {"classes": classes, "splits": splits}
 
     def split(self, samples: list, sizes: tuple) -> list[list]:

@@ -1,0 +1,48 @@
+"""One sample per file: how ``.npy``, ``.pt`` and image files become tensors.
+
+Shared by training (``data=folder``) and inference (``litlab-predict input=<folder>``), so a
+model is given files of the same kinds, read the same way, as it was trained on.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: Read through Pillow, as [C, H, W] floats in [0, 1] (C: 1 grey, 3 RGB).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: Read as stored: a tensor of any shape and dtype.
+TENSOR_SUFFIXES = (".npy", ".pt")
+SUFFIXES = (*TENSOR_SUFFIXES, *IMAGE_SUFFIXES)
+
+
+def read_image(path: Path, channels: int, size: Sequence[int] | None = None) -> Tensor:
+    """An image as ``[channels, H, W]`` floats in [0, 1], resized (bilinear) to ``size = (H, W)`` if given."""
+    from PIL import Image  # imported where used: start-up stays short
+
+    with Image.open(path) as image:
+        image = image.convert("L" if channels == 1 else "RGB")
+        if size is not None and image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    x = torch.from_numpy(array.copy()).float().div_(255)
+    return x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
+
+
+def read_tensor(path: Path) -> Tensor:
+    """The tensor in an ``.npy`` file (no pickles) or a ``.pt`` file (weights_only)."""
+    if path.suffix.lower() == ".npy":
+        return torch.from_numpy(np.load(path, allow_pickle=False))
+    x = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(x, Tensor):
+        raise ValueError(f"holds a {type(x).__name__}, not a tensor")
+    return x
+
+
+def read_sample(path: Path, channels: int, size: Sequence[int] | None = None) -> Tensor:
+    """The sample in ``path`` (one of ``SUFFIXES``); only images are converted to ``channels`` and ``size``."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return read_image(path, channels, size)
+    return read_tensor(path)

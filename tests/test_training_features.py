@@ -210,13 +210,13 @@ def test_without_a_configured_bar_litlab_adds_its_own_not_lightnings():
     from lightning.pytorch.callbacks import TQDMProgressBar
 
     from litlab.callbacks import ProgressBar
-    from litlab.train import with_progress_bar
+    from litlab.callbacks.progress_bar import with_progress_bar
 
-    (bar,) = with_progress_bar([], enabled=True)
+    (bar,) = with_progress_bar([], {})
     assert isinstance(bar, ProgressBar)
-    assert with_progress_bar([], enabled=False) == []
+    assert with_progress_bar([], {"enable_progress_bar": False}) == []
     lightning_bar = TQDMProgressBar()
-    assert with_progress_bar([lightning_bar], enabled=True) == [lightning_bar]  # a bar the user chose stays
+    assert with_progress_bar([lightning_bar], {}) == [lightning_bar]  # a bar the user chose stays
 
 
 def test_progress_bar_shows_the_step_loss_logged_without_prog_bar():
@@ -242,7 +242,7 @@ def test_threads_key_sets_torch_threads_for_the_run(train_in_process):
 
 
 def test_seed_null_is_one_seed_for_all_ranks(monkeypatch):
-    from litlab.train import run_seed
+    from litlab.seed import run_seed
     from litlab.validate import ConfigError
 
     for key in ("LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):

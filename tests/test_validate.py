@@ -174,9 +174,9 @@ def test_cli_exits_2_with_one_line_and_leaves_no_run_directory(tmp_path):
 
 
 def test_in_process_train_checks_before_building_anything(train_in_process, monkeypatch):
-    import litlab.train
+    import litlab.tasks
 
-    monkeypatch.setattr(litlab.train, "build_task", lambda cfg: pytest.fail("built the model"))
+    monkeypatch.setattr(litlab.tasks, "build_task", lambda cfg: pytest.fail("built the model"))
     with pytest.raises(ConfigError, match=r"data.batch_size=0: must be an integer >= 1"):
         train_in_process("data.batch_size=0")
 

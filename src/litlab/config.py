@@ -30,3 +30,10 @@ if not OmegaConf.has_resolver("parallel_jobs"):
 def to_plain(cfg: DictConfig | None) -> Any:
     """A resolved config as plain dicts and lists (what checkpoints and JSON may hold)."""
     return {} if cfg is None else OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate each entry of a callbacks/logger group; entries set to null are skipped."""
+    from hydra.utils import instantiate
+
+    return [instantiate(c) for c in (group or {}).values() if c is not None]

@@ -10,11 +10,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.collector import entry_point, imports_done
 from litlab.command_line import checked_command
-from litlab.config import config_dir
+from litlab.config import config_dir, instantiate_all
 from litlab.jobs import one_line_errors
 from litlab.quiet import quiet_lightning
 from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
-from litlab.train import instantiate_all, with_progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +23,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
+    from litlab.callbacks.progress_bar import with_progress_bar
     from litlab.inputs import check_data_fits, data_config
     from litlab.tasks import load_task
 
@@ -38,7 +38,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     task = load_task(ckpt_path)
     check_data_fits(task, data_cfg)
     datamodule = instantiate(data_cfg)
-    bar = with_progress_bar([], cfg.trainer.get("enable_progress_bar", True) is not False)
+    bar = with_progress_bar([], cfg.trainer)
     trainer = instantiate(cfg.trainer, callbacks=bar, logger=instantiate_all(cfg.get("logger")) or False)
     trainer.test(task, datamodule=datamodule)
     metrics = scalars(trainer.callback_metrics)

@@ -6,7 +6,6 @@ and Hydra's launchers catch the error per job, so the sweep's other jobs still r
 """
 
 import functools
-import json
 import logging
 import os
 import re
@@ -23,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from litlab.runs import METRICS_FILE, write_json_atomic
+from litlab.runs import METRICS_FILE, read_summary, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +110,7 @@ def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -
         return
     status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
     (run_dir / ERROR_FILE).write_text("".join(traceback.format_exception(error)))
-    path = run_dir / METRICS_FILE
-    try:
-        summary = json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:
-        summary = {}
+    summary = read_summary(run_dir)
     attempt = {"status": status, "error": f"{type(error).__name__}: {error}".strip()}
     best = summary.get("best_checkpoint")
     if best and not (run_dir / "checkpoints" / Path(best).name).is_file():
@@ -124,7 +119,7 @@ def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -
         summary["last_attempt"] = attempt  # a finished run resumed again, failing before it changed: its results stand
         attempt = {}
     summary.update(run_dir=str(run_dir), **attempt)
-    write_json_atomic(path, summary)
+    write_json_atomic(run_dir / METRICS_FILE, summary)
     if announce:
         message = summary.get("error") or summary["last_attempt"]["error"]
         first = message.splitlines()[0] if message else ""

@@ -73,12 +73,18 @@ def find_last_checkpoint(log_dir: str | Path) -> Path:
     return candidates[-1]
 
 
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``metrics.json``; empty when it has none yet, or one that is not litlab's summary object."""
+    try:
+        summary = json.loads(Path(run_dir, METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
 def best_checkpoint(run_dir: Path) -> Path | None:
     """A run directory's best checkpoint (metrics.json's ``best_checkpoint``), else its ``last.ckpt``, else None."""
-    try:
-        best = json.loads((run_dir / METRICS_FILE).read_text()).get("best_checkpoint")
-    except (OSError, ValueError, AttributeError):
-        best = None
+    best = read_summary(run_dir).get("best_checkpoint")
     # By name under this directory: metrics.json holds the absolute path where the run was written.
     for name in (Path(best).name if best else None, "last.ckpt"):
         if name and (run_dir / "checkpoints" / name).is_file():

@@ -4,151 +4,23 @@ Heavy imports (torch, Lightning) wait inside ``train()``: ``--help`` and a bad c
 answer before they load.
 """
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litlab.collector import entry_point, imports_done
 from litlab.command_line import validated
-from litlab.config import config_dir, to_plain
+from litlab.config import config_dir, instantiate_all, to_plain
+from litlab.hparams import log_hparams
 from litlab.jobs import ERROR_FILE, one_line_errors, run_job, use_resources
 from litlab.quiet import quiet_lightning
-from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
+from litlab.runs import METRICS_FILE, read_summary, resolve_checkpoint, scalars, write_json_atomic
+from litlab.seed import run_seed
 from litlab.validate import check_config
 
 log = logging.getLogger(__name__)
-
-#: Config sections shown as hyperparameters in TensorBoard's HParams tab.
-HPARAM_SECTIONS = ("model", "data", "trainer", "seed")
-
-
-def build_task(cfg: DictConfig) -> Any:
-    """The LightningModule for ``cfg.data.task``, sized by the data config."""
-    from litlab.tasks import TASKS
-
-    if cfg.data.task not in TASKS:
-        raise ValueError(f"data.task={cfg.data.task!r} is not a task; choose one of {sorted(TASKS)}")
-    task_cls = TASKS[cfg.data.task]
-    io = {k: cfg.data[k] for k in task_cls.data_keys if cfg.data.get(k) is not None}
-    return task_cls(**to_plain(cfg.model), **to_plain(OmegaConf.create(io)))
-
-
-def instantiate_all(group: DictConfig | None) -> list[Any]:
-    """Instantiate each entry of a callbacks/logger group; entries set to null are skipped."""
-    from hydra.utils import instantiate
-
-    return [instantiate(c) for c in (group or {}).values() if c is not None]
-
-
-def with_progress_bar(callbacks: list[Any], enabled: bool) -> list[Any]:
-    """``callbacks`` with litlab's progress bar where none is configured and the bar is on.
-
-    Lightning would add its own, which redraws on every batch (``callbacks=none``, or
-    ``callbacks.progress_bar=null``); ``trainer.enable_progress_bar=false`` turns the bar off.
-    """
-    from lightning.pytorch.callbacks.progress import ProgressBar as AnyBar
-
-    from litlab.callbacks import ProgressBar
-
-    if not enabled or any(isinstance(c, AnyBar) for c in callbacks):
-        return callbacks
-    return [*callbacks, ProgressBar()]
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists become strings (TensorBoard wants scalars)."""
-    if not isinstance(tree, dict):
-        return {prefix: tree if isinstance(tree, int | float | str | bool) else str(tree)}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if not str(key).startswith("_"):
-            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def log_hparams(trainer: Any, cfg: DictConfig, metrics: dict[str, float]) -> None:
-    """Write the run's hyperparameters with its final metrics for TensorBoard's HParams tab.
-
-    The HParams tab shows, for each metric name declared here, the last value of the scalar
-    with that tag; derived values (``*_best``) are logged as scalars first so they exist.
-    """
-    from lightning.pytorch.loggers import TensorBoardLogger
-    from torch.utils.tensorboard.summary import hparams
-
-    params = flatten({k: to_plain(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k] for k in HPARAM_SECTIONS})
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_metrics({k: v for k, v in metrics.items() if k.endswith("_best")}, step=trainer.global_step)
-            # Session summaries only: without a per-run "experiment" summary TensorBoard builds the
-            # HParams table from all runs, so a sweep's columns are the union of every job's hparams.
-            _, session_start, session_end = hparams(params, dict.fromkeys(metrics, 0.0))
-            for summary in (session_start, session_end):
-                logger.experiment._get_file_writer().add_summary(summary)  # as Lightning does
-            logger.experiment.flush()
-
-
-def previous_metrics(run_dir: str) -> dict[str, float]:
-    """The metrics an earlier attempt of this run wrote into its ``metrics.json`` (none if it wrote none)."""
-    try:
-        return dict(json.loads(Path(run_dir, METRICS_FILE).read_text()).get("metrics") or {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
-def shared_job_id() -> str | None:
-    """An id that every process of this multi-process job shares (and no other job has), if any.
-
-    ``ConfigError`` for processes of one job that have none to agree on: torchrun without
-    ``--rdzv-id`` names every run ``none``.
-    """
-    import os
-
-    from litlab.validate import ConfigError
-
-    env = os.environ
-    if "SLURM_PROCID" in env and int(env.get("SLURM_STEP_NUM_TASKS", 1)) > 1:  # one task of an srun step
-        return f"slurm {env.get('SLURM_JOB_ID')}.{env.get('SLURM_STEP_ID')}"
-    if int(env.get("WORLD_SIZE", 1)) > 1:  # torchrun and other launchers that set the world size
-        run = env.get("TORCHELASTIC_RUN_ID", "none")
-        if run == "none":
-            raise ConfigError(
-                "seed=null: this job's processes share no id to agree on a seed (torchrun: give --rdzv-id); "
-                "give seed=<integer>"
-            )
-        return f"torchrun {run}"
-    return None
-
-
-def run_seed(seed: int | None, checkpoint: str | None = None) -> int:
-    """``seed``; for ``seed=null`` the seed a resumed run drew, or a fresh one (logged, to repeat the run).
-
-    Every process of a run must draw the same one, or their data shards would overlap: DDP ranks
-    that Lightning starts inherit it (``PL_GLOBAL_SEED``); processes that SLURM or torchrun start
-    derive it from the id of the job step they share.
-    """
-    import os
-    import random
-    import zlib
-
-    if seed is not None:
-        return seed
-    if checkpoint:
-        from litlab.checkpoint import load_checkpoint
-
-        held = (load_checkpoint(checkpoint, mmap=True).get("config") or {}).get("seed")
-        if held is not None:
-            return int(held)
-    if "PL_GLOBAL_SEED" in os.environ and os.environ.get("LOCAL_RANK", "0") != "0":
-        return int(os.environ["PL_GLOBAL_SEED"])
-    shared = shared_job_id()
-    seed = zlib.crc32(shared.encode()) % 2**31 if shared else random.SystemRandom().randrange(2**31)
-    how = f"from the id of the job step its processes share ({shared})" if shared else "drawn"
-    log.info(f"seed=null: seed {seed}, {how} (seed={seed} repeats this run)")
-    return seed
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -159,8 +31,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from litlab.callbacks import ExactResume, Preemption, StoreConfig
+    from litlab.callbacks.progress_bar import with_progress_bar
     from litlab.distributed import start_children_in_job_dir
     from litlab.resume import PurgeRepeatedSteps, prepare_resume, requeued_checkpoint
+    from litlab.tasks import build_task
 
     imports_done()
     quiet_lightning()
@@ -187,7 +61,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_all(cfg.get("logger"))
     preemption = Preemption(run_dir)
     callbacks = [*instantiate_all(cfg.get("callbacks")), StoreConfig(to_plain(cfg)), ExactResume(), preemption]
-    callbacks = with_progress_bar(callbacks, cfg.trainer.get("enable_progress_bar", True) is not False)
+    callbacks = with_progress_bar(callbacks, cfg.trainer)
     if ckpt_path:
         prepare_resume(ckpt_path)
         callbacks.append(PurgeRepeatedSteps())
@@ -223,7 +97,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         # A resumed run that had nothing left to train logs no train/val metrics: keep the earlier ones.
-        metrics = {**previous_metrics(run_dir), **metrics}
+        metrics = {**(read_summary(run_dir).get("metrics") or {}), **metrics}
         summary = {
             "run_dir": run_dir,
             "best_checkpoint": best or None,

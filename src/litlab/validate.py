@@ -229,7 +229,7 @@ def meta_task(cfg: DictConfig) -> Any:
     import torch
 
     from litlab.quiet import quiet_lightning
-    from litlab.train import build_task
+    from litlab.tasks import build_task
 
     quiet_lightning()  # model.compile=true imports torch's compiler here already
     with torch.device("meta"):

@@ -1,11 +1,12 @@
 """Lightning's tqdm progress bar, redrawn by the clock instead of every N batches."""
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress import ProgressBar as AnyBar
 
 
 class ProgressBar(TQDMProgressBar):
@@ -47,3 +48,15 @@ class ProgressBar(TQDMProgressBar):
             self._last_draw = now
             return True
         return False
+
+
+def with_progress_bar(callbacks: list[Any], trainer_cfg: Mapping[str, Any]) -> list[Any]:
+    """``callbacks`` with litlab's progress bar where none is configured and the bar is on.
+
+    Lightning would add its own, which redraws on every batch (``callbacks=none``, or
+    ``callbacks.progress_bar=null``); ``trainer.enable_progress_bar=false`` turns the bar off.
+    """
+    enabled = trainer_cfg.get("enable_progress_bar", True) is not False
+    if not enabled or any(isinstance(c, AnyBar) for c in callbacks):
+        return callbacks
+    return [*callbacks, ProgressBar()]

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 from litlab.tasks.base import Task
 from litlab.tasks.classification import Classifier
@@ -10,6 +11,19 @@ from litlab.tasks.multilabel import MultiLabelClassifier
 from litlab.tasks.regression import Regressor
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classifier, MultiLabelClassifier, Regressor)}
+
+
+def build_task(cfg: DictConfig) -> Task:
+    """The LightningModule for ``cfg.data.task``, sized by the data config."""
+    from omegaconf import OmegaConf
+
+    from litlab.config import to_plain
+
+    if cfg.data.task not in TASKS:
+        raise ValueError(f"data.task={cfg.data.task!r} is not a task; choose one of {sorted(TASKS)}")
+    task_cls = TASKS[cfg.data.task]
+    io = {k: cfg.data[k] for k in task_cls.data_keys if cfg.data.get(k) is not None}
+    return task_cls(**to_plain(cfg.model), **to_plain(OmegaConf.create(io)))
 
 
 def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Task:
@@ -29,4 +43,4 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Tas
     return task
 
 
-__all__ = ["TASKS", "Classifier", "MultiLabelClassifier", "Regressor", "Task", "load_task"]
+__all__ = ["TASKS", "Classifier", "MultiLabelClassifier", "Regressor", "Task", "build_task", "load_task"]

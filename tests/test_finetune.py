@@ -148,16 +148,16 @@ def test_checkpoints_from_before_the_mlp_head_was_named_still_load(source, tmp_p
 def test_init_from_a_copied_run_directory_reads_the_copy(source, tmp_path):
     import shutil
 
-    from litlab.finetune import init_source
+    from litlab.runs import resolve_checkpoint
 
     copy = tmp_path / "copy"
     shutil.copytree(source, copy)
     best = read_metrics(source)["best_checkpoint"]
-    assert init_source(copy) == copy / "checkpoints" / best.rsplit("/", 1)[1]
+    assert resolve_checkpoint(copy, None, best=True) == str(copy / "checkpoints" / best.rsplit("/", 1)[1])
     shutil.rmtree(copy / "checkpoints")
     (copy / "checkpoints").mkdir()
-    with pytest.raises(FileNotFoundError, match="a directory without a best checkpoint"):
-        init_source(copy)
+    with pytest.raises(FileNotFoundError, match=r"init_from=.*: a directory without a best checkpoint"):
+        resolve_checkpoint(copy, None, best=True, key="init_from")
 
 
 def test_a_bare_name_is_one_prefix(source, train_in_process):

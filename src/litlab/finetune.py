@@ -51,21 +51,6 @@ def shortest_prefixes(names: list[str], keep: list[str]) -> list[str]:
     return out
 
 
-def init_source(path: str | Path) -> Path:
-    """The checkpoint ``init_from`` names: a file, or a run directory's best (else last) checkpoint."""
-    from litlab.runs import best_checkpoint
-
-    path = Path(path)
-    if path.is_dir():
-        found = best_checkpoint(path)
-        if found is None:
-            raise FileNotFoundError(f"init_from={path}: a directory without a best checkpoint or checkpoints/last.ckpt")
-        return found
-    if not path.is_file():
-        raise FileNotFoundError(f"init_from={path}: no such checkpoint file")
-    return path
-
-
 def net_tensors(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
     """The net's tensors in a litlab checkpoint, or a plain ``state_dict`` (``litlab-export format=state_dict``)."""
     if "state_dict" in checkpoint:
@@ -124,8 +109,9 @@ def init_tensors(
     ``mmap=True`` with a meta-device ``net``: a check of names and shapes that reads no weights.
     """
     from litlab.checkpoint import load_checkpoint
+    from litlab.runs import resolve_checkpoint
 
-    source = init_source(path)
+    source = Path(resolve_checkpoint(path, None, best=True, key="init_from"))
     where = f"init_from={path}" + (f" ({source})" if source != Path(path) else "")
     try:
         return where, fitting_tensors(net_tensors(load_checkpoint(source, mmap=mmap)), net, skip, where)

@@ -27,16 +27,16 @@ def log_hparams(trainer: Any, cfg: DictConfig, metrics: dict[str, float]) -> Non
     The HParams tab shows, for each metric name declared here, the last value of the scalar
     with that tag; derived values (``*_best``) are logged as scalars first so they exist.
     """
-    from lightning.pytorch.loggers import TensorBoardLogger
     from torch.utils.tensorboard.summary import hparams
 
+    from litlab.tensorboard import tensorboard_loggers
+
     params = flatten({k: to_plain(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k] for k in HPARAM_SECTIONS})
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_metrics({k: v for k, v in metrics.items() if k.endswith("_best")}, step=trainer.global_step)
-            # Session summaries only: without a per-run "experiment" summary TensorBoard builds the
-            # HParams table from all runs, so a sweep's columns are the union of every job's hparams.
-            _, session_start, session_end = hparams(params, dict.fromkeys(metrics, 0.0))
-            for summary in (session_start, session_end):
-                logger.experiment._get_file_writer().add_summary(summary)  # as Lightning does
-            logger.experiment.flush()
+    for logger in tensorboard_loggers(trainer):
+        logger.log_metrics({k: v for k, v in metrics.items() if k.endswith("_best")}, step=trainer.global_step)
+        # Session summaries only: without a per-run "experiment" summary TensorBoard builds the
+        # HParams table from all runs, so a sweep's columns are the union of every job's hparams.
+        _, session_start, session_end = hparams(params, dict.fromkeys(metrics, 0.0))
+        for summary in (session_start, session_end):
+            logger.experiment._get_file_writer().add_summary(summary)  # as Lightning does
+        logger.experiment.flush()

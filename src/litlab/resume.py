@@ -95,15 +95,15 @@ class PurgeRepeatedSteps(L.Callback):
         self.pending = False
         if not trainer.is_global_zero:  # the other ranks' loggers hold no writer
             return
-        from lightning.pytorch.loggers import TensorBoardLogger
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
+        from litlab.tensorboard import tensorboard_loggers
+
         step = trainer.fit_loop.epoch_loop._batches_that_stepped
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                writer = logger.experiment._get_file_writer()
-                writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
-                writer.flush()
+        for logger in tensorboard_loggers(trainer):
+            writer = logger.experiment._get_file_writer()
+            writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+            writer.flush()
         log.info(f"Resumed at step {step}; TensorBoard hides what the interrupted run logged from there on")
 
 

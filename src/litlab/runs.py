@@ -92,23 +92,26 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
-def resolve_checkpoint(ckpt_path: str | None, log_dir: str | Path, best: bool = False) -> str | None:
-    """``ckpt_path`` as a checkpoint file: ``last`` and run directories are looked up.
+def resolve_checkpoint(
+    ckpt_path: str | Path | None, log_dir: str | Path | None, best: bool = False, key: str = "ckpt_path"
+) -> str | None:
+    """``ckpt_path`` as a checkpoint file: ``last`` (under ``log_dir``) and run directories are looked up.
 
     A run directory means its ``last.ckpt`` (what a resume goes on from), or with ``best`` its
-    best checkpoint (what a run tests at its end: what eval, predict and export take).
+    best checkpoint (what a run tests at its end: what eval, predict, export and init_from take).
+    ``key`` names the setting in messages.
     """
     if ckpt_path is None:
         return None
-    if ckpt_path == "last":
+    if ckpt_path == "last" and log_dir is not None:
         return str(find_last_checkpoint(log_dir))
     path = Path(ckpt_path)
     if path.is_dir():
         found = best_checkpoint(path) if best else path / "checkpoints" / "last.ckpt"
         if found is None or not found.is_file():
             which = "a best checkpoint or checkpoints/last.ckpt" if best else "checkpoints/last.ckpt"
-            raise FileNotFoundError(f"ckpt_path={ckpt_path}: a directory without {which}")
+            raise FileNotFoundError(f"{key}={ckpt_path}: a directory without {which}")
         path = found
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        raise FileNotFoundError(f"{key}={ckpt_path}: no such checkpoint file")
     return str(path)

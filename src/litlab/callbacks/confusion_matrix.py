@@ -5,7 +5,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 
-from litlab.callbacks.images import font, tensorboard
+from litlab.callbacks.images import font
+from litlab.tensorboard import tensorboard_loggers
 
 
 def draw_confusion_matrix(cm: np.ndarray, cell: int = 28) -> np.ndarray:
@@ -55,6 +56,6 @@ class ConfusionMatrixImage(L.Callback):
         # Summed over ranks under DDP: every rank must take part in the sync.
         with metric.sync_context(should_sync=trainer.world_size > 1):
             cm = metric.confusion.detach().float().cpu().numpy().copy()  # float32 even under bf16-true
-        writer = tensorboard(trainer)
-        if writer is not None and trainer.is_global_zero:
-            writer.add_image("val/confusion_matrix", draw_confusion_matrix(cm), trainer.global_step, dataformats="HWC")
+        for logger in tensorboard_loggers(trainer) if trainer.is_global_zero else []:
+            image = draw_confusion_matrix(cm)
+            logger.experiment.add_image("val/confusion_matrix", image, trainer.global_step, dataformats="HWC")

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from litlab.callbacks.images import font, tensorboard
+from litlab.callbacks.images import font
+from litlab.tensorboard import tensorboard_loggers
 
 
 def draw_grid(images: Tensor, labels: Sequence[str], size: int = 64, columns: int = 8) -> np.ndarray:
@@ -63,9 +64,9 @@ class MisclassifiedImages(L.Callback):
             self.found.append((x[i].cpu(), int(y[i]), int(pred[i])))
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = tensorboard(trainer)
-        if self.found and writer is not None and trainer.is_global_zero:
+        for logger in tensorboard_loggers(trainer) if self.found and trainer.is_global_zero else []:
             images = torch.stack([x for x, _, _ in self.found])
             labels = [f"{t}->{p}" for _, t, p in self.found]
-            writer.add_image("test/misclassified", draw_grid(images, labels), trainer.global_step, dataformats="HWC")
+            grid = draw_grid(images, labels)
+            logger.experiment.add_image("test/misclassified", grid, trainer.global_step, dataformats="HWC")
         self.found = []

@@ -346,3 +346,30 @@ def test_a_folder_of_pt_files_is_read_as_data_folder_reads_it(ckpts, digits, tmp
     _, rows, table = run_predict(tmp_path / "b", ckpt, f"input={tmp_path / 'pt'}")
     assert [r[0] for r in rows] == [f"{i}.pt" for i in range(6)]
     np.testing.assert_allclose(table["probs"], split["probs"][:6], atol=1e-5)
+
+
+def test_eval_changes_keys_of_the_stored_data_config(tmp_path):
+    """The data moved since training: +data.path=<new place> changes that key alone; a misspelled key is named."""
+    import shutil
+
+    from conftest import compose_cfg
+
+    from litlab.eval import evaluate
+    from litlab.train import train
+
+    x = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    np.savez(tmp_path / "blobs.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    data = ["data=arrays", f"data.path={tmp_path / 'blobs.npz'}", "data.input_shape=[4]", "data.num_classes=2"]
+    overrides = ["print_config=false", f"paths.root_dir={tmp_path}", "logger=none", "trainer.max_epochs=2"]
+    metrics = train(compose_cfg([*overrides, *data], tmp_path / "train"))
+    (tmp_path / "moved").mkdir()
+    shutil.move(tmp_path / "blobs.npz", tmp_path / "moved" / "blobs.npz")
+
+    ckpt = f"ckpt_path={tmp_path / 'train'}"
+    with pytest.raises(FileNotFoundError, match=r"blobs\.npz"):
+        evaluate(config("eval", tmp_path / "eval0", ckpt))
+    moved = f"+data.path={tmp_path / 'moved' / 'blobs.npz'}"
+    tested = evaluate(config("eval", tmp_path / "eval1", ckpt, moved, "+data.eval_batch_size=7"))
+    assert tested["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    with pytest.raises(ValueError, match=r"^data.pth: the checkpoint's data config has no such key; did you mean path"):
+        evaluate(config("eval", tmp_path / "eval2", ckpt, "+data.pth=x.npz"))

@@ -19,6 +19,7 @@ from litlab.data.arrays import non_finite_samples
 from litlab.data.base import upgrade_data_config
 from litlab.data.files import IMAGE_SUFFIXES, SUFFIXES, read_sample
 
+_ABSENT = object()
 ARRAY_SUFFIXES = (".npy", ".npz", ".pt")
 
 
@@ -67,11 +68,44 @@ def checkpoint_config(ckpt_path: str) -> dict[str, Any]:
 def data_config(
     cfg: DictConfig, ckpt_path: str, required: bool = True, alternative: str = ", or input=<folder or file>"
 ) -> DictConfig | None:
-    """``data=...`` from the command line, else the data config the checkpoint was trained with."""
-    data = cfg.get("data") or OmegaConf.create(upgrade_data_config(checkpoint_config(ckpt_path).get("data") or {}))
+    """``data=...`` from the command line, else the data config the checkpoint was trained with.
+
+    Keys given without a data option (``+data.path=/moved/blobs.npz``) change the stored config.
+    """
+    given = cfg.get("data")
+    if given and "_target_" in given:  # data=<option>: a whole data config
+        return given
+    data = OmegaConf.create(upgrade_data_config(checkpoint_config(ckpt_path).get("data") or {}))
+    if given:
+        data = _changed(data, given, ckpt_path)
     if not data and required:
         raise ValueError(f"{ckpt_path} stores no data config: give one, e.g. data=digits{alternative}")
     return data or None
+
+
+def _changed(stored: DictConfig, given: DictConfig, ckpt_path: str) -> DictConfig:
+    """``stored`` with the keys of ``given`` changed; ``ConfigError`` for a key ``stored`` does not have."""
+    from litlab.validate import ConfigError, did_you_mean
+
+    if not stored:
+        raise ConfigError(f"{ckpt_path} stores no data config to change: give a whole one, e.g. data=digits")
+    for key in _leaf_keys(given):
+        if OmegaConf.select(stored, key, default=_ABSENT) is _ABSENT:
+            held = _leaf_keys(stored)
+            raise ConfigError(
+                f"data.{key}: the checkpoint's data config has no such key{did_you_mean(key, held)}"
+                f" (its keys: {', '.join(held)})"
+            )
+    return OmegaConf.merge(stored, given)
+
+
+def _leaf_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for k in node:
+        value = node._get_node(k)
+        path = f"{prefix}{k}"
+        keys += _leaf_keys(value, f"{path}.") if isinstance(value, DictConfig) and len(value) else [path]
+    return keys
 
 
 def check_data_fits(task: Any, data_cfg: DictConfig | None) -> None:

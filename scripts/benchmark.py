@@ -198,6 +198,7 @@ def setup(spec: dict[str, Any]) -> tuple[Any, ...]:
     import torch
 
     from litlab.models import build_net  # plain nn.Modules: the same net, nothing of Lightning
+    from litlab.optim import build_optimizer
 
     if spec["scheduler"]:
         raise SystemExit("the raw loop has no learning-rate schedule: benchmark with model.scheduler=null")
@@ -221,17 +222,7 @@ def setup(spec: dict[str, Any]) -> tuple[Any, ...]:
     net = build_net(**spec["net"], input_shape=spec["input_shape"], num_outputs=spec["num_classes"], **extra)
     net.to(device)
     forward = torch.compile(net) if spec["compile"] else net
-    opt_cfg = dict(spec["optimizer"])
-    name, lr, wd = opt_cfg.pop("name"), opt_cfg.pop("lr"), opt_cfg.pop("weight_decay", 0.0)
-    if opt_cfg.pop("fused", None) and device.type == "cuda":  # litlab fuses only on CUDA, too
-        opt_cfg["fused"] = True
-    optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
-    params = list(net.parameters())
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": wd},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    optimizer = optimizer_cls(groups, lr=lr, **opt_cfg)
+    optimizer = build_optimizer(net, **spec["optimizer"])  # plain torch.optim, as litlab builds it
     return x_train, y_train, x_val, y_val, net, forward, optimizer
 
 

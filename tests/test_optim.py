@@ -3,7 +3,7 @@
 import pytest
 
 from litlab.models import MLP, Transformer
-from litlab.tasks.optim import build_optimizer, build_scheduler
+from litlab.optim import build_optimizer, build_scheduler
 
 
 def test_adamw_skips_decay_on_biases_and_norms():

@@ -21,9 +21,9 @@ from torch import nn
 
 from litlab.callbacks.host_reads import SYNC_WARNING
 from litlab.models import CNN, MLP
+from litlab.optim import build_optimizer
 from litlab.profiler import NoProfiler
 from litlab.tasks import Classifier
-from litlab.tasks.optim import build_optimizer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 TINY = ["--models", "mlp", "--sizes", "600", "128", "64", "--parity-steps", "6", "--out", ""]

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from litlab.command_line import check_command_line
 from litlab.models import MLP
-from litlab.tasks.optim import build_optimizer, build_scheduler
+from litlab.optim import build_optimizer, build_scheduler
 
 FAULTS = Path(__file__).parent / "faults.py"
 # Two epochs of 20 steps; a checkpoint every 7 steps (Lightning holds the first ones back

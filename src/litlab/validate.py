@@ -134,7 +134,7 @@ def _check_schedule(cfg: DictConfig) -> None:
     A model config tunes its default schedule (the Transformer's ``warmup_ratio``); choosing
     another schedule keeps that key, which the other one may not take.
     """
-    from litlab.tasks.optim import SCHEDULERS
+    from litlab.optim import SCHEDULERS
 
     schedule = OmegaConf.select(cfg, "model.scheduler")
     if not isinstance(schedule, DictConfig) or schedule.get("name") not in SCHEDULERS:

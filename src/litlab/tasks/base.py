@@ -9,8 +9,8 @@ from torch import Tensor, nn
 
 from litlab.finetune import as_list, covers, top_level, unknown_prefixes
 from litlab.models import build_net
+from litlab.optim import build_optimizer, build_scheduler
 from litlab.tasks.metrics import MeanMetric
-from litlab.tasks.optim import build_optimizer, build_scheduler
 
 STAGES = ("train", "val", "test")
 

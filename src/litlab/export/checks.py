@@ -1,0 +1,90 @@
+"""The checks an exported file passes before it is kept: parity with the net, and quantization's cost."""
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from litlab.inputs import Inputs
+
+
+class ParityError(RuntimeError):
+    """The exported model's outputs differ from the LightningModule's beyond the tolerance."""
+
+
+def parity_cases(batch: Inputs, seed: int = 0, any_length: bool = True) -> list[tuple[str, tuple[Tensor, ...]]]:
+    """Real inputs to compare on: the batch, a few rows of it, and for token models padded (and shorter) ones."""
+    n = len(batch.x)
+    cases = [(f"{n} real inputs", batch.args()), ("the first 3 of them", tuple(a[:3] for a in batch.args()))]
+    if batch.mask is not None:
+        x, mask = batch.x, batch.mask
+        g = torch.Generator().manual_seed(seed)
+        T = x.shape[1]
+        # Right-padding to random lengths (at least one real token: an all-padding row has no output).
+        lengths = torch.randint(1, T + 1, (n,), generator=g)
+        padded = mask & (torch.arange(T) < lengths[:, None])
+        padded[:, 0] = True
+        cases.append(("the inputs re-padded to random lengths", (x.masked_fill(~padded, 0), padded)))
+        if not any_length:
+            return cases
+        short = max(1, T // 2)
+        short_mask = mask[:, :short].clone()
+        short_mask[:, 0] = True
+        cases.append((f"the inputs cut to {short} of {T} tokens", (x[:, :short], short_mask)))
+    return cases
+
+
+def check_parity(run: Callable, reference: Callable, cases: list, atol: float, rtol: float) -> float:
+    """The largest ``|run - reference|`` over ``cases``; raises ``ParityError`` beyond the tolerance."""
+    worst = 0.0
+    with torch.inference_mode():
+        for what, args in cases:
+            expected = reference(*args).float()
+            got = torch.as_tensor(run(*args)).float()
+            if got.shape != expected.shape:
+                raise ParityError(
+                    f"parity check failed on {what}: output shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+                )
+            diff = (got - expected).abs().nan_to_num(nan=float("inf"))
+            worst = max(worst, float(diff.max()))
+            excess = diff - (atol + rtol * expected.abs())
+            if (excess > 0).any():
+                raise ParityError(
+                    f"parity check failed on {what}: the exported model's outputs differ from the reference's "
+                    f"by up to {float(diff.max()):.3g} (allowed: atol={atol} + rtol={rtol} * |output|, "
+                    f"exceeded on {int((excess > 0).sum())} of {excess.numel()} values)"
+                )
+    return worst
+
+
+def accuracy(model: Callable, batches: Any) -> float:
+    """The share of rows whose highest output is their label."""
+    correct = total = 0
+    with torch.inference_mode():
+        for b in batches:
+            correct += int((torch.as_tensor(model(*b.args())).argmax(-1) == b.y).sum())
+            total += len(b.y)
+    return correct / max(total, 1)
+
+
+def quantization_report(
+    float_module: nn.Module, example: tuple, task: Any, run: Callable, path: Path, datamodule: Any
+) -> dict:
+    """File sizes of the float and the int8 TorchScript model, and test accuracies of both."""
+    from litlab.inputs import split_batches
+
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.trace(float_module, example), buffer)
+    sizes = {"float32": buffer.getbuffer().nbytes, "int8_linear": path.stat().st_size}
+    report: dict[str, Any] = {"method": "dynamic int8 (torch.ao), nn.Linear layers", "bytes": sizes}
+    report["size_reduction"] = sizes["float32"] / sizes["int8_linear"]
+    if datamodule is not None and "test" in datamodule.splits and task.name == "classification":
+        acc = {
+            "float32": accuracy(task, split_batches(datamodule, "test", 512)),
+            "int8_linear": accuracy(run, split_batches(datamodule, "test", 512)),
+        }
+        report["test_acc"] = {**acc, "change": acc["int8_linear"] - acc["float32"]}
+    return report

@@ -215,7 +215,7 @@ def setup(spec: dict[str, Any]) -> tuple[Any, ...]:
     if spec.get("deterministic"):  # as Lightning's Trainer(deterministic="warn")
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
         torch.use_deterministic_algorithms(True, warn_only=True)
-    if spec["float32_matmul_precision"] and device.type == "cuda":  # as litlab.jobs.use_resources
+    if spec["float32_matmul_precision"] and device.type == "cuda":  # as litlab.resources.use_resources
         torch.set_float32_matmul_precision(spec["float32_matmul_precision"])
     torch.manual_seed(spec["seed"])
     extra = {"vocab_size": spec["vocab_size"]} if spec["vocab_size"] is not None else {}

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from litlab.jobs import parallel_jobs, usable_cores
+from litlab.resources import parallel_jobs, usable_cores
 
 BIN = Path(sys.executable).parent
 

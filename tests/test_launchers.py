@@ -14,8 +14,8 @@ from hydra.core.plugins import Plugins
 from omegaconf import OmegaConf
 
 from litlab.config import config_dir
-from litlab.jobs import parallel_jobs, usable_cores
 from litlab.report import read_sweep
+from litlab.resources import parallel_jobs, usable_cores
 
 TINY = ["print_config=false", "debug=limit"]
 

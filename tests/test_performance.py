@@ -229,7 +229,7 @@ def test_channels_last_cnn_computes_the_same_function():
 def test_float32_matmul_precision_is_set_for_jobs_on_a_cuda_gpu_only(monkeypatch):
     from omegaconf import OmegaConf
 
-    from litlab.jobs import use_resources
+    from litlab.resources import use_resources
 
     def job(accelerator: str) -> OmegaConf:
         return OmegaConf.create(

@@ -5,7 +5,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.jobs import parallel_jobs
+from litlab.resources import parallel_jobs
 
 
 def config_dir() -> Path:

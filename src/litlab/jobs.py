@@ -1,4 +1,4 @@
-"""One job of a run or a sweep: its share of the CPU, its allocator, and a record of how it ended.
+"""One job of a run or a sweep: a record of how it ended, and its errors as one line.
 
 A failed job leaves ``error.txt`` (the traceback) and a ``metrics.json`` saying
 ``"status": "failed"`` in its own directory, then re-raises: a single run exits non-zero,
@@ -19,7 +19,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException, InstantiationException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from litlab.runs import METRICS_FILE, read_summary, write_json_atomic
@@ -31,36 +31,6 @@ ERROR_FILE = "error.txt"
 # conf/hydra/launcher/*.yaml extend the launcher plugins' configs of the same name on purpose
 # (Hydra merges them: "automatic schema matching"); its deprecation notice would print on every sweep.
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (respects taskset and container CPU sets)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def parallel_jobs() -> int:
-    """Default ``n_jobs`` of ``hydra/launcher=joblib``: one job per core, at most 4.
-
-    Small models scale poorly past a few threads, so a few jobs side by side use the cores
-    better than one job with all of them; more than 4 mostly adds memory (each job holds
-    its own torch).
-    """
-    return min(4, usable_cores())
-
-
-def threads_per_job() -> int | None:
-    """Torch threads for one job of a parallel local sweep: the cores split evenly; None elsewhere."""
-    hydra = HydraConfig.get()
-    n_jobs = hydra.launcher.get("n_jobs") if hydra.mode == RunMode.MULTIRUN else None
-    if not n_jobs:
-        return None
-    cores = usable_cores()
-    if n_jobs < 0:  # joblib's convention: -1 is all cores, -2 all but one
-        n_jobs = max(1, cores + 1 + n_jobs)
-    return max(1, cores // n_jobs)
 
 
 def _other_rank() -> str | None:
@@ -124,24 +94,6 @@ def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -
         message = summary.get("error") or summary["last_attempt"]["error"]
         first = message.splitlines()[0] if message else ""
         log.error("Job %s: %s (traceback in %s)", status, first, run_dir / ERROR_FILE)
-
-
-def use_resources(cfg: DictConfig) -> None:
-    """This job's allocator setting, torch threads and CUDA matmul precision, as ``cfg`` or a parallel sweep asks."""
-    import torch
-
-    if cfg.get("reuse_freed_memory"):
-        from litlab.allocator import reuse_freed_memory
-
-        reuse_freed_memory()
-    threads = cfg.get("threads") or threads_per_job()
-    if threads:
-        torch.set_num_threads(threads)
-        log.info("%d torch thread(s) for this job", threads)
-    # Only for a job on a CUDA GPU: on CPUs the setting can change oneDNN's arithmetic too.
-    on_gpu = OmegaConf.select(cfg, "trainer.accelerator", default="auto") in ("auto", "gpu", "cuda")
-    if cfg.get("float32_matmul_precision") and on_gpu and torch.cuda.is_available():
-        torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
 
 
 class JobFailed(CompactHydraException):

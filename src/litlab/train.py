@@ -14,8 +14,9 @@ from litlab.collector import entry_point, imports_done
 from litlab.command_line import validated
 from litlab.config import config_dir, instantiate_all, to_plain
 from litlab.hparams import log_hparams
-from litlab.jobs import ERROR_FILE, one_line_errors, run_job, use_resources
+from litlab.jobs import ERROR_FILE, one_line_errors, run_job
 from litlab.quiet import quiet_lightning
+from litlab.resources import use_resources
 from litlab.runs import METRICS_FILE, read_summary, resolve_checkpoint, scalars, write_json_atomic
 from litlab.seed import run_seed
 from litlab.validate import check_config

@@ -226,15 +226,15 @@ def split_sizes(n: int, sizes: Sequence[float], names: Sequence[str] = ("val", "
     return counts
 
 
-def split_tensors(tensors: Sequence[Tensor], fractions: Sequence[float], seed: int = 0) -> list[TensorDataset]:
+def split_tensors(tensors: Sequence[Tensor], sizes: Sequence[float], seed: int = 0) -> list[TensorDataset]:
     """Seeded random split of aligned tensors into train, val, test ``TensorDataset``s.
 
-    ``fractions`` are the ``(val, test)`` sizes, each a fraction (float) or a count (int).
+    ``sizes`` are the ``(val, test)`` sizes, each a fraction (float) or a count (int).
     The split uses its own seed (``data.split_seed``), not the run's, so runs of a seed sweep
     are all scored on the same test set.
     """
     n = len(tensors[0])
-    n_val, n_test = split_sizes(n, fractions)
+    n_val, n_test = split_sizes(n, sizes)
     if n_val == n_test == 0:
         # Nothing to carve out (val and test given): no permuted copy of the training arrays.
         empty = [t[:0] for t in tensors]

@@ -35,7 +35,7 @@ SAFE_GLOBALS = {
 
 
 class SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> type:
         if (module, name) not in SAFE_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a CIFAR batch")
         return super().find_class(module, name)
@@ -86,7 +86,7 @@ class CIFAR10DataModule(DataModule):
         url: str | None = None,
         md5: str | None = None,
         download: bool = True,
-        val_split: float = 5000,
+        val_split: int | float = 5000,
         split_seed: int = 0,
         **kwargs,
     ) -> None:

@@ -9,7 +9,8 @@ from torch import Tensor
 def pad_collate(samples: Sequence[tuple[Tensor, Tensor]], pad_value: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """``[(tokens (T_i,), y), ...]`` -> ``(x (B, T), y (B,), mask (B, T))``, padded to the batch's longest.
 
-    ``mask`` is True for real tokens: the Transformer keeps padding out of attention and pooling.
+    ``mask`` is True for real tokens: the Transformer keeps padding out of attention and pooling,
+    the RNN reads only the real tokens.
     """
     lengths = torch.tensor([len(x) for x, _ in samples])
     x = torch.full((len(samples), int(lengths.max())), pad_value, dtype=samples[0][0].dtype)

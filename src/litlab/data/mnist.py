@@ -72,7 +72,7 @@ class MNISTDataModule(DataModule):
         url: str | None = None,
         md5: Mapping[str, str] | None = None,
         download: bool = True,
-        val_split: float = 5000,
+        val_split: int | float = 5000,
         split_seed: int = 0,
         **kwargs,
     ) -> None:

@@ -17,12 +17,11 @@ from litlab.data.base import DataModule
 from litlab.data.collate import pad_collate
 from litlab.data.streaming import StreamDataset
 
+log = logging.getLogger(__name__)
+
 
 def sample_generator(seed: int, i: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + i)
-
-
-log = logging.getLogger(__name__)
 
 
 class Teacher:

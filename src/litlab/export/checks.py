@@ -81,7 +81,7 @@ def quantization_report(
     sizes = {"float32": buffer.getbuffer().nbytes, "int8_linear": path.stat().st_size}
     report: dict[str, Any] = {"method": "dynamic int8 (torch.ao), nn.Linear layers", "bytes": sizes}
     report["size_reduction"] = sizes["float32"] / sizes["int8_linear"]
-    if datamodule is not None and "test" in datamodule.splits and task.name == "classification":
+    if datamodule is not None and "test" in datamodule.splits and task.classes == "one":
         acc = {
             "float32": accuracy(task, split_batches(datamodule, "test", 512)),
             "int8_linear": accuracy(run, split_batches(datamodule, "test", 512)),

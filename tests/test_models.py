@@ -140,3 +140,12 @@ def test_build_net_names_the_choices():
 def test_unknown_activation():
     with pytest.raises(ValueError, match="activation 'swish2' is unknown"):
         MLP([4], 2, hidden_sizes=[3], activation="swish2")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_transformer_names_its_max_len_in_input_tokens(pooling):
+    """With pooling=cls the message counted the CLS token on both sides: 34 tokens over max_len=33 for 33 over 32."""
+    net = Transformer([32], 2, vocab_size=5, d_model=16, n_heads=2, n_layers=1, max_len=32, pooling=pooling)
+    assert net(torch.ones(2, 32, dtype=torch.long)).shape == (2, 2)
+    with pytest.raises(ValueError, match=r"^sequence length 33 exceeds model.net.max_len=32$"):
+        net(torch.ones(2, 33, dtype=torch.long))

@@ -40,9 +40,8 @@ def wrap(net: nn.Module, spec: InputSpec) -> Exported:
 
 
 def max_len(net: nn.Module) -> int | None:
-    """The longest sequence a token net takes: a Transformer's learned positions less the CLS slot; None: any."""
-    pos = getattr(net, "pos", None)
-    return None if pos is None else pos.shape[1] - (net.cls is not None)
+    """The longest sequence a token net takes (a Transformer's ``max_len``); None: any."""
+    return getattr(net, "max_len", None)
 
 
 def fixed_length(net: nn.Module, spec: InputSpec) -> int | None:

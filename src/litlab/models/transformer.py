@@ -99,9 +99,9 @@ class Transformer(nn.Module):
         else:
             self.embed = PatchEmbedding(input_shape, patch_size, d_model)
             seq_len = self.embed.num_patches
-        seq_len += pooling == "cls"
+        self.max_len = seq_len  # input tokens (or patches) it takes; the CLS token takes one more position
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
-        self.pos = nn.Parameter(torch.zeros(1, seq_len, d_model))
+        self.pos = nn.Parameter(torch.zeros(1, seq_len + (pooling == "cls"), d_model))
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff or 4 * d_model, dropout) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
@@ -122,14 +122,13 @@ class Transformer(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         h = self.embed(x)
+        if h.shape[1] > self.max_len:
+            raise ValueError(f"sequence length {h.shape[1]} exceeds model.net.max_len={self.max_len}")
         if self.cls is not None:
             h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
             if mask is not None:
                 mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
-        T = h.shape[1]
-        if self.pos.shape[1] < T:
-            raise ValueError(f"sequence length {T} exceeds model.net.max_len={self.pos.shape[1]}")
-        h = self.drop(h + self.pos[:, :T])
+        h = self.drop(h + self.pos[:, : h.shape[1]])
         if mask is not None:
             mask = mask.bool()
         for block in self.blocks:

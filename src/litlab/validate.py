@@ -120,7 +120,7 @@ def logged_metrics(task_name: str) -> list[str]:
     from litlab.tasks import TASKS
 
     # The metric names come from the task's own metrics module, computed once on empty state.
-    metrics = TASKS[task_name].make_metrics(None, 2)  # type: ignore[arg-type]
+    metrics = TASKS[task_name].make_metrics(2)
     metrics.sync_on_compute = metrics._to_sync = False  # a local object, whatever process group exists
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -84,7 +84,8 @@ class Task(L.LightningModule):
         for module in self.frozen:
             module.eval()
 
-    def make_metrics(self, num_outputs: int) -> nn.Module:
+    @staticmethod
+    def make_metrics(num_outputs: int) -> nn.Module:
         raise NotImplementedError
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:

@@ -83,7 +83,8 @@ class Classifier(Task):
             self.hparams.class_weights = weights
             self.loss_weight = torch.tensor(weights)
 
-    def make_metrics(self, num_outputs: int) -> nn.Module:
+    @staticmethod
+    def make_metrics(num_outputs: int) -> nn.Module:
         return ClassificationMetrics(num_outputs)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:

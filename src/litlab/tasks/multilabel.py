@@ -34,7 +34,8 @@ class MultiLabelClassifier(Task):
         self.pos_weight = pos_weight
         self.save_hyperparameters(logger=False)
 
-    def make_metrics(self, num_outputs: int) -> nn.Module:
+    @staticmethod
+    def make_metrics(num_outputs: int) -> nn.Module:
         return MultiLabelMetrics(num_outputs)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:

@@ -30,7 +30,8 @@ class Regressor(Task):
         super().__init__(input_shape, num_targets, net, optimizer, scheduler, vocab_size, compile, freeze)
         self.save_hyperparameters(logger=False)
 
-    def make_metrics(self, num_outputs: int) -> nn.Module:
+    @staticmethod
+    def make_metrics(num_outputs: int) -> nn.Module:
         return RegressionMetrics()
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:

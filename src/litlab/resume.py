@@ -43,7 +43,7 @@ def _renamed(overrides: list[str]) -> list[str]:
     from litlab.config import config_dir
     from litlab.data.base import RENAMED_KEYS
 
-    option = next((o.split("=", 1)[1] for o in overrides if o.startswith("data=")), None)
+    option = next((o.split("=", 1)[1] for o in overrides if "=" in o and override_key(o) == "data"), None)
     if option is not None and not (config_dir() / "data" / f"{option}.yaml").is_file():
         return overrides
     out = []
@@ -76,35 +76,6 @@ def requeued_checkpoint(run_dir: str | Path) -> str | None:
     """``last.ckpt`` of a run directory that already has one: a requeued job (submitit, SLURM) resumes it."""
     last = Path(run_dir) / "checkpoints" / "last.ckpt"
     return str(last) if last.is_file() else None
-
-
-class PurgeRepeatedSteps(L.Callback):
-    """Make TensorBoard drop what the dead run logged after its checkpoint; the resumed run logs it again.
-
-    At the first training batch after the restore, each TensorBoard file gets the marker that
-    ``SummaryWriter(purge_step=s)`` writes: readers then discard earlier events at steps >= s.
-    The step is only known then: Lightning adjusts its logging step while restarting the loop.
-    """
-
-    def __init__(self) -> None:
-        self.pending = True
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        if not self.pending:
-            return
-        self.pending = False
-        if not trainer.is_global_zero:  # the other ranks' loggers hold no writer
-            return
-        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-
-        from litlab.tensorboard import tensorboard_loggers
-
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped
-        for logger in tensorboard_loggers(trainer):
-            writer = logger.experiment._get_file_writer()
-            writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
-            writer.flush()
-        log.info(f"Resumed at step {step}; TensorBoard hides what the interrupted run logged from there on")
 
 
 def prepare_resume(checkpoint: str | Path) -> None:

@@ -31,10 +31,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from litlab.callbacks import ExactResume, Preemption, StoreConfig
+    from litlab.callbacks import ExactResume, Preemption, PurgeRepeatedSteps, StoreConfig
     from litlab.callbacks.progress_bar import with_progress_bar
     from litlab.distributed import start_children_in_job_dir
-    from litlab.resume import PurgeRepeatedSteps, prepare_resume, requeued_checkpoint
+    from litlab.resume import prepare_resume, requeued_checkpoint
     from litlab.tasks import build_task
 
     imports_done()

@@ -10,6 +10,7 @@ from litlab.callbacks.model_checkpoint import ModelCheckpoint
 from litlab.callbacks.nan_guard import NanGuard, NonFiniteLossError
 from litlab.callbacks.preemption import Preemption
 from litlab.callbacks.progress_bar import ProgressBar
+from litlab.callbacks.purge_repeated_steps import PurgeRepeatedSteps
 from litlab.callbacks.step_timer import StepTimer
 from litlab.callbacks.store_config import StoreConfig
 
@@ -25,6 +26,7 @@ __all__ = [
     "NonFiniteLossError",
     "Preemption",
     "ProgressBar",
+    "PurgeRepeatedSteps",
     "StepTimer",
     "StoreConfig",
 ]

@@ -1,0 +1,37 @@
+"""After a resume, TensorBoard drops the steps the interrupted run logged past its checkpoint."""
+
+import logging
+from typing import Any
+
+import lightning as L
+
+log = logging.getLogger(__name__)
+
+
+class PurgeRepeatedSteps(L.Callback):
+    """Make TensorBoard drop what the dead run logged after its checkpoint; the resumed run logs it again.
+
+    At the first training batch after the restore, each TensorBoard file gets the marker that
+    ``SummaryWriter(purge_step=s)`` writes: readers then discard earlier events at steps >= s.
+    The step is only known then: Lightning adjusts its logging step while restarting the loop.
+    """
+
+    def __init__(self) -> None:
+        self.pending = True
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if not self.pending:
+            return
+        self.pending = False
+        if not trainer.is_global_zero:  # the other ranks' loggers hold no writer
+            return
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        from litlab.tensorboard import tensorboard_loggers
+
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        for logger in tensorboard_loggers(trainer):
+            writer = logger.experiment._get_file_writer()
+            writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+            writer.flush()
+        log.info(f"Resumed at step {step}; TensorBoard hides what the interrupted run logged from there on")

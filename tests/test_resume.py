@@ -243,7 +243,7 @@ def test_last_ckpt_is_the_newest_epoch_even_when_the_monitor_stops_improving(tra
     worse = ["callbacks.model_checkpoint.mode=max"]  # val/loss falls, so only the first epoch is "best"
     _, run_dir = train_in_process("debug=limit", "trainer.max_epochs=3", "logger=none", "test=false", *worse)
     checkpoints = run_dir / "checkpoints"
-    assert torch.load(checkpoints / "epoch_000.ckpt", weights_only=True)["global_step"] == 5
+    assert torch.load(checkpoints / "epoch_000-step_000005.ckpt", weights_only=True)["global_step"] == 5
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 15
 
 

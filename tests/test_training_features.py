@@ -61,7 +61,7 @@ def test_early_stopping_stops_a_stalled_run_and_tests_the_best(train_in_process)
     )
     summary = read_metrics(run_dir)
     assert summary["epochs"] == 3, "first epoch, then two without improvement"
-    assert summary["best_checkpoint"].endswith("epoch_000.ckpt")
+    assert summary["best_checkpoint"].endswith("epoch_000-step_000040.ckpt")
     # The tested model is the best checkpoint: scoring it again gives the same test metrics.
     task = load_task(summary["best_checkpoint"]).eval()
     dm = DigitsDataModuleFromConfig(run_dir)
@@ -338,3 +338,17 @@ def test_class_weights_keep_float32_under_autocast_and_follow_the_output_otherwi
         assert torch.isfinite(task.loss(logits.half(), target))
     assert task.loss(logits.double(), target).dtype == torch.float64  # 64-true
     assert task.loss(logits.bfloat16(), target).dtype == torch.bfloat16  # bf16-true
+
+
+def test_each_validation_of_an_epoch_keeps_its_own_checkpoint(train_in_process):
+    """With val_check_interval the second validation of an epoch overwrote the first's file (the best could be lost)."""
+    _, run_dir = train_in_process(
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "trainer.val_check_interval=2",
+        "callbacks.model_checkpoint.save_top_k=-1",
+        "logger=none",
+        "test=false",
+    )
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("epoch_*.ckpt"))
+    assert kept == ["epoch_000-step_000002.ckpt", "epoch_000-step_000004.ckpt"]

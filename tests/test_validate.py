@@ -230,3 +230,24 @@ def test_a_misspelled_key_in_the_local_config_is_named(tmp_path, monkeypatch):
     (conf / "local" / "default.yaml").write_text("pathz: {data_dir: /scratch}\n")
     with pytest.raises(ConfigError, match=r"local/default\.yaml: pathz: no such top-level key; did you mean paths\?"):
         check_command_line([])
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["callbacks.model_checkpoint.monitor=val/acc"], "callbacks.model_checkpoint.mode=min: a higher val/acc"),
+        (["callbacks.early_stopping.mode=max"], "callbacks.early_stopping.mode=max: a lower val/loss is better"),
+        (["model/scheduler=plateau", "model.scheduler.monitor=val/f1"], "model.scheduler.mode=min: a higher val/f1"),
+    ],
+)
+def test_a_monitor_with_the_wrong_mode_is_named(overrides, message):
+    """mode=min on val/acc kept the worst epoch as the best checkpoint, and tested it."""
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        check_command_line(overrides)
+
+
+def test_optimized_metric_follows_the_checkpoint_monitor():
+    """A sweep monitoring val/acc is sorted and optimized by val/acc_best (val/loss_best was empty in every job)."""
+    acc = ["callbacks.model_checkpoint.monitor=val/acc", "callbacks.model_checkpoint.mode=max"]
+    assert check_command_line(acc).optimized_metric == "val/acc_best"
+    assert check_command_line([]).optimized_metric == "val/loss_best"

@@ -113,6 +113,14 @@ def _check_accelerator(value: Any) -> None:
         )
 
 
+def monitor_mode(task_name: str, metric: str) -> str:
+    """``min`` or ``max``: the way ``metric`` (``val/acc``, ``train/loss_step``) of the task improves."""
+    from litlab.tasks import TASKS
+
+    name = metric.split("/", 1)[-1].removesuffix("_step")
+    return "min" if name == "loss" else TASKS[task_name].make_metrics(2).modes[name]
+
+
 def logged_metrics(task_name: str) -> list[str]:
     """The names a task logs during fit (what a callback may monitor)."""
     import warnings
@@ -202,6 +210,13 @@ def _check_monitors(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"{key}.monitor={monitor}: the {task} task never logs it"
                 f"{did_you_mean(monitor, logged)} (logged: {', '.join(logged)})"
+            )
+        mode = node.get("mode") if isinstance(node, DictConfig) else None
+        if monitor is not None and mode is not None and mode != monitor_mode(task, monitor):
+            # mode=min on val/acc keeps the worst epoch as the best checkpoint, and tests it.
+            better = "higher" if mode == "min" else "lower"
+            raise ConfigError(
+                f"{key}.mode={mode}: a {better} {monitor} is better; give {key}.mode={monitor_mode(task, monitor)}"
             )
 
 

@@ -4,6 +4,8 @@ States are float32 so they also live on MPS (no float64 there); torchmetrics doe
 device placement, the reset and the cross-rank sum under DDP.
 """
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -33,6 +35,8 @@ class ClassificationMetrics(Metric):
     """Accuracy and macro-F1 from one confusion matrix (rows: true class, columns: predicted)."""
 
     full_state_update = False
+    #: Which way each metric improves: the mode a callback monitoring it needs.
+    modes: ClassVar[dict[str, str]] = {"acc": "max", "f1": "max"}
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
@@ -59,6 +63,7 @@ class RegressionMetrics(Metric):
     """Mean squared and mean absolute error over all targets."""
 
     full_state_update = False
+    modes: ClassVar[dict[str, str]] = {"mse": "min", "mae": "min"}
 
     def __init__(self) -> None:
         super().__init__()
@@ -79,6 +84,7 @@ class MultiLabelMetrics(Metric):
     """Label accuracy, exact-match (subset) accuracy and macro-F1 over labels; a label is on at p >= 0.5."""
 
     full_state_update = False
+    modes: ClassVar[dict[str, str]] = {"acc": "max", "exact": "max", "f1": "max"}
 
     def __init__(self, num_labels: int) -> None:
         super().__init__()

@@ -55,3 +55,12 @@ def test_optuna_bad_search_space_is_one_readable_error(tmp_path):
     proc = cli("litlab-train", "-m", "hparams_search=optuna", "data.batch_size=glob(*)", cwd=tmp_path, check=False)
     assert proc.returncode == 1
     assert "data.batch_size=glob(*): an Optuna search takes choice(), range() or interval()" in proc.stderr
+
+
+def test_a_continued_study_samples_new_trials(tmp_path):
+    """A study kept in a database and continued drew the same first trials again (its sampler restarted at its seed)."""
+    storage = f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}"
+    first = search(tmp_path / "a", "hydra.sweeper.n_trials=1", storage, "trainer.max_epochs=1")[2]["trials"]
+    stdout, _, results = search(tmp_path / "b", "hydra.sweeper.n_trials=1", storage, "trainer.max_epochs=1")
+    assert "Continuing study train (1 trials so far)" in stdout
+    assert results["trials"][0]["overrides"] != first[0]["overrides"]

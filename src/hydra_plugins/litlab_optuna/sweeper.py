@@ -117,6 +117,11 @@ class OptunaSweeper(Sweeper):
             storage=self.storage,
             load_if_exists=self.storage is not None,
         )
+        if study.trials:
+            # A seeded sampler starts its draws again from the seed: the first trials would be repeated.
+            study.sampler.reseed_rng()
+            done = len(study.trials)
+            log.info("Continuing study %s (%d trials so far) with a reseeded sampler", study.study_name, done)
         log.info("Optuna %s of %s over %s", self.direction, self.config.optimized_metric, ", ".join(space))
         trials: list[dict[str, Any]] = []
         while len(trials) < self.n_trials:

@@ -184,7 +184,7 @@ def test_bad_split_and_token_ids_are_refused(ckpts, tmp_path):
 def test_inputs_of_a_checkpoint_without_data_config_need_normalize_false(ckpts, digits, tmp_path):
     """Without the training data, predict cannot know the normalization: it says so instead of guessing."""
     ckpt = torch.load(ckpts["mlp"], weights_only=True)
-    torch.save({**ckpt, "config": {}}, tmp_path / "bare.ckpt")
+    torch.save({**ckpt, "config": {}, "data_info": None}, tmp_path / "bare.ckpt")  # as another tool's
     np.save(tmp_path / "x.npy", digits.splits["test"].tensors[0][:5].numpy())  # already normalized
     with pytest.raises(ValueError, match=r"no data config to take the input normalization from.*normalize=false"):
         predict(config("predict", tmp_path / "p1", f"ckpt_path={tmp_path / 'bare.ckpt'}", "input=x.npy"))
@@ -373,3 +373,43 @@ def test_eval_changes_keys_of_the_stored_data_config(tmp_path):
     assert tested["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
     with pytest.raises(ValueError, match=r"^data.pth: the checkpoint's data config has no such key; did you mean path"):
         evaluate(config("eval", tmp_path / "eval2", ckpt, "+data.pth=x.npz"))
+
+
+def test_files_are_predicted_without_the_training_data(ckpts, digits, tmp_path):
+    """The checkpoint holds the data's normalization and class names: the training data (MNIST: a download)
+    need not be there to predict on files."""
+    ckpt = torch.load(ckpts["cnn"], weights_only=True)
+    assert ckpt["data_info"]["normalization"] == digits.normalization
+    gone = {"_target_": "litlab.data.ArraysDataModule", "path": str(tmp_path / "gone.npz"), "input_shape": [1, 8, 8]}
+    ckpt["config"]["data"] = {**gone, "num_classes": 10}
+    ckpt["data_info"]["classes"] = [f"digit {i}" for i in range(10)]
+    torch.save(ckpt, tmp_path / "moved.ckpt")
+    mean, std = digits.normalization["mean"][0], digits.normalization["std"][0]
+    np.save(tmp_path / "x.npy", (digits.splits["test"].tensors[0][:5] * std + mean).numpy())
+    _, rows, table = run_predict(tmp_path / "p", f"ckpt_path={tmp_path / 'moved.ckpt'}", "input=x.npy")
+    _, _, split = run_predict(tmp_path / "s", f"ckpt_path={ckpts['cnn']}")
+    np.testing.assert_allclose(table["probs"], split["probs"][:5], atol=1e-5)
+    assert [r[2] for r in rows] == [f"digit {c}" for c in table["class"]]
+
+
+def test_folder_class_names_label_predictions_and_exports(tmp_path):
+    """A model trained on class folders says cat/dog, not 0/1 (the names were not passed on)."""
+    from conftest import compose_cfg
+
+    from litlab.export import export
+    from litlab.train import train
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["cat", "dog"]):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(rng.normal(0.3 + 0.4 * c, 0.1, (8, 8)), 0, 1)
+            Image.fromarray((pixels * 255).astype(np.uint8), mode="L").save(tmp_path / "imgs" / name / f"{i}.png")
+    data = ["data=folder", f"data.root={tmp_path / 'imgs'}", "data.input_shape=[1,8,8]", "data.num_classes=2"]
+    loader = ["data.num_workers=0", "data.persistent_workers=false", "data.val_split=4", "data.test_split=4"]
+    overrides = ["print_config=false", f"paths.root_dir={tmp_path}", "logger=none", "trainer.max_epochs=1"]
+    train(compose_cfg([*overrides, *data, *loader], tmp_path / "train"))
+    header, rows, _ = run_predict(tmp_path / "p", f"ckpt_path={tmp_path / 'train'}", f"input={tmp_path / 'imgs'}")
+    assert header[3:5] == ["prob_cat", "prob_dog"] and {r[2] for r in rows} <= {"cat", "dog"}
+    meta = export(config("export", tmp_path / "e", f"ckpt_path={tmp_path / 'train'}", "format=state_dict"))
+    assert meta["classes"] == ["cat", "dog"]

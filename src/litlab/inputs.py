@@ -65,6 +65,19 @@ def checkpoint_config(ckpt_path: str) -> dict[str, Any]:
     return load_checkpoint(ckpt_path, mmap=True).get("config") or {}  # the config only: tensors stay on disk
 
 
+def data_info(datamodule: Any) -> dict[str, Any]:
+    """What inference needs to know of the training data: its input normalization and class names."""
+    normalization = getattr(datamodule, "input_normalization", lambda: None)()
+    return {"normalization": normalization, "classes": getattr(datamodule, "classes", None)}
+
+
+def stored_data_info(ckpt_path: str) -> dict[str, Any] | None:
+    """The ``data_info`` a litlab checkpoint holds (None in checkpoints written before it was stored)."""
+    from litlab.checkpoint import load_checkpoint
+
+    return load_checkpoint(ckpt_path, mmap=True).get("data_info")
+
+
 def data_config(
     cfg: DictConfig, ckpt_path: str, required: bool = True, alternative: str = ", or input=<folder or file>"
 ) -> DictConfig | None:

@@ -26,32 +26,48 @@ log = logging.getLogger(__name__)
 CSV_FILE, NPY_FILE = "predictions.csv", "predictions.npy"
 
 
-def class_names(data_cfg: DictConfig | dict | None, num_classes: int) -> list[str]:
-    """``data.classes`` when the data config names them, else ``"0"``, ``"1"``, ..."""
-    names = (data_cfg or {}).get("classes")
+def class_names(info: dict[str, Any] | None, num_classes: int) -> list[str]:
+    """The data's class names (``data.classes``, a folder's class folders), else ``"0"``, ``"1"``, ..."""
+    names = (info or {}).get("classes")
     if names is not None and len(names) != num_classes:
         raise ValueError(f"data.classes has {len(names)} names but the model has {num_classes} outputs")
     return [str(n) for n in names] if names is not None else [str(i) for i in range(num_classes)]
 
 
-def input_spec(task: Any, datamodule: Any):
+def input_spec(task: Any, info: dict[str, Any] | None):
     """What ``task`` takes as input, with the normalization its data applied."""
     from litlab.inputs import InputSpec
 
     hp = task.hparams
-    normalization = datamodule.input_normalization() if hasattr(datamodule, "input_normalization") else None
-    return InputSpec(list(hp.input_shape), hp.get("vocab_size"), normalization)
+    return InputSpec(list(hp.input_shape), hp.get("vocab_size"), (info or {}).get("normalization"))
 
 
-def checked_spec(task: Any, datamodule: Any, normalize: bool):
+def checked_spec(task: Any, info: dict[str, Any] | None, normalize: bool):
     """The input spec for files given on the command line, refusing to guess a missing normalization."""
-    spec = input_spec(task, datamodule)
-    if normalize and not spec.tokens and datamodule is None:
+    spec = input_spec(task, info)
+    if normalize and not spec.tokens and info is None:
         raise ValueError(
             "the checkpoint stores no data config to take the input normalization from: "
             "give data=<the training data> or, for inputs that need none, normalize=false"
         )
     return spec
+
+
+def data_and_info(cfg: DictConfig, ckpt_path: str, task: Any) -> tuple[DictConfig | None, Any, dict[str, Any] | None]:
+    """The data config, the DataModule (None where not needed) and the data's ``data_info`` for this command.
+
+    Files given with ``input=`` need only the normalization and class names the checkpoint
+    stores: the training data is not loaded (nor downloaded) unless ``data`` is given.
+    """
+    from litlab.inputs import check_data_fits, data_config, data_info, load_datamodule, stored_data_info
+
+    data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
+    check_data_fits(task, data_cfg)
+    stored = stored_data_info(ckpt_path)
+    if cfg.input is not None and stored is not None and cfg.get("data") is None:
+        return data_cfg, None, stored
+    datamodule = load_datamodule(data_cfg)
+    return data_cfg, datamodule, data_info(datamodule) if datamodule is not None else None
 
 
 def run_model(task: Any, batches: Iterable[Any], device: str) -> tuple[list, np.ndarray, np.ndarray | None]:
@@ -147,7 +163,7 @@ def predict(cfg: DictConfig) -> Path:
     """Write the predictions ``cfg`` asks for into the run directory; returns the CSV's path."""
     from hydra.core.hydra_config import HydraConfig
 
-    from litlab.inputs import batched, check_data_fits, data_config, load_datamodule, path_inputs, split_batches
+    from litlab.inputs import batched, path_inputs, split_batches
     from litlab.tasks import load_task
 
     imports_done()
@@ -156,16 +172,14 @@ def predict(cfg: DictConfig) -> Path:
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
     # map_location: a checkpoint written on a GPU loads on a machine without one.
     task = load_task(ckpt_path, map_location="cpu").to(cfg.device).eval()
-    data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
-    check_data_fits(task, data_cfg)
-    datamodule = load_datamodule(data_cfg)
+    _, datamodule, info = data_and_info(cfg, ckpt_path, task)
     if cfg.input is not None:
-        spec = checked_spec(task, datamodule, cfg.normalize)
+        spec = checked_spec(task, info, cfg.normalize)
         batches = batched(path_inputs(cfg.input, spec, cfg.normalize), cfg.batch_size)
     else:
         batches = split_batches(datamodule, cfg.split, cfg.batch_size)
     names, outputs, labels = run_model(task, batches, cfg.device)
-    classes = class_names(data_cfg, outputs.shape[1]) if task.classes else None
+    classes = class_names(info, outputs.shape[1]) if task.classes else None
     write_predictions(out_dir, names, outputs, labels, classes, multilabel=task.classes == "any")
     source = cfg.input if cfg.input is not None else f"split={cfg.split}"
     print(f"{len(names)} predictions for {source}: {out_dir / CSV_FILE}, {out_dir / NPY_FILE}")

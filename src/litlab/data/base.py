@@ -37,6 +37,7 @@ class DataModule(L.LightningDataModule):
         num_targets: int | None = None,
         num_labels: int | None = None,
         vocab_size: int | None = None,
+        classes: Sequence[str] | None = None,
         data_dir: str = "data",
         batch_size: int = 64,
         eval_batch_size: int | None = None,
@@ -59,6 +60,10 @@ class DataModule(L.LightningDataModule):
         self.task, self.input_shape = task, list(input_shape)
         self.num_classes, self.num_targets, self.vocab_size = num_classes, num_targets, vocab_size
         self.num_labels = num_labels
+        if classes is not None and len(classes) != (num_classes or num_labels or len(classes)):
+            raise ValueError(f"data.classes names {len(classes)} classes, the data has {num_classes or num_labels}")
+        #: Names of the classes (or labels), in output order; None: their numbers. Predictions and exports show them.
+        self.classes = [str(c) for c in classes] if classes is not None else None
         self.data_dir = data_dir
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.loader_kwargs = {

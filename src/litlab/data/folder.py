@@ -167,7 +167,7 @@ class FolderDataModule(DataModule):
             raise ValueError(
                 f"{self.root} has {len(classes)} class folders {classes} but data.num_classes={self.num_classes}"
             )
-        self.classes = classes
+        self.classes = classes  # the folder names
         return [
             FolderDataset(self.root, [tuple(s) for s in index["splits"][k]], self.input_shape)
             for k in ("train", "val", "test")

@@ -100,7 +100,7 @@ def pad_to(batch: Inputs, seq: int) -> Inputs:
 
 
 def sidecar(
-    ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: InputSpec, data_cfg: Any, seq: int | None = None
+    ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: InputSpec, info: Any, seq: int | None = None
 ) -> dict:
     """What a user of the file needs: its inputs, their normalization, the output and the classes.
 
@@ -147,7 +147,7 @@ def sidecar(
             "shape": ["batch", task.num_outputs],
             "meaning": task.output[1],
         },
-        "classes": class_names(data_cfg, task.num_outputs) if task.classes else None,
+        "classes": class_names(info, task.num_outputs) if task.classes else None,
         "net": {**hp.net, "input_shape": list(hp.input_shape), "num_outputs": task.num_outputs}
         | ({"vocab_size": spec.vocab_size} if spec.tokens else {}),
         "torch": torch.__version__,
@@ -159,8 +159,7 @@ def export(cfg: DictConfig) -> dict:
     """Export ``cfg.ckpt_path`` as ``cfg.format``, check it, write the sidecar; returns the sidecar."""
     from hydra.core.hydra_config import HydraConfig
 
-    from litlab.inputs import data_config, load_datamodule
-    from litlab.predict import checked_spec, input_spec
+    from litlab.predict import checked_spec, data_and_info, input_spec
     from litlab.tasks import load_task
 
     imports_done()
@@ -170,16 +169,15 @@ def export(cfg: DictConfig) -> dict:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
     task = load_task(ckpt_path, map_location="cpu").eval()
-    data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
-    datamodule = load_datamodule(data_cfg)
-    spec = checked_spec(task, datamodule, cfg.normalize) if cfg.input is not None else input_spec(task, datamodule)
+    _, datamodule, info = data_and_info(cfg, ckpt_path, task)
+    spec = checked_spec(task, info, cfg.normalize) if cfg.input is not None else input_spec(task, info)
     seq = fixed_length(task.net, spec) if fmt.unrolls_time else None
     batch = parity_batch(cfg, datamodule, spec)
     if seq:
         batch = pad_to(batch, seq)
     module = wrap(task.net, spec)
     example = tuple(a[:2] for a in batch.args())
-    meta = sidecar(ckpt_path, cfg, fmt, task, spec, data_cfg, seq)
+    meta = sidecar(ckpt_path, cfg, fmt, task, spec, info, seq)
 
     path, tmp = out_dir / fmt.file, out_dir / f".tmp.{fmt.file}"
     try:

@@ -119,6 +119,7 @@ def test_corrupt_file_is_named_before_training(tmp_path, fmt):
 
 def test_wrong_shape_and_class_count(tmp_path):
     write_tree(tmp_path, "npy")
+    folder(tmp_path)  # a cached index of the right shape: another input_shape must not reuse it
     with pytest.raises(ValueError, match=r"has shape \[1, 8, 8\] but data.input_shape=\[1, 4, 4\]"):
         folder(tmp_path, input_shape=[1, 4, 4])
     with pytest.raises(ValueError, match=r"2 class folders \['cat', 'dog'\] but data.num_classes=3"):

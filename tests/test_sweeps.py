@@ -261,3 +261,15 @@ def test_report_compares_single_runs_too(tmp_path):
     dirs = [d for d in runs.iterdir() if d.is_dir()]
     expected = [[f"| {d.name}", f"seed={json.loads((d / 'metrics.json').read_text())['seed']}"] for d in dirs]
     assert sorted(rows) == sorted(expected) and len(rows) == 2
+
+
+def test_an_error_in_a_dataloader_worker_is_named_by_its_own_message():
+    """torch wraps it as "Caught ValueError in DataLoader worker process 0." and the worker's traceback."""
+    from litlab.jobs import headline
+
+    wrapped = ValueError(
+        "Caught ValueError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n"
+        '  File "folder.py", line 40, in read_checked\nValueError: cat/21.png has shape [3, 16, 16]\n'
+    )
+    assert headline(wrapped) == "cat/21.png has shape [3, 16, 16] (in DataLoader worker 1)"
+    assert headline(ValueError("first\nsecond")) == "first ..."

@@ -91,13 +91,27 @@ def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -
     summary.update(run_dir=str(run_dir), **attempt)
     write_json_atomic(run_dir / METRICS_FILE, summary)
     if announce:
-        message = summary.get("error") or summary["last_attempt"]["error"]
-        first = message.splitlines()[0] if message else ""
-        log.error("Job %s: %s (traceback in %s)", status, first, run_dir / ERROR_FILE)
+        what = f"{type(error).__name__}: {headline(error)}".rstrip(": ")
+        log.error("Job %s: %s (traceback in %s)", status, what, run_dir / ERROR_FILE)
 
 
 class JobFailed(CompactHydraException):
     """A sweep's job failed: Hydra prints this line at the end of the sweep, not a traceback."""
+
+
+def headline(error: BaseException) -> str:
+    """The line of ``error``'s message that says what went wrong (``...`` when more follow).
+
+    An error raised in a DataLoader worker arrives as "Caught ValueError in DataLoader worker
+    process 0." followed by the worker's traceback: its last line is the worker's own message.
+    """
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if re.match(r"Caught \w+ in DataLoader worker process \d+\.", lines[0]):
+        last = lines[-1]
+        return f"{last.split(': ', 1)[1] if ': ' in last else last} (in DataLoader worker {lines[0].split()[-1][:-1]})"
+    return lines[0] + (" ..." if len(lines) > 1 else "")
 
 
 def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -135,8 +149,7 @@ def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[Dic
             else:
                 if not error_file(run_dir).is_file():  # litlab-train's run_job has recorded it already
                     record_failure(run_dir, cause, announce=False)
-                lines = str(cause).strip().splitlines()
-                what = (lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
+                what = headline(cause)
                 if not isinstance(cause, ValueError | OSError) or not what:  # input errors speak for themselves
                     what = f"{type(cause).__name__}: {what}".rstrip(": ")
                 line, status = f"{what}{built} (traceback in {error_file(run_dir)})", 1

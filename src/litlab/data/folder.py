@@ -117,7 +117,9 @@ class FolderDataModule(DataModule):
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.root={self.root} does not exist")
         sig = signature(self.root, files=self.verify)
+        # Every setting the index depends on: verify checked each file against input_shape.
         key = {"signature": sig, "sizes": list(self.sizes), "split_seed": self.split_seed, "verify": self.verify}
+        key["input_shape"] = list(self.input_shape)
         if self.cache_index and cache.is_file():
             try:
                 cached = json.loads(cache.read_text())

@@ -352,3 +352,14 @@ def test_each_validation_of_an_epoch_keeps_its_own_checkpoint(train_in_process):
     )
     kept = sorted(p.name for p in (run_dir / "checkpoints").glob("epoch_*.ckpt"))
     assert kept == ["epoch_000-step_000002.ckpt", "epoch_000-step_000004.ckpt"]
+
+
+def test_a_last_training_batch_of_one_sample_is_named_before_training(train_in_process):
+    """The default MLP batch-normalizes: 1258 digits in batches of 3 failed at the end of epoch 0 in BatchNorm."""
+    from litlab.validate import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^data.batch_size=3: the 1258 training samples end in a batch of 1"):
+        train_in_process("data.batch_size=3", "logger=none")
+    short = ["trainer.max_steps=2", "logger=none", "test=false"]
+    train_in_process("data.batch_size=3", "data.drop_last=true", *short)
+    train_in_process("data.batch_size=3", "model.net.batch_norm=false", *short)

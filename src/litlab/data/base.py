@@ -1,12 +1,13 @@
 """The LightningDataModule every dataset shares: splits, loaders and the model's I/O shape."""
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from litlab.data.loader import ShardSampler, TensorLoader
@@ -177,7 +178,29 @@ class DataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorLoader | DataLoader:
+        self._check_last_batch()
         return self._loader("train")
+
+    def _check_last_batch(self) -> None:
+        """``ConfigError`` for a last training batch of one sample where the model batch-normalizes.
+
+        BatchNorm cannot normalize one sample in training; the run would fail at the end of its
+        first epoch with torch's "Expected more than 1 value per channel".
+        """
+        from litlab.validate import ConfigError
+
+        dataset, model = self.splits["train"], self.trainer and self.trainer.lightning_module
+        if self.drop_last or model is None or isinstance(dataset, IterableDataset):
+            return
+        frozen = {id(m) for f in getattr(model, "frozen", []) for m in f.modules()}  # kept in eval mode
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in frozen]
+        per_rank = math.ceil(len(dataset) / self.trainer.world_size)  # ShardSampler pads the ranks even
+        if norms and per_rank % self.batch_size == 1:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size}: the {per_rank} training samples"
+                f"{' of each rank' if self.trainer.world_size > 1 else ''} end in a batch of 1, which BatchNorm "
+                "cannot normalize: give data.drop_last=true or another data.batch_size"
+            )
 
     def val_dataloader(self) -> TensorLoader | DataLoader:
         return self._loader("val")

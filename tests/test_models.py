@@ -45,6 +45,11 @@ def test_transformer_rejects_bad_geometry():
         Transformer([1, 8, 8], 10, patch_size=3)
     with pytest.raises(ValueError, match=r"divisible by model\.net\.n_heads"):
         Transformer([1, 8, 8], 10, d_model=30, n_heads=4)
+    # Features of arrays data (a docs example swept model=mlp,cnn over them): named, not "expected 3, got 1".
+    with pytest.raises(ValueError, match=r"^data.input_shape=\[20\]: the Transformer takes images"):
+        Transformer([20], 10)
+    with pytest.raises(ValueError, match=r"^data.input_shape=\[20\]: the CNN takes images, \[C, H, W\]"):
+        CNN([20], 10)
 
 
 def test_rnn_bidirectional_stack_equals_torchs():

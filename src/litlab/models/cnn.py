@@ -29,6 +29,8 @@ class CNN(nn.Module):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
+        if len(input_shape) != 3:
+            raise ValueError(f"data.input_shape={list(input_shape)}: the CNN takes images, [C, H, W]")
         in_ch, height, width = input_shape
         blocks: list[nn.Module] = []
         for out_ch in channels:

@@ -53,6 +53,11 @@ class PatchEmbedding(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], patch_size: int, d_model: int) -> None:
         super().__init__()
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"data.input_shape={list(input_shape)}: the Transformer takes images [C, H, W] or token ids"
+                " (with data.vocab_size)"
+            )
         channels, height, width = input_shape
         if height % patch_size or width % patch_size:
             raise ValueError(f"model.net.patch_size={patch_size} must divide the image size {height}x{width}")

@@ -165,6 +165,21 @@ def test_shape_mismatch_and_bad_keys():
         module(arrays={"x_train": x, "y_train": y, "x_val": x})
     with pytest.raises(ValueError, match=r"needs data.num_classes"):
         ArraysDataModule(arrays={"x": x, "y": y}, input_shape=SHAPE)
+    # x_train/y_train beside x/y were silently ignored.
+    with pytest.raises(ValueError, match="holds both x/y and x_train/y_train: which is the training data"):
+        module(arrays={"x": x, "y": y, "x_train": x, "y_train": y})
+
+
+def test_token_ids_are_checked_against_the_vocabulary():
+    """Ids past the vocabulary failed in the embedding mid-training; float ids were truncated silently."""
+    y = np.zeros(20, dtype=np.int64)
+    tokens = {"input_shape": [6], "vocab_size": 5}
+    ids = np.arange(120).reshape(20, 6) % 5
+    assert module(arrays={"x": ids, "y": y}, **tokens).splits["train"].tensors[0].dtype == torch.long
+    with pytest.raises(ValueError, match=r"token ids span \[0, 8\], the vocabulary is \[0, 5\)"):
+        module(arrays={"x": ids + (ids == 4) * 4, "y": y}, **tokens)
+    with pytest.raises(ValueError, match="holds non-integer values: token ids are whole numbers"):
+        module(arrays={"x": ids + 0.5, "y": y}, **tokens)
 
 
 def test_nan_and_non_numbers_are_named_with_their_key(tmp_path):

@@ -99,6 +99,8 @@ class ArraysDataModule(DataModule):
         unknown = set(arrays) - set(KEYS)
         if unknown:
             raise ValueError(f"{source}: unknown keys {sorted(unknown)}; allowed: {list(KEYS)}")
+        if {"x", "x_train"} <= set(arrays) or {"y", "y_train"} <= set(arrays):
+            raise ValueError(f"{source} holds both x/y and x_train/y_train: which is the training data? keep one pair")
         prefix = "" if "x" in arrays else "_train"
         for key in (f"x{prefix}", f"y{prefix}"):
             if key not in arrays:
@@ -130,8 +132,11 @@ class ArraysDataModule(DataModule):
             raise ValueError(
                 f"{source}: {xk} samples have shape {list(x.shape[1:])} but data.input_shape={self.input_shape}"
             )
-        x = x.long() if self.vocab_size is not None else x.float()
-        _check_finite(x, f"{source}: {xk}")
+        if self.vocab_size is not None:
+            x = _token_ids(x, self.vocab_size, f"{source}: {xk}")
+        else:
+            x = x.float()
+            _check_finite(x, f"{source}: {xk}")
         if self.task == "classification":
             if y.dim() != 1:
                 raise ValueError(f"{source}: {yk} must be one class label per sample (shape [N]), got {list(y.shape)}")
@@ -173,6 +178,19 @@ def non_finite_samples(t: Tensor, rows: int = 4096) -> Tensor:
     flat = t.reshape(len(t), -1)
     bad = [i + (~torch.isfinite(flat[i : i + rows])).any(1).nonzero().flatten() for i in range(0, len(flat), rows)]
     return torch.cat([none, *bad])
+
+
+def _token_ids(x: Tensor, vocab_size: int, where: str) -> Tensor:
+    """``x`` as token ids: whole numbers in ``[0, vocab_size)`` (others fail in the embedding mid-training)."""
+    if x.is_floating_point() and not torch.equal(x, x.round()):  # NaN fails this too
+        raise ValueError(f"{where} holds non-integer values: token ids are whole numbers")
+    x = x.long()
+    if len(x) and (x.min() < 0 or x.max() >= vocab_size):
+        raise ValueError(
+            f"{where} token ids span [{int(x.min())}, {int(x.max())}], the vocabulary is [0, {vocab_size})"
+            " (data.vocab_size)"
+        )
+    return x
 
 
 def _check_finite(t: Tensor, where: str) -> None:

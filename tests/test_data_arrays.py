@@ -137,8 +137,20 @@ def test_corrupt_and_truncated_files_are_named(tmp_path):
     np.save(tmp_path / "npys" / "x.npy", x)
     (tmp_path / "npys" / "y.npy").write_bytes((tmp_path / "npys" / "x.npy").read_bytes()[:100])
     for name in ("trunc.npz", "junk.pt", "npys"):
-        with pytest.raises(ValueError, match=r"(trunc\.npz|junk\.pt|y\.npy).*(corrupt|truncated)"):
+        with pytest.raises(ValueError, match=r"(trunc\.npz|junk\.pt|y\.npy).*(corrupt|truncated|not written by torch.save)"):
             module(path=str(tmp_path / name))
+
+
+def test_files_of_python_objects_are_named_as_such_not_as_corrupt(tmp_path):
+    """A .pt of numpy arrays, an .npz of object arrays: readable files that litlab will not unpickle."""
+    x, y = blobs(20)
+    torch.save({"x": x, "y": y}, tmp_path / "numpy.pt")
+    np.savez(tmp_path / "objects.npz", x=x, y=np.array(["cat", "a dog"] * 10, dtype=object))
+    with pytest.raises(ValueError, match=r"numpy\.pt holds pickled Python objects.* \(it imports numpy") as e:
+        module(path=str(tmp_path / "numpy.pt"))
+    assert "\x1b" not in str(e.value) and "corrupt" not in str(e.value)
+    with pytest.raises(ValueError, match=r"objects\.npz is not a readable \.npz file: it holds Python objects"):
+        module(path=str(tmp_path / "objects.npz"))
 
 
 def test_length_mismatch():

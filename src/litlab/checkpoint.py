@@ -26,30 +26,37 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
     Unpickling arbitrary objects can run arbitrary code, so a checkpoint holding any is refused.
     ``mmap=True`` reads the tensors' bytes only when they are used (a look at the keys and shapes).
     """
+    loaded = load_weights_only(path, "checkpoint", map_location=map_location, mmap=mmap)
+    if not isinstance(loaded, dict):
+        raise UnreadableCheckpointError(f"{path} holds a {type(loaded).__name__}, not a checkpoint (a dict of states)")
+    return loaded
+
+
+def load_weights_only(path: str | Path, what: str = "torch file", **kwargs: Any) -> Any:
+    """``torch.load(path, weights_only=True, **kwargs)``; a file it refuses is named with the likely cause."""
     try:
-        loaded = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        loaded = torch.load(path, weights_only=True, **kwargs)
     except (RuntimeError, EOFError, KeyError, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
         # torch's messages name neither the file nor the likely cause (a write cut short, another format).
         reason = "no zip archive" if not zipfile.is_zipfile(path) else str(e).strip().splitlines()[0]
         raise UnreadableCheckpointError(
-            f"{path} is not a readable checkpoint: truncated, empty, or not written by torch.save ({reason})"
+            f"{path} is not a readable {what}: truncated, empty, or not written by torch.save ({reason})"
         ) from None
     except pickle.UnpicklingError as e:
         # torch's message runs to a page; one line of it names what the file wanted to import.
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if not found and not zipfile.is_zipfile(path):  # not a pickle at all: text, another format
             raise UnreadableCheckpointError(
-                f"{path} is not a readable checkpoint: not written by torch.save (no zip archive)"
+                f"{path} is not a readable {what}: not written by torch.save (no zip archive)"
             ) from None
-        reason = f"it imports {found.group(1)}" if found else str(e).strip().splitlines()[-1]
+        last = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[-1]  # torch colours parts of it
+        reason = f"it imports {found.group(1)}" if found else last
         raise UnsafeCheckpointError(
             f"{path} holds pickled Python objects, which could run code when loaded; litlab loads only tensors "
             f"and plain containers (weights_only=True) and refuses it ({reason})"
         ) from None
-    if not isinstance(loaded, dict):
-        raise UnreadableCheckpointError(f"{path} holds a {type(loaded).__name__}, not a checkpoint (a dict of states)")
     return loaded
 
 

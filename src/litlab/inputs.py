@@ -184,7 +184,9 @@ def _read_array_file(path: Path) -> tuple[Tensor, Tensor | None]:
                 )
             mask = torch.from_numpy(arrays["mask"]) if "mask" in arrays else None
             return torch.from_numpy(arrays["x"]), mask
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    from litlab.checkpoint import load_weights_only
+
+    data = load_weights_only(path, ".pt file", map_location="cpu")
     if isinstance(data, Tensor):
         return data, None
     if isinstance(data, dict) and isinstance(data.get("x"), Tensor):

@@ -24,7 +24,13 @@ def _npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{path} is not a readable .npy file (corrupt or truncated?): {e}") from None
+        raise ValueError(f"{path} is not a readable .npy file: {_why(e)}") from None
+
+
+def _why(error: Exception) -> str:
+    if "allow_pickle" in str(error):  # numpy's object arrays: strings of different lengths, mixed types
+        return "it holds Python objects (an object array), which litlab does not unpickle; store numbers"
+    return f"corrupt or truncated? ({error})"
 
 
 def _tensor(array: np.ndarray, where: str) -> Tensor:
@@ -48,12 +54,11 @@ def read_arrays(path: str | Path) -> dict[str, Tensor]:
             with np.load(path, allow_pickle=False) as z:
                 return {k: _tensor(z[k], f"{path}: {k}") for k in z.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path} is not a readable .npz file (corrupt or truncated?): {e}") from None
+            raise ValueError(f"{path} is not a readable .npz file: {_why(e)}") from None
     if path.suffix == ".pt":
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises RuntimeError, pickle errors, EOFError... for a bad file
-            raise ValueError(f"{path} is not a readable .pt file (corrupt or truncated?): {e}") from None
+        from litlab.checkpoint import load_weights_only
+
+        obj = load_weights_only(path, ".pt file", map_location="cpu")
         if not isinstance(obj, Mapping):
             raise ValueError(f"{path} must hold a dict of tensors keyed {KEYS}, not a {type(obj).__name__}")
         return {k: torch.as_tensor(v) for k, v in obj.items()}

@@ -189,7 +189,7 @@ class DataModule(L.LightningDataModule):
         """
         from litlab.validate import ConfigError
 
-        dataset, model = self.splits["train"], self.trainer and self.trainer.lightning_module
+        dataset, model = self.splits["train"], getattr(self.trainer, "lightning_module", None)
         if self.drop_last or model is None or isinstance(dataset, IterableDataset):
             return
         frozen = {id(m) for f in getattr(model, "frozen", []) for m in f.modules()}  # kept in eval mode

@@ -35,7 +35,9 @@ def read_tensor(path: Path) -> Tensor:
     """The tensor in an ``.npy`` file (no pickles) or a ``.pt`` file (weights_only)."""
     if path.suffix.lower() == ".npy":
         return torch.from_numpy(np.load(path, allow_pickle=False))
-    x = torch.load(path, map_location="cpu", weights_only=True)
+    from litlab.checkpoint import load_weights_only
+
+    x = load_weights_only(path, ".pt file", map_location="cpu")
     if not isinstance(x, Tensor):
         raise ValueError(f"holds a {type(x).__name__}, not a tensor")
     return x

@@ -137,7 +137,9 @@ def test_corrupt_and_truncated_files_are_named(tmp_path):
     np.save(tmp_path / "npys" / "x.npy", x)
     (tmp_path / "npys" / "y.npy").write_bytes((tmp_path / "npys" / "x.npy").read_bytes()[:100])
     for name in ("trunc.npz", "junk.pt", "npys"):
-        with pytest.raises(ValueError, match=r"(trunc\.npz|junk\.pt|y\.npy).*(corrupt|truncated|not written by torch.save)"):
+        with pytest.raises(
+            ValueError, match=r"(trunc\.npz|junk\.pt|y\.npy).*(corrupt|truncated|not written by torch.save)"
+        ):
             module(path=str(tmp_path / name))
 
 

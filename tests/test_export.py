@@ -253,3 +253,20 @@ def test_cli_exports_a_gpu_checkpoint_on_cpu_with_no_unexplained_warning(ckpts, 
 def test_cli_help_lists_the_export_options(tmp_path):
     out = cli("litlab-export", "--help", cwd=tmp_path).stdout
     assert "litlab-export" in out and "format: torchscript" in out and "parity_samples: 64" in out
+
+
+def test_an_export_of_another_format_into_the_same_directory_is_refused(ckpts, tmp_path):
+    """Its model.json would have described the second file only; the first one's record was lost."""
+    run_dir = tmp_path / "exported"
+    cli("litlab-export", f"ckpt_path={ckpts['mlp']}", "format=state_dict", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    record = (run_dir / "model.json").read_text()
+    proc = cli(
+        "litlab-export",
+        f"ckpt_path={ckpts['mlp']}",
+        "format=pt2",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2 and "holds a format=state_dict export" in proc.stderr, proc.stderr
+    assert (run_dir / "model.json").read_text() == record and not (run_dir / "model.pt2").exists()

@@ -14,7 +14,7 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from litlab.collector import entry_point, imports_done
 from litlab.command_line import checked_command
@@ -67,6 +67,28 @@ def check_options(cfg: DictConfig) -> None:
             "normalize": (boolean, "true or false"),
         },
     )
+    _check_run_dir(cfg)
+
+
+def _check_run_dir(cfg: DictConfig) -> None:
+    """An export into a directory holding an export of another format would replace its model.json."""
+    import json
+
+    from litlab.validate import ConfigError
+
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir")  # composed before Hydra starts; absent in the job
+    held = Path(str(run_dir), SIDECAR) if run_dir else None
+    if held is None or not held.is_file():
+        return
+    try:
+        fmt = json.loads(held.read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = "?"
+    if fmt != cfg.format:
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} holds a format={fmt} export; its {SIDECAR} would describe format={cfg.format} "
+            "instead: choose another directory"
+        )
 
 
 def parity_batch(cfg: DictConfig, datamodule: Any, spec: InputSpec) -> Inputs:

@@ -273,3 +273,14 @@ def test_an_error_in_a_dataloader_worker_is_named_by_its_own_message():
     )
     assert headline(wrapped) == "cat/21.png has shape [3, 16, 16] (in DataLoader worker 1)"
     assert headline(ValueError("first\nsecond")) == "first ..."
+
+
+def test_report_curves_come_from_csv_logs_too(tmp_path):
+    """A logger=csv sweep drew an empty plot (and a legend warning): its curves are in csv/metrics.csv."""
+    from litlab.report import read_curve
+
+    (tmp_path / "csv").mkdir()
+    table = "epoch,step,train/loss_step,val/loss\n0,3,2.5,\n0,4,,1.75\n1,9,,1.5\n"
+    (tmp_path / "csv" / "metrics.csv").write_text(table)
+    assert read_curve(tmp_path, "val/loss") == ([4, 9], [1.75, 1.5])
+    assert read_curve(tmp_path / "csv", "val/loss") == ([], [])  # neither events nor a table

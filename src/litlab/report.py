@@ -245,7 +245,7 @@ class Report:
             squeeze=False,
             width_ratios=[7] + [4] * len(numeric),
         )
-        ax, tag = axes[0][0], self.curve_tag()
+        ax, tag, drawn = axes[0][0], self.curve_tag(), False
         for job in self.jobs:
             steps, values = read_curve(job.path, tag)
             label = self.label(job)
@@ -254,8 +254,12 @@ class Report:
                 label = f"#{job.number}" + (f" {label}" if len(label) <= 40 else "")
             if steps:
                 ax.plot(steps, values, marker=".", label=label + ("" if job.status == "completed" else " *"))
+                drawn = True
         ax.set(xlabel="step", ylabel=tag, title=f"{tag} of every job (* not completed)")
-        if len(self.jobs) <= 12:
+        if not drawn:
+            note = f"no job logged {tag}\n(logger=none, or none got to a validation)"
+            ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes)
+        elif len(self.jobs) <= 12:
             ax.legend(fontsize=7)
         done = [j for j in self.jobs if self.metric in j.metrics]
         for ax, key in zip(axes[0][1:], numeric, strict=True):
@@ -279,8 +283,14 @@ def _number(text: str | None) -> float | None:
 
 
 def read_curve(job_dir: Path, tag: str) -> tuple[list[int], list[float]]:
-    """The scalar ``tag`` from a job's TensorBoard events (empty when it has none yet)."""
+    """The scalar ``tag`` from a job's TensorBoard events, else its ``logger=csv`` table (empty if neither has it)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    table = job_dir / "csv" / "metrics.csv"  # Lightning's CSVLogger, as conf/logger/csv.yaml places it
+    if not list(job_dir.glob("events.out.tfevents.*")) and table.is_file():
+        with open(table, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get(tag)]
+        return [int(r["step"]) for r in rows], [float(r[tag]) for r in rows]
 
     acc = EventAccumulator(str(job_dir), size_guidance={"scalars": 0, "images": 1, "tensors": 1})
     acc.Reload()

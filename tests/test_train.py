@@ -243,3 +243,12 @@ def test_training_that_stops_before_the_first_validation_says_so(train_in_proces
     assert "no best checkpoint by val/loss: training stopped at step 3, before the first validation" in caplog.text
     assert not [w for w in recwarn if "monitored key" in str(w.message)]
     assert "test/acc" in metrics and json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"] is None
+
+
+def test_a_run_without_validation_or_test_data_says_so(train_in_process, caplog, recwarn):
+    """data.val_split=0: no best checkpoint, and why; Lightning's warnings of loaders with no batches are not shown."""
+    metrics, _ = train_in_process("data.val_split=0", "data.test_split=0", "trainer.max_epochs=1", "logger=none")
+    assert "no best checkpoint by val/loss: the data has no validation split" in caplog.text
+    assert "no test metrics: the data has no test split" in caplog.text
+    assert not [w for w in recwarn if "across ranks is zero" in str(w.message)]
+    assert not [k for k in metrics if k.startswith(("val/", "test/"))]

@@ -34,6 +34,8 @@ def quiet_lightning() -> None:
     - ``ModelCheckpoint`` warns that it cannot find its monitored key, with a hint to log it, only
       while no validation has run (once one has, the same message is an error): training stopped
       before the first validation (a short ``trainer.max_steps``), which litlab's run says itself.
+    - Lightning warns of a loader with no batches "across ranks": a data split of size 0
+      (``data.val_split=0``), which litlab's run names itself (no best checkpoint, no test metrics).
     """
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
@@ -50,3 +52,4 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Precision (bf)?16-mixed is not supported by the model summary")
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=r"`ModelCheckpoint\(monitor=.*` could not find the monitored key")
+    warnings.filterwarnings("ignore", message=r"Total length of `\w+` across ranks is zero")

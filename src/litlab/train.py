@@ -86,15 +86,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
 
     if checkpoint is not None and checkpoint.monitor and not best and cfg.train:
-        tested = "; the weights as they are now are tested" if cfg.test else ""
-        log.warning(
-            f"no best checkpoint by {checkpoint.monitor}: training stopped at step {trainer.global_step}, before the "
-            f"first validation{tested}"
+        why = (
+            "the data has no validation split"
+            if not sum(trainer.num_val_batches)
+            else f"training stopped at step {trainer.global_step}, before the first validation"
         )
+        tested = "; the weights as they are now are tested" if cfg.test else ""
+        log.warning(f"no best checkpoint by {checkpoint.monitor}: {why}{tested}")
     if cfg.test:
         # The best checkpoint when one was kept, else the weights as they are now.
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update(scalars(trainer.callback_metrics))
+        if not sum(trainer.num_test_batches):
+            log.warning("no test metrics: the data has no test split")
 
     if trainer.is_global_zero:
         # A resumed run that had nothing left to train logs no train/val metrics: keep the earlier ones.

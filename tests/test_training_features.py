@@ -54,14 +54,16 @@ def test_gradient_clipping_by_norm(train_in_process, monkeypatch):
     assert len(after) == 10
 
 
-def test_early_stopping_stops_a_stalled_run_and_tests_the_best(train_in_process):
+def test_early_stopping_stops_a_stalled_run_and_tests_the_best(train_in_process, caplog):
     # lr=0: the weights never move, val/loss never improves after the first epoch.
+    caplog.set_level("INFO", logger="litlab.train")
     metrics, run_dir = train_in_process(
         "model.optimizer.lr=0.0", "model.scheduler=null", "callbacks.early_stopping.patience=2", "trainer.max_epochs=30"
     )
     summary = read_metrics(run_dir)
     assert summary["epochs"] == 3, "first epoch, then two without improvement"
     assert summary["best_checkpoint"].endswith("epoch_000-step_000040.ckpt")
+    assert "early stopping after epoch 2: val/loss did not improve by more than 0 for 2 validations" in caplog.text
     # The tested model is the best checkpoint: scoring it again gives the same test metrics.
     task = load_task(summary["best_checkpoint"]).eval()
     dm = DigitsDataModuleFromConfig(run_dir)

@@ -80,6 +80,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 raise KeyboardInterrupt from None
             raise
     metrics = scalars(trainer.callback_metrics)
+    stopper = trainer.early_stopping_callback
+    if stopper is not None and stopper.stopped_epoch:  # otherwise the run just ends short of max_epochs
+        log.info(
+            f"early stopping after epoch {stopper.stopped_epoch}: {stopper.monitor} did not improve by more than "
+            f"{stopper.min_delta:g} for {stopper.patience} validations"
+        )
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None else ""
     if checkpoint is not None and checkpoint.best_model_score is not None:

@@ -84,7 +84,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if stopper is not None and stopper.stopped_epoch:  # otherwise the run just ends short of max_epochs
         log.info(
             f"early stopping after epoch {stopper.stopped_epoch}: {stopper.monitor} did not improve by more than "
-            f"{stopper.min_delta:g} for {stopper.patience} validations"
+            f"{abs(stopper.min_delta):g} for {stopper.patience} validations"
         )
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None else ""

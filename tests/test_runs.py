@@ -56,3 +56,11 @@ def test_a_run_directory_means_last_ckpt_to_resume_and_the_best_to_evaluate(tmp_
     assert resolve_checkpoint(str(run), tmp_path, best=True) == str(run / "checkpoints" / "epoch_003.ckpt")
     (run / "metrics.json").unlink()  # a run that never finished: its last.ckpt
     assert resolve_checkpoint(str(run), tmp_path, best=True) == str(run / "checkpoints" / "last.ckpt")
+
+
+def test_json_holds_no_nan(tmp_path):
+    """A diverged run's NaN loss made metrics.json unreadable to strict JSON readers."""
+    write_json_atomic(tmp_path / "m.json", {"metrics": {"loss": float("nan"), "acc": 0.5, "x": [float("inf")]}})
+    assert json.loads((tmp_path / "m.json").read_text(), parse_constant=pytest.fail) == {
+        "metrics": {"loss": None, "acc": 0.5, "x": [None]}
+    }

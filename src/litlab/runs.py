@@ -1,6 +1,7 @@
 """The run directory: finding checkpoints in it, and its metrics.json."""
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -51,10 +52,24 @@ def atomic_file(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterat
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of one."""
+    """Write JSON so that readers see the old file or the new one, never half of one.
+
+    A NaN or infinite float (a diverged run's loss) is written as null: JSON has no such numbers,
+    and strict readers (jq, JavaScript) refuse Python's ``NaN``.
+    """
     with atomic_file(path) as f:
-        json.dump(data, f, indent=2, sort_keys=True)
+        json.dump(_finite(data), f, indent=2, sort_keys=True, allow_nan=False)
         f.write("\n")
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 STAGE_PREFIXES = ("train/", "val/", "test/")

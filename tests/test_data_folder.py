@@ -165,6 +165,11 @@ def test_bad_transform_specs():
         compose([{"name": "rotate"}])
     with pytest.raises(ValueError, match="transform 'hflip' got bad arguments"):
         compose([{"name": "hflip", "angle": 3}])
+    with pytest.raises(ValueError, match=r"std=\[0.5, 0\]: every std must be > 0"):
+        compose([{"name": "normalize", "mean": [0, 0], "std": [0.5, 0]}])
+    noise = [{"name": "gaussian_noise"}]
+    with pytest.raises(ValueError, match="act on features and images, not token ids"):
+        SyntheticDataModule(input_shape=[8], vocab_size=4, batch_transforms=noise)
 
 
 def test_per_sample_transforms_leave_the_fast_path_and_batch_ones_run_on_transfer():

@@ -1,5 +1,7 @@
 """A bad command line fails before anything is built: one line naming the key and what is allowed."""
 
+import re
+
 import pytest
 from conftest import cli
 
@@ -251,3 +253,16 @@ def test_optimized_metric_follows_the_checkpoint_monitor():
     acc = ["callbacks.model_checkpoint.monitor=val/acc", "callbacks.model_checkpoint.mode=max"]
     assert check_command_line(acc).optimized_metric == "val/acc_best"
     assert check_command_line([]).optimized_metric == "val/loss_best"
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["train=false", "test=false"], "train=false test=false: the run would do nothing"),
+        (["model=rnn", "model.net.n_layers=0"], "model.net.n_layers=0: an RNN has at least one recurrent layer"),
+        (["data=synthetic_multilabel", "+model.pos_weight=[1,2]"], "model.pos_weight has 2 weights but"),
+    ],
+)
+def test_values_that_failed_mid_training_are_refused_up_front(overrides, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        check_command_line(overrides)

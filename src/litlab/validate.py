@@ -302,6 +302,8 @@ def check_config(cfg: DictConfig) -> None:
     if missing:
         raise missing_value(missing[0])
     check_rules(cfg, RULES)
+    if cfg.get("train") is False and cfg.get("test") is False:
+        raise ConfigError("train=false test=false: the run would do nothing; keep one of them true")
     if OmegaConf.select(cfg, "model.class_weights") == "balanced" and OmegaConf.select(cfg, "data.streaming"):
         raise ConfigError(
             "model.class_weights=balanced: needs the training labels, which a stream (data.streaming=true) "

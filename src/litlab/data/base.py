@@ -77,6 +77,8 @@ class DataModule(L.LightningDataModule):
         self.shuffle = shuffle  # the training split's; evaluation is never shuffled
         self.splits: dict[str, Dataset] = {}
         self.on_device = on_device
+        if vocab_size is not None and (transforms or batch_transforms):
+            raise ValueError("data.transforms and data.batch_transforms act on features and images, not token ids")
         # Per sample (in the loader's workers) and per batch (on the device, after transfer).
         self.transforms = compose(transforms)
         self.batch_transforms = compose(batch_transforms)

@@ -30,6 +30,8 @@ class Normalize(Transform):
     """``(x - mean) / std``, per channel when given lists."""
 
     def __init__(self, mean: float | Sequence[float], std: float | Sequence[float]) -> None:
+        if min(std if isinstance(std, Sequence) else [std]) <= 0:
+            raise ValueError(f"std={std}: every std must be > 0 (a 0 divides by zero: NaN inputs)")
         self.mean, self.std = mean, std
 
     def __call__(self, x: Tensor) -> Tensor:

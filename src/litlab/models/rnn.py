@@ -46,6 +46,8 @@ class RNN(nn.Module):
             raise ValueError(f"model.net.cell={cell!r} is not a recurrent cell; choose one of {sorted(CELLS)}")
         if pooling not in ("last", "mean"):
             raise ValueError(f"model.net.pooling={pooling!r}: choose last or mean")
+        if n_layers < 1:
+            raise ValueError(f"model.net.n_layers={n_layers}: an RNN has at least one recurrent layer")
         self.tokens, self.pooling = vocab_size is not None, pooling
         self.input_shape = list(input_shape)
         if self.tokens:

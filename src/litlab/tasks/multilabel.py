@@ -28,9 +28,11 @@ class MultiLabelClassifier(Task):
         vocab_size: int | None = None,
         compile: bool = False,
         freeze: Sequence[str] = (),
-        pos_weight: float | None = None,
+        pos_weight: float | Sequence[float] | None = None,
     ) -> None:
         super().__init__(input_shape, num_labels, net, optimizer, scheduler, vocab_size, compile, freeze)
+        if isinstance(pos_weight, Sequence) and len(pos_weight) != num_labels:
+            raise ValueError(f"model.pos_weight has {len(pos_weight)} weights but data.num_labels={num_labels}")
         self.pos_weight = pos_weight
         self.save_hyperparameters(logger=False)
 

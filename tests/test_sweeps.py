@@ -284,3 +284,19 @@ def test_report_curves_come_from_csv_logs_too(tmp_path):
     (tmp_path / "csv" / "metrics.csv").write_text(table)
     assert read_curve(tmp_path, "val/loss") == ([4, 9], [1.75, 1.5])
     assert read_curve(tmp_path / "csv", "val/loss") == ([], [])  # neither events nor a table
+
+
+def test_report_common_overrides_paste_back(tmp_path):
+    """ "Common to all jobs" dropped the + of added keys: pasted back, the command line was refused."""
+    from omegaconf import OmegaConf
+
+    for n, seed in enumerate((1, 2)):
+        job = tmp_path / f"{n}_seed={seed}"
+        (job / ".hydra").mkdir(parents=True)
+        OmegaConf.save(
+            OmegaConf.create(["+trainer.num_nodes=1", "~callbacks.ema", f"seed={seed}"]),
+            job / ".hydra" / "overrides.yaml",
+        )
+        (job / "metrics.json").write_text(json.dumps({"metrics": {"val/loss_best": 1.0 + n}}))
+    text = report(tmp_path, plot=False).markdown()
+    assert "Common to all jobs: +trainer.num_nodes=1 ~callbacks.ema\n" in text

@@ -57,6 +57,11 @@ def newest_sweep(log_dir: Path) -> Path:
     return max(sweeps, key=lambda p: (p.name, p.stat().st_mtime))
 
 
+def as_override(key: str, value: str) -> str:
+    """``key=value`` as on a command line (a deletion, ``~key``, has no value)."""
+    return key if key.startswith("~") and not value else f"{key}={value}"
+
+
 def read_overrides(job_dir: Path) -> dict[str, str]:
     path = job_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
@@ -64,7 +69,8 @@ def read_overrides(job_dir: Path) -> dict[str, str]:
     from omegaconf import OmegaConf
 
     pairs = (str(line).split("=", 1) for line in OmegaConf.load(path))
-    return {k.lstrip("+~"): v for k, v in (p if len(p) == 2 else (p[0], "") for p in pairs)}
+    # Keys as given (+trainer.x, ~key): the common line and the labels paste back as overrides.
+    return {k: v for k, v in (p if len(p) == 2 else (p[0], "") for p in pairs)}
 
 
 def read_job(job_dir: Path) -> Job:
@@ -198,7 +204,7 @@ class Report:
             f"{len(self.jobs)} jobs ({tally}), sorted by {self.metric} ({self.mode}).",
         ]
         if common:
-            out.append(f"Common to all jobs: {' '.join(f'{k}={v}' for k, v in common.items())}")
+            out.append(f"Common to all jobs: {' '.join(as_override(k, v) for k, v in common.items())}")
         rows = [[j.tag, self.label(j), j.status, *(fmt(j.metrics.get(c)) for c in columns)] for j in self.ranked()]
         out += ["", "## Jobs", "", table(["#", "overrides", "status", *columns], rows)]
         if groups := self.groups():

@@ -175,7 +175,8 @@ def _check_fused_clipping(cfg: DictConfig) -> None:
         )
 
 
-def _check_monitors(cfg: DictConfig) -> None:
+def _check_task_args(cfg: DictConfig) -> None:
+    """``data.task`` is a task the data has targets for; ``model`` keys and required ``data`` keys fit it."""
     from litlab.tasks import TASKS
 
     task = OmegaConf.select(cfg, "data.task")
@@ -200,6 +201,11 @@ def _check_monitors(cfg: DictConfig) -> None:
         if key in task_cls.data_keys and param.default is param.empty and OmegaConf.select(cfg, f"data.{key}") is None:
             how = f"data.{key}=..." if key in cfg.data else f"+data.{key}=... (this data config has no such key)"
             raise ConfigError(f"data.task={task}: needs data.{key}; give it as {how}")
+
+
+def _check_monitors(cfg: DictConfig) -> None:
+    """Every monitored metric is one the task logs, watched in the direction it improves."""
+    task = cfg.data.task
     logged = logged_metrics(task)
     _check_optimized_metric(cfg, task, logged)
     monitors = {f"callbacks.{name}": c for name, c in (cfg.get("callbacks") or {}).items()}
@@ -348,5 +354,6 @@ def check_config(cfg: DictConfig) -> None:
         )
     _check_schedule(cfg)
     _check_fused_clipping(cfg)
+    _check_task_args(cfg)
     _check_monitors(cfg)
     _check_task(cfg)

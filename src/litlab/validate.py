@@ -92,6 +92,17 @@ def _check_precision(value: Any) -> None:
         raise ConfigError(f"trainer.precision={value}: not a precision; choose one of {', '.join(allowed)}")
 
 
+def _check_half_adam(cfg: DictConfig) -> None:
+    """Pure float16 with Adam: its eps=1e-8 rounds to 0 in float16, and a zero second moment gives NaN."""
+    eps = OmegaConf.select(cfg, "model.optimizer.eps", default=1e-8)
+    adam = OmegaConf.select(cfg, "model.optimizer.name") in ("adam", "adamw")
+    if str(cfg.trainer.precision) == "16-true" and adam and eps < 6e-8:  # float16's smallest number: 6e-8
+        raise ConfigError(
+            f"trainer.precision=16-true: Adam's state is float16 too, where eps={eps:g} rounds to 0 and the first "
+            "steps divide by zero (NaN); use 16-mixed or bf16-true, or give +model.optimizer.eps=1e-4"
+        )
+
+
 #: Lightning's aliases: "gpu" is whichever GPU kind the machine has.
 ACCELERATOR_ALIASES = {"gpu": ("cuda", "mps")}
 
@@ -317,6 +328,7 @@ def check_config(cfg: DictConfig) -> None:
         )
     if "precision" in cfg.get("trainer", {}):
         _check_precision(cfg.trainer.precision)
+        _check_half_adam(cfg)
     if "accelerator" in cfg.get("trainer", {}):
         _check_accelerator(cfg.trainer.accelerator)
     arch = OmegaConf.select(cfg, "model.net.arch")

@@ -172,13 +172,14 @@ def test_dynamic_quantization_shrinks_linear_layers_and_reports_accuracy(ckpts, 
     meta = export(config("export", run_dir, f"ckpt_path={ckpts[net]}", "format=torchscript", "quantize=dynamic"))
     q = meta["quantization"]
     assert q["bytes"]["int8_linear"] == (run_dir / "model.pt").stat().st_size
-    acc = q["test_acc"]
+    assert set(q["test"]) == {"acc", "f1"}
+    acc = q["test"]["acc"]
     assert acc["change"] == pytest.approx(acc["int8_linear"] - acc["float32"])
     assert abs(acc["change"]) < 0.05
     if net == "mlp":  # 50k Linear weights: int8 is about a quarter of float32; and a trained model
         assert q["size_reduction"] > 2.5 and acc["float32"] > 0.5
     out = capsys.readouterr().out
-    assert "quantized:" in out and f"{acc['float32']:.4f} -> {acc['int8_linear']:.4f}" in out
+    assert "quantized:" in out and f"test/acc: {acc['float32']:.4f} -> {acc['int8_linear']:.4f}" in out
     model = load_as_user(run_dir / "model.pt", meta)
     assert "quantized::linear_dynamic" in str(model.inlined_graph)
 

@@ -225,9 +225,8 @@ def export(cfg: DictConfig) -> dict:
         b = q["bytes"]
         share = b["int8_linear"] / b["float32"]
         print(f"quantized: {b['float32'] / 1e6:.3f} MB -> {b['int8_linear'] / 1e6:.3f} MB ({share:.0%} of float32)")
-        if "test_acc" in q:
-            a = q["test_acc"]
-            print(f"test accuracy: {a['float32']:.4f} -> {a['int8_linear']:.4f} ({a['change']:+.4f})")
+        for name, m in q.get("test", {}).items():
+            print(f"test/{name}: {m['float32']:.4f} -> {m['int8_linear']:.4f} ({m['change']:+.4f})")
     return meta
 
 

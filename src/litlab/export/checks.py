@@ -60,20 +60,19 @@ def check_parity(run: Callable, reference: Callable, cases: list, atol: float, r
     return worst
 
 
-def accuracy(model: Callable, batches: Any) -> float:
-    """The share of rows whose highest output is their label."""
-    correct = total = 0
+def test_metrics(task: Any, model: Callable, batches: Any) -> dict[str, float]:
+    """The task's own metrics (accuracy and F1, or MSE and MAE) of ``model``'s outputs on ``batches``."""
+    metrics = task.make_metrics(task.num_outputs)
     with torch.inference_mode():
         for b in batches:
-            correct += int((torch.as_tensor(model(*b.args())).argmax(-1) == b.y).sum())
-            total += len(b.y)
-    return correct / max(total, 1)
+            metrics.update(torch.as_tensor(model(*b.args())), b.y)
+    return {name: float(value) for name, value in metrics.compute().items()}
 
 
 def quantization_report(
     float_module: nn.Module, example: tuple, task: Any, run: Callable, path: Path, datamodule: Any
 ) -> dict:
-    """File sizes of the float and the int8 TorchScript model, and test accuracies of both."""
+    """File sizes of the float and the int8 TorchScript model, and the test metrics of both."""
     from litlab.inputs import split_batches
 
     buffer = io.BytesIO()
@@ -81,10 +80,8 @@ def quantization_report(
     sizes = {"float32": buffer.getbuffer().nbytes, "int8_linear": path.stat().st_size}
     report: dict[str, Any] = {"method": "dynamic int8 (torch.ao), nn.Linear layers", "bytes": sizes}
     report["size_reduction"] = sizes["float32"] / sizes["int8_linear"]
-    if datamodule is not None and "test" in datamodule.splits and task.classes == "one":
-        acc = {
-            "float32": accuracy(task, split_batches(datamodule, "test", 512)),
-            "int8_linear": accuracy(run, split_batches(datamodule, "test", 512)),
-        }
-        report["test_acc"] = {**acc, "change": acc["int8_linear"] - acc["float32"]}
+    if datamodule is not None and len(datamodule.splits.get("test", [])):
+        before = test_metrics(task, task, split_batches(datamodule, "test", 512))
+        after = test_metrics(task, run, split_batches(datamodule, "test", 512))
+        report["test"] = {k: {"float32": v, "int8_linear": after[k], "change": after[k] - v} for k, v in before.items()}
     return report

@@ -413,3 +413,19 @@ def test_folder_class_names_label_predictions_and_exports(tmp_path):
     assert header[3:5] == ["prob_cat", "prob_dog"] and {r[2] for r in rows} <= {"cat", "dog"}
     meta = export(config("export", tmp_path / "e", f"ckpt_path={tmp_path / 'train'}", "format=state_dict"))
     assert meta["classes"] == ["cat", "dog"]
+
+
+def test_data_info_holds_plain_python_values(tmp_path):
+    """A user's DataModule with numpy class names made every checkpoint refuse weights_only loading."""
+    from types import SimpleNamespace
+
+    from litlab.inputs import data_info
+
+    user = SimpleNamespace(
+        classes=np.array(["a", "b"]), input_normalization=lambda: {"mean": [np.float64(0.5)], "std": [np.float32(2)]}
+    )
+    torch.save(data_info(user), tmp_path / "info.pt")
+    assert torch.load(tmp_path / "info.pt", weights_only=True) == {
+        "normalization": {"mean": [0.5], "std": [2.0]},
+        "classes": ["a", "b"],
+    }

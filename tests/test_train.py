@@ -252,3 +252,11 @@ def test_a_run_without_validation_or_test_data_says_so(train_in_process, caplog,
     assert "no test metrics: the data has no test split" in caplog.text
     assert not [w for w in recwarn if "across ranks is zero" in str(w.message)]
     assert not [k for k in metrics if k.startswith(("val/", "test/"))]
+
+
+def test_an_earlier_attempts_null_metric_is_not_printed(train_in_process, tmp_path):
+    """A NaN metric is stored as null; a resumed run that merged the earlier metrics failed printing it."""
+    (tmp_path / "run0").mkdir()
+    (tmp_path / "run0" / "metrics.json").write_text(json.dumps({"metrics": {"old/nan": None, "old/kept": 1.5}}))
+    metrics, _ = train_in_process("debug=fast_dev_run", "logger=none")
+    assert metrics["old/kept"] == 1.5 and "old/nan" not in metrics

@@ -267,3 +267,9 @@ def test_optimized_metric_follows_the_checkpoint_monitor():
 def test_values_that_failed_mid_training_are_refused_up_front(overrides, message):
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
         check_command_line(overrides)
+
+
+def test_optimized_metric_without_a_monitor_is_checked():
+    """monitor=null made optimized_metric None_best, which escaped the check and failed every trial."""
+    with pytest.raises(ConfigError, match=r"^optimized_metric=val/loss_best: no run of the classification task"):
+        check_command_line(["hparams_search=optuna", "callbacks.model_checkpoint.monitor=null"])

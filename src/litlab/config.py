@@ -23,6 +23,9 @@ def _dirname(overrides: str) -> str:
 
 if not OmegaConf.has_resolver("dirname"):
     OmegaConf.register_new_resolver("dirname", _dirname)
+if not OmegaConf.has_resolver("best_of"):
+    # optimized_metric: the best value of the checkpoint's monitor; val/loss's where none is set.
+    OmegaConf.register_new_resolver("best_of", lambda monitor: f"{monitor or 'val/loss'}_best")
 if not OmegaConf.has_resolver("parallel_jobs"):
     OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs)
 

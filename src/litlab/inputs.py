@@ -68,7 +68,12 @@ def checkpoint_config(ckpt_path: str) -> dict[str, Any]:
 def data_info(datamodule: Any) -> dict[str, Any]:
     """What inference needs to know of the training data: its input normalization and class names."""
     normalization = getattr(datamodule, "input_normalization", lambda: None)()
-    return {"normalization": normalization, "classes": getattr(datamodule, "classes", None)}
+    classes = getattr(datamodule, "classes", None)
+    # Plain Python values: a numpy float or string would make the checkpoint refuse weights_only loading.
+    return {
+        "normalization": {k: [float(v) for v in vs] for k, vs in normalization.items()} if normalization else None,
+        "classes": [str(c) for c in classes] if classes is not None else None,
+    }
 
 
 def stored_data_info(ckpt_path: str) -> dict[str, Any] | None:

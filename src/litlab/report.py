@@ -114,6 +114,8 @@ def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
         return {}
     from omegaconf import OmegaConf
 
+    import litlab.config  # noqa: F401  (registers the resolvers the stored config uses: best_of)
+
     cfg = OmegaConf.load(path)
     keys = {"metric": "optimized_metric", "monitor": "callbacks.model_checkpoint.monitor"}
     keys["mode"] = "callbacks.model_checkpoint.mode"

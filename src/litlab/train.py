@@ -108,7 +108,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         # A resumed run that had nothing left to train logs no train/val metrics: keep the earlier ones.
-        metrics = {**(read_summary(run_dir).get("metrics") or {}), **metrics}
+        earlier = {k: v for k, v in (read_summary(run_dir).get("metrics") or {}).items() if v is not None}  # null: NaN
+        metrics = {**earlier, **metrics}
         summary = {
             "run_dir": run_dir,
             "best_checkpoint": best or None,

@@ -213,6 +213,10 @@ def test_a_run_directory_given_through_an_interpolation_is_the_run_it_names(tmp_
     args = [f"paths.log_dir={tmp_path / 'logs'}", "hydra.run.dir=${paths.log_dir}/train/runs/a"]
 
     assert _resumed(args) == ["model=cnn", *args]
+    # Resolved with every override, not the defaults: seed=7 names another directory than seed=42's.
+    other = [f"paths.log_dir={tmp_path / 'logs'}", "seed=7", "hydra.run.dir=${paths.log_dir}/train/runs/a${seed}"]
+    (run_dir.parent / "a42").symlink_to(run_dir)
+    assert _resumed(other) == other
     with pytest.raises(ConfigError, match=f"^hydra.run.dir={run_dir} holds a litlab-train run; litlab-eval"):
         check_own_run_dir(args, "eval")
 

@@ -262,8 +262,8 @@ def _run_dir_argument(argv: list[str], config_name: str = "train") -> str | None
     if not value or "${" not in value:
         return value
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        try:
-            cfg = _compose([a for a in argv if override_key(a).startswith(LOCATING)], config_name)
+        try:  # with every override: the interpolation may read any key (s${seed})
+            cfg = _compose([a for a in argv if a not in ("-m", "--multirun")], config_name)
             return str(OmegaConf.select(cfg, "hydra.run.dir"))
         except Exception:  # any: the check of the command line itself names what is wrong
             return value

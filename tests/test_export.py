@@ -182,6 +182,10 @@ def test_dynamic_quantization_shrinks_linear_layers_and_reports_accuracy(ckpts, 
     assert "quantized:" in out and f"test/acc: {acc['float32']:.4f} -> {acc['int8_linear']:.4f}" in out
     model = load_as_user(run_dir / "model.pt", meta)
     assert "quantized::linear_dynamic" in str(model.inlined_graph)
+    # Checked on given inputs, quantization still scores the test split.
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32))
+    again = [f"ckpt_path={ckpts[net]}", "format=torchscript", "quantize=dynamic", f"input={tmp_path / 'x.npy'}"]
+    assert export(config("export", tmp_path / "again", *again))["quantization"]["test"] == q["test"]
 
 
 def test_parity_check_fails_with_the_measured_difference():

@@ -53,21 +53,22 @@ def checked_spec(task: Any, info: dict[str, Any] | None, normalize: bool):
     return spec
 
 
-def data_and_info(cfg: DictConfig, ckpt_path: str, task: Any) -> tuple[DictConfig | None, Any, dict[str, Any] | None]:
-    """The data config, the DataModule (None where not needed) and the data's ``data_info`` for this command.
+def data_and_info(cfg: DictConfig, ckpt_path: str, task: Any, splits: bool = False) -> tuple[Any, dict | None]:
+    """The DataModule (None where not needed) and the data's ``data_info`` for this command.
 
     Files given with ``input=`` need only the normalization and class names the checkpoint
-    stores: the training data is not loaded (nor downloaded) unless ``data`` is given.
+    stores: the training data is not loaded (nor downloaded) unless ``data`` is given, or
+    ``splits`` are needed all the same (quantization scores the test split).
     """
     from litlab.inputs import check_data_fits, data_config, data_info, load_datamodule, stored_data_info
 
     data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
     check_data_fits(task, data_cfg)
     stored = stored_data_info(ckpt_path)
-    if cfg.input is not None and stored is not None and cfg.get("data") is None:
-        return data_cfg, None, stored
+    if cfg.input is not None and stored is not None and cfg.get("data") is None and not splits:
+        return None, stored
     datamodule = load_datamodule(data_cfg)
-    return data_cfg, datamodule, data_info(datamodule) if datamodule is not None else None
+    return datamodule, data_info(datamodule) if datamodule is not None else None
 
 
 def run_model(task: Any, batches: Iterable[Any], device: str) -> tuple[list, np.ndarray, np.ndarray | None]:
@@ -172,7 +173,7 @@ def predict(cfg: DictConfig) -> Path:
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
     # map_location: a checkpoint written on a GPU loads on a machine without one.
     task = load_task(ckpt_path, map_location="cpu").to(cfg.device).eval()
-    _, datamodule, info = data_and_info(cfg, ckpt_path, task)
+    datamodule, info = data_and_info(cfg, ckpt_path, task)
     if cfg.input is not None:
         spec = checked_spec(task, info, cfg.normalize)
         batches = batched(path_inputs(cfg.input, spec, cfg.normalize), cfg.batch_size)

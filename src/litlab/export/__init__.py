@@ -191,7 +191,7 @@ def export(cfg: DictConfig) -> dict:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
     task = load_task(ckpt_path, map_location="cpu").eval()
-    _, datamodule, info = data_and_info(cfg, ckpt_path, task)
+    datamodule, info = data_and_info(cfg, ckpt_path, task, splits=cfg.quantize is not None)
     spec = checked_spec(task, info, cfg.normalize) if cfg.input is not None else input_spec(task, info)
     seq = fixed_length(task.net, spec) if fmt.unrolls_time else None
     batch = parity_batch(cfg, datamodule, spec)

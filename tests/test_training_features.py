@@ -365,3 +365,6 @@ def test_a_last_training_batch_of_one_sample_is_named_before_training(train_in_p
     short = ["trainer.max_steps=2", "logger=none", "test=false"]
     train_in_process("data.batch_size=3", "data.drop_last=true", *short)
     train_in_process("data.batch_size=3", "model.net.batch_norm=false", *short)
+    train_in_process("data.batch_size=3", "debug=limit", "trainer.max_epochs=1", "logger=none")  # 5 batches of 3
+    with pytest.raises(ConfigError, match="^data.batch_size=1: BatchNorm cannot normalize a batch of one sample"):
+        train_in_process("data.batch_size=1", "logger=none")

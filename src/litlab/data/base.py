@@ -179,6 +179,13 @@ class DataModule(L.LightningDataModule):
             dataset, batch_size, sampler=sampler, drop_last=drop_last, collate_fn=self.collate_fn, **kwargs
         )
 
+    def _batches_taken(self, total: int) -> int | None:
+        """How many of an epoch's ``total`` training batches the trainer takes; None: all of them."""
+        t = self.trainer
+        limit = t.fast_dev_run or t.overfit_batches or t.limit_train_batches  # fast_dev_run=True: 1 batch
+        taken = int(limit) if isinstance(limit, int) else int(total * limit)  # as Lightning counts them
+        return None if taken >= total else taken
+
     def train_dataloader(self) -> TensorLoader | DataLoader:
         self._check_last_batch()
         return self._loader("train")
@@ -196,8 +203,12 @@ class DataModule(L.LightningDataModule):
             return
         frozen = {id(m) for f in getattr(model, "frozen", []) for m in f.modules()}  # kept in eval mode
         norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in frozen]
+        if not norms:
+            return
+        if self.batch_size == 1:
+            raise ConfigError("data.batch_size=1: BatchNorm cannot normalize a batch of one sample in training")
         per_rank = math.ceil(len(dataset) / self.trainer.world_size)  # ShardSampler pads the ranks even
-        if norms and per_rank % self.batch_size == 1:
+        if per_rank % self.batch_size == 1 and self._batches_taken(math.ceil(per_rank / self.batch_size)) is None:
             raise ConfigError(
                 f"data.batch_size={self.batch_size}: the {per_rank} training samples"
                 f"{' of each rank' if self.trainer.world_size > 1 else ''} end in a batch of 1, which BatchNorm "

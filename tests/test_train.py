@@ -260,3 +260,11 @@ def test_an_earlier_attempts_null_metric_is_not_printed(train_in_process, tmp_pa
     (tmp_path / "run0" / "metrics.json").write_text(json.dumps({"metrics": {"old/nan": None, "old/kept": 1.5}}))
     metrics, _ = train_in_process("debug=fast_dev_run", "logger=none")
     assert metrics["old/kept"] == 1.5 and "old/nan" not in metrics
+
+
+def test_no_validation_is_told_apart_from_no_validation_data(train_in_process, caplog):
+    train_in_process("debug=limit", "trainer.max_epochs=1", "trainer.limit_val_batches=0", "logger=none")
+    assert "no best checkpoint by val/loss: validation is off (trainer.limit_val_batches=0)" in caplog.text
+    caplog.clear()
+    train_in_process("debug=fast_dev_run", "logger=none")  # validates, but keeps no checkpoint by design
+    assert "no best checkpoint" not in caplog.text

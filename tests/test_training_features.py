@@ -63,7 +63,7 @@ def test_early_stopping_stops_a_stalled_run_and_tests_the_best(train_in_process,
     summary = read_metrics(run_dir)
     assert summary["epochs"] == 3, "first epoch, then two without improvement"
     assert summary["best_checkpoint"].endswith("epoch_000-step_000040.ckpt")
-    assert "early stopping after epoch 2: val/loss did not improve by more than 0 for 2 validations" in caplog.text
+    assert "early stopping in epoch 2: Monitored metric val/loss did not improve in the last 2 records" in caplog.text
     # The tested model is the best checkpoint: scoring it again gives the same test metrics.
     task = load_task(summary["best_checkpoint"]).eval()
     dm = DigitsDataModuleFromConfig(run_dir)
@@ -366,5 +366,5 @@ def test_a_last_training_batch_of_one_sample_is_named_before_training(train_in_p
     train_in_process("data.batch_size=3", "data.drop_last=true", *short)
     train_in_process("data.batch_size=3", "model.net.batch_norm=false", *short)
     train_in_process("data.batch_size=3", "debug=limit", "trainer.max_epochs=1", "logger=none")  # 5 batches of 3
-    with pytest.raises(ConfigError, match="^data.batch_size=1: BatchNorm cannot normalize a batch of one sample"):
+    with pytest.raises(ConfigError, match=r"^data.batch_size=1: BatchNorm cannot normalize a batch of one sample"):
         train_in_process("data.batch_size=1", "logger=none")

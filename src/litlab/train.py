@@ -81,22 +81,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
             raise
     metrics = scalars(trainer.callback_metrics)
     stopper = trainer.early_stopping_callback
-    if stopper is not None and stopper.stopped_epoch:  # otherwise the run just ends short of max_epochs
-        log.info(
-            f"early stopping after epoch {stopper.stopped_epoch}: {stopper.monitor} did not improve by more than "
-            f"{abs(stopper.min_delta):g} for {stopper.patience} validations"
-        )
+    if stopper is not None and trainer.should_stop and stopper.stopping_reason_message:  # stopped in this run
+        log.info(f"early stopping in epoch {stopper.stopped_epoch}: {stopper.stopping_reason_message}")
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None else ""
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
 
-    if checkpoint is not None and checkpoint.monitor and not best and cfg.train:
-        why = (
-            "the data has no validation split"
-            if not sum(trainer.num_val_batches)
-            else f"training stopped at step {trainer.global_step}, before the first validation"
-        )
+    if checkpoint is not None and checkpoint.monitor and not best and cfg.train and not trainer.fast_dev_run:
+        if trainer.limit_val_batches == 0:
+            why = "validation is off (trainer.limit_val_batches=0)"
+        elif not sum(trainer.num_val_batches):
+            why = "the data has no validation split"
+        else:
+            why = f"training stopped at step {trainer.global_step}, before the first validation"
         tested = "; the weights as they are now are tested" if cfg.test else ""
         log.warning(f"no best checkpoint by {checkpoint.monitor}: {why}{tested}")
     if cfg.test:
@@ -104,7 +102,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update(scalars(trainer.callback_metrics))
         if not sum(trainer.num_test_batches):
-            log.warning("no test metrics: the data has no test split")
+            off = trainer.limit_test_batches == 0
+            why = "testing is off (trainer.limit_test_batches=0)" if off else "the data has no test split"
+            log.warning(f"no test metrics: {why}")
 
     if trainer.is_global_zero:
         # A resumed run that had nothing left to train logs no train/val metrics: keep the earlier ones.

@@ -124,6 +124,8 @@ def test_wrong_shape_and_class_count(tmp_path):
         folder(tmp_path, input_shape=[1, 4, 4])
     with pytest.raises(ValueError, match=r"2 class folders \['cat', 'dog'\] but data.num_classes=3"):
         folder(tmp_path, num_classes=3)
+    with pytest.raises(ValueError, match=r"data.classes=\['dog', 'cat'\]: a folder's classes are its class folders"):
+        folder(tmp_path, classes=["dog", "cat"])
     with pytest.raises(ValueError, match="leaves no training samples"):
         folder(tmp_path, val_split=0.5, test_split=0.5)
 

@@ -1,6 +1,6 @@
 """Lazy files: ``root/<class>/<file>`` read only when a sample is asked for.
 
-``.npy``, ``.pt`` and images (``.png``, ``.jpg``, ... via Pillow: ``data.files``). Splits come from
+``.npy``, ``.pt`` and images (``.png``, ``.jpg``, ... via Pillow: ``litlab/data/files.py``). Splits come from
 ``root/train``, ``root/val``, ``root/test`` when those folders exist, else from a seeded split
 of ``root``. The index (files and classes) is built once and cached in ``root/.litlab_index.json``
 until a class folder changes; with ``verify`` every file is read once when the index is
@@ -169,7 +169,11 @@ class FolderDataModule(DataModule):
             raise ValueError(
                 f"{self.root} has {len(classes)} class folders {classes} but data.num_classes={self.num_classes}"
             )
-        self.classes = classes  # the folder names
+        if self.classes is not None and self.classes != classes:
+            raise ValueError(
+                f"data.classes={self.classes}: a folder's classes are its class folders, {classes}; drop data.classes"
+            )
+        self.classes = classes
         return [
             FolderDataset(self.root, [tuple(s) for s in index["splits"][k]], self.input_shape)
             for k in ("train", "val", "test")

@@ -429,3 +429,20 @@ def test_data_info_holds_plain_python_values(tmp_path):
         "normalization": {"mean": [0.5], "std": [2.0]},
         "classes": ["a", "b"],
     }
+
+
+def test_predictions_on_a_stream_split(tmp_path):
+    """A stream yields whole batches: predict batched them again and failed stacking batches of unequal size."""
+    from conftest import compose_cfg
+
+    from litlab.train import train
+
+    data = ["data=synthetic_stream", "data.num_train=300", "data.num_test=70", "data.transforms=[{name: hflip}]"]
+    overrides = ["print_config=false", f"paths.root_dir={tmp_path}", "logger=none", "trainer.max_epochs=1"]
+    metrics = train(compose_cfg([*overrides, *data], tmp_path / "train"))
+    _, rows, test = run_predict(tmp_path / "test", f"ckpt_path={tmp_path / 'train'}", "split=test", "batch_size=32")
+    assert [int(r[0]) for r in rows] == list(range(70))
+    assert (test["class"] == test["target"]).mean() == pytest.approx(metrics["test/acc"], abs=1e-6)
+    _, _, once = run_predict(tmp_path / "once", f"ckpt_path={tmp_path / 'train'}", "split=train")
+    _, _, twice = run_predict(tmp_path / "twice", f"ckpt_path={tmp_path / 'train'}", "split=train")
+    np.testing.assert_array_equal(once["probs"], twice["probs"])  # no augmentation (hflip) when predicting

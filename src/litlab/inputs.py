@@ -157,14 +157,16 @@ def load_datamodule(data_cfg: DictConfig | None) -> Any:
 
 def split_batches(datamodule: Any, split: str, batch_size: int) -> Iterator[Inputs]:
     """The rows of ``split`` in their stored order, in batches, as testing reads them (even train: no augmentation)."""
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
     if split not in datamodule.splits:
         raise ValueError(
             f"split={split!r} is not a split of {type(datamodule).__name__}; choose one of {sorted(datamodule.splits)}"
         )
-    dataset = datamodule.evaluation_dataset(split)
-    if isinstance(dataset, TensorDataset) and datamodule.collate_fn is None:
+    dataset = datamodule.evaluation_dataset(split, batch_size)
+    if isinstance(dataset, IterableDataset):  # a stream yields whole batches
+        batches = iter(DataLoader(dataset, batch_size=None))
+    elif isinstance(dataset, TensorDataset) and datamodule.collate_fn is None:
         tensors = dataset.tensors
         batches = (tuple(t[i : i + batch_size] for t in tensors) for i in range(0, len(dataset), batch_size))
     else:

@@ -1,5 +1,6 @@
 """The LightningDataModule every dataset shares: splits, loaders and the model's I/O shape."""
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral, Real
@@ -123,9 +124,17 @@ class DataModule(L.LightningDataModule):
         transform = self.batch_transforms and self.batch_transforms.select(train=train)
         return transform(x) if transform else x
 
-    def evaluation_dataset(self, split: str) -> Dataset:
-        """``split`` as evaluation reads it: no per-sample augmentation, the training split included."""
+    def evaluation_dataset(self, split: str, batch_size: int) -> Dataset:
+        """``split`` as evaluation reads it: no per-sample augmentation, the training split included.
+
+        A stream comes as a copy that yields ``batch_size`` rows per batch, in order, on one process.
+        """
         dataset = self.splits[split]
+        if isinstance(dataset, IterableDataset):
+            stream = copy.copy(dataset)
+            stream.shard(batch_size=batch_size)
+            stream.transform = self.transforms and self.transforms.select(train=False)
+            return stream
         if split == "train" and isinstance(dataset, TransformDataset):
             transform = self.transforms.select(train=False)
             return TransformDataset(dataset.dataset, transform) if transform else dataset.dataset

@@ -266,6 +266,9 @@ def test_optimized_metric_follows_the_checkpoint_monitor():
         (["model=rnn", "model.net.n_layers=0"], "model.net.n_layers=0: an RNN has at least one recurrent layer"),
         (["data=synthetic_multilabel", "+model.pos_weight=[1,2]"], "model.pos_weight has 2 weights but"),
         (["trainer.precision=16-true"], "trainer.precision=16-true: Adam's state is float16 too, where eps=1e-08"),
+        (["data.batch_transforms=[{name: normalize, mean: 0, std: 0}]"], "data.batch_transforms: std=0: every std"),
+        (["data=sequences", "model=rnn", "data.transforms=[{name: hflip}]"], "data.transforms: transforms act on"),
+        (["data.classes=[a,b]"], "data.classes: names 2 classes, the data has 10"),
     ],
 )
 def test_values_that_failed_mid_training_are_refused_up_front(overrides, message):

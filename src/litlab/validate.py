@@ -186,6 +186,24 @@ def _check_fused_clipping(cfg: DictConfig) -> None:
         )
 
 
+def _check_data(cfg: DictConfig) -> None:
+    """The data's transforms build and fit its inputs; ``data.classes`` names each class once."""
+    from litlab.data.transforms import compose
+
+    data = cfg.get("data") or {}
+    for key in ("transforms", "batch_transforms"):
+        if data.get(key):
+            if data.get("vocab_size") is not None:
+                raise ConfigError(f"data.{key}: transforms act on features and images, not token ids")
+            try:
+                compose(OmegaConf.to_container(data[key], resolve=True))
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"data.{key}: {e}") from None
+    classes, count = data.get("classes"), data.get("num_classes") or data.get("num_labels")
+    if classes is not None and count is not None and len(classes) != count:
+        raise ConfigError(f"data.classes: names {len(classes)} classes, the data has {count}")
+
+
 def _check_task_args(cfg: DictConfig) -> None:
     """``data.task`` is a task the data has targets for; ``model`` keys and required ``data`` keys fit it."""
     from litlab.tasks import TASKS
@@ -366,6 +384,7 @@ def check_config(cfg: DictConfig) -> None:
         )
     _check_schedule(cfg)
     _check_fused_clipping(cfg)
+    _check_data(cfg)
     _check_task_args(cfg)
     _check_monitors(cfg)
     _check_task(cfg)

@@ -260,6 +260,7 @@ def test_cli_help_lists_the_export_options(tmp_path):
     assert "litlab-export" in out and "format: torchscript" in out and "parity_samples: 64" in out
 
 
+@pytest.mark.slow
 def test_an_export_of_another_format_into_the_same_directory_is_refused(ckpts, tmp_path):
     """Its model.json would have described the second file only; the first one's record was lost."""
     run_dir = tmp_path / "exported"

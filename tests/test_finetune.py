@@ -64,6 +64,7 @@ def test_init_from_reads_an_exported_state_dict(source, tmp_path, train_in_proce
     assert torch.equal(net_state(run / "checkpoints" / "last.ckpt")["head.bias"], head)
 
 
+@pytest.mark.slow
 def test_resume_of_a_fine_tuned_run_needs_not_its_source(source, tmp_path):
     import shutil
 

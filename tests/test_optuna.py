@@ -57,6 +57,7 @@ def test_optuna_bad_search_space_is_one_readable_error(tmp_path):
     assert "data.batch_size=glob(*): an Optuna search takes choice(), range() or interval()" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_continued_study_samples_new_trials(tmp_path):
     """A study kept in a database and continued drew the same first trials again (its sampler restarted at its seed)."""
     storage = f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}"

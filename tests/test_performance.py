@@ -69,6 +69,7 @@ def test_steady_step_time_skips_the_first_epoch(bench):
     assert bench.steady_step_time(run, steps_per_epoch=4) == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_benchmark_parity_on_a_tiny_size(tmp_path):
     """litlab-train and the raw loop take the same steps to the bit (epoch boundary included)."""
     proc = run_bench(*TINY, "--parity-only", cwd=tmp_path)

@@ -218,6 +218,7 @@ def test_regression_predictions_and_export(tmp_path):
     assert meta["classes"] is None and meta["inputs"][0]["shape"] == ["batch", 4]
 
 
+@pytest.mark.slow
 def test_eval_and_predict_refuse_data_the_model_does_not_take(ckpts, tmp_path):
     """A 10-class model tested on 4-class data used to report a meaningless accuracy and exit 0."""
     cases = {

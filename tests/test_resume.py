@@ -77,6 +77,7 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
             assert got[tag] == want[tag], tag
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, reference):
     killed = faulty(tmp_path, {"FAULT_KILL_AT_STEP": "30"})
     assert killed.returncode == -signal.SIGKILL
@@ -186,6 +187,7 @@ def test_resumed_with_more_epochs_the_schedule_runs_to_the_new_end(train_in_proc
     assert lr == pytest.approx(opt.param_groups[0]["lr"]), "where an uninterrupted 10-step schedule ends"
 
 
+@pytest.mark.slow
 def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_path):
     cli("litlab-train", *FAST, "debug=limit", "trainer.max_epochs=1", "logger=none", cwd=tmp_path)
     run_dir = only_run(tmp_path)

@@ -249,6 +249,7 @@ def test_tensorboard_server_lists_runs_tags_images_and_hparams(sweep):
         server.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_report_compares_single_runs_too(tmp_path):
     for seed in (1, 2):
         cli("litlab-train", *FAST, "debug=fast_dev_run", "logger=none", f"seed={seed}", cwd=tmp_path)

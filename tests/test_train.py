@@ -214,6 +214,7 @@ def test_metrics_json_is_plain_json(default_run):
     json.loads((run_dir / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_eval_needs_a_data_config_when_the_checkpoint_has_none(default_run, tmp_path):
     _, run_dir = default_run
     ckpt = torch.load(read_metrics(run_dir)["best_checkpoint"], weights_only=True)

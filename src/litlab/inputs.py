@@ -155,6 +155,47 @@ def load_datamodule(data_cfg: DictConfig | None) -> Any:
     return datamodule
 
 
+def class_names(info: dict[str, Any] | None, num_classes: int) -> list[str]:
+    """The data's class names (``data.classes``, a folder's class folders), else ``"0"``, ``"1"``, ..."""
+    names = (info or {}).get("classes")
+    if names is not None and len(names) != num_classes:
+        raise ValueError(f"data.classes has {len(names)} names but the model has {num_classes} outputs")
+    return [str(n) for n in names] if names is not None else [str(i) for i in range(num_classes)]
+
+
+def input_spec(task: Any, info: dict[str, Any] | None):
+    """What ``task`` takes as input, with the normalization its data applied."""
+    hp = task.hparams
+    return InputSpec(list(hp.input_shape), hp.get("vocab_size"), (info or {}).get("normalization"))
+
+
+def checked_spec(task: Any, info: dict[str, Any] | None, normalize: bool):
+    """The input spec for files given on the command line, refusing to guess a missing normalization."""
+    spec = input_spec(task, info)
+    if normalize and not spec.tokens and info is None:
+        raise ValueError(
+            "the checkpoint stores no data config to take the input normalization from: "
+            "give data=<the training data> or, for inputs that need none, normalize=false"
+        )
+    return spec
+
+
+def data_and_info(cfg: DictConfig, ckpt_path: str, task: Any, splits: bool = False) -> tuple[Any, dict | None]:
+    """The DataModule (None where not needed) and the data's ``data_info`` for this command.
+
+    Files given with ``input=`` need only the normalization and class names the checkpoint
+    stores: the training data is not loaded (nor downloaded) unless ``data`` is given, or
+    ``splits`` are needed all the same (quantization scores the test split).
+    """
+    data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
+    check_data_fits(task, data_cfg)
+    stored = stored_data_info(ckpt_path)
+    if cfg.input is not None and stored is not None and cfg.get("data") is None and not splits:
+        return None, stored
+    datamodule = load_datamodule(data_cfg)
+    return datamodule, data_info(datamodule) if datamodule is not None else None
+
+
 def split_batches(datamodule: Any, split: str, batch_size: int) -> Iterator[Inputs]:
     """The rows of ``split`` in their stored order, in batches, as testing reads them (even train: no augmentation)."""
     from torch.utils.data import DataLoader, IterableDataset, TensorDataset

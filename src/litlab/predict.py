@@ -1,8 +1,9 @@
 """``litlab-predict ckpt_path=PATH``: predictions for a split, a folder or an array file, as CSV and ``.npy``.
 
 Runs on ``device`` (CPU by default) whatever device the checkpoint was trained on: its tensors
-are mapped there when it is loaded. The data config stored in the checkpoint is used unless
-``data=...`` is given; it supplies the split, the class names and the input normalization.
+are mapped there when it is loaded. A split is read through the data config stored in the
+checkpoint unless ``data=...`` is given; files given with ``input=`` take the normalization
+and class names the checkpoint stores (``litlab.inputs.data_and_info``).
 """
 
 import csv
@@ -24,51 +25,6 @@ from litlab.runs import atomic_file, resolve_checkpoint
 log = logging.getLogger(__name__)
 
 CSV_FILE, NPY_FILE = "predictions.csv", "predictions.npy"
-
-
-def class_names(info: dict[str, Any] | None, num_classes: int) -> list[str]:
-    """The data's class names (``data.classes``, a folder's class folders), else ``"0"``, ``"1"``, ..."""
-    names = (info or {}).get("classes")
-    if names is not None and len(names) != num_classes:
-        raise ValueError(f"data.classes has {len(names)} names but the model has {num_classes} outputs")
-    return [str(n) for n in names] if names is not None else [str(i) for i in range(num_classes)]
-
-
-def input_spec(task: Any, info: dict[str, Any] | None):
-    """What ``task`` takes as input, with the normalization its data applied."""
-    from litlab.inputs import InputSpec
-
-    hp = task.hparams
-    return InputSpec(list(hp.input_shape), hp.get("vocab_size"), (info or {}).get("normalization"))
-
-
-def checked_spec(task: Any, info: dict[str, Any] | None, normalize: bool):
-    """The input spec for files given on the command line, refusing to guess a missing normalization."""
-    spec = input_spec(task, info)
-    if normalize and not spec.tokens and info is None:
-        raise ValueError(
-            "the checkpoint stores no data config to take the input normalization from: "
-            "give data=<the training data> or, for inputs that need none, normalize=false"
-        )
-    return spec
-
-
-def data_and_info(cfg: DictConfig, ckpt_path: str, task: Any, splits: bool = False) -> tuple[Any, dict | None]:
-    """The DataModule (None where not needed) and the data's ``data_info`` for this command.
-
-    Files given with ``input=`` need only the normalization and class names the checkpoint
-    stores: the training data is not loaded (nor downloaded) unless ``data`` is given, or
-    ``splits`` are needed all the same (quantization scores the test split).
-    """
-    from litlab.inputs import check_data_fits, data_config, data_info, load_datamodule, stored_data_info
-
-    data_cfg = data_config(cfg, ckpt_path, required=cfg.input is None)
-    check_data_fits(task, data_cfg)
-    stored = stored_data_info(ckpt_path)
-    if cfg.input is not None and stored is not None and cfg.get("data") is None and not splits:
-        return None, stored
-    datamodule = load_datamodule(data_cfg)
-    return datamodule, data_info(datamodule) if datamodule is not None else None
 
 
 def run_model(task: Any, batches: Iterable[Any], device: str) -> tuple[list, np.ndarray, np.ndarray | None]:
@@ -164,7 +120,7 @@ def predict(cfg: DictConfig) -> Path:
     """Write the predictions ``cfg`` asks for into the run directory; returns the CSV's path."""
     from hydra.core.hydra_config import HydraConfig
 
-    from litlab.inputs import batched, path_inputs, split_batches
+    from litlab.inputs import batched, checked_spec, class_names, data_and_info, path_inputs, split_batches
     from litlab.tasks import load_task
 
     imports_done()

@@ -128,7 +128,7 @@ def sidecar(
 
     ``seq``: the one sequence length the file takes (a token RNN through torch.export).
     """
-    from litlab.predict import class_names
+    from litlab.inputs import class_names
 
     hp = task.hparams
     if spec.tokens:
@@ -181,7 +181,7 @@ def export(cfg: DictConfig) -> dict:
     """Export ``cfg.ckpt_path`` as ``cfg.format``, check it, write the sidecar; returns the sidecar."""
     from hydra.core.hydra_config import HydraConfig
 
-    from litlab.predict import checked_spec, data_and_info, input_spec
+    from litlab.inputs import checked_spec, data_and_info, input_spec
     from litlab.tasks import load_task
 
     imports_done()

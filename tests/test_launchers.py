@@ -31,10 +31,10 @@ def log_span(job: Path) -> tuple[datetime, datetime]:
     return tuple(datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f") for s in (stamps[0], stamps[-1]))
 
 
-def check_own_directories(sweep_dir: Path, seeds: list[int]) -> list[Path]:
+def check_own_directories(sweep_dir: Path, seeds: list[int], suffix: str = "") -> list[Path]:
     """Each job's files name its own directory and its own seed: nothing crossed over."""
     jobs = sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=lambda p: p.name)
-    assert [p.name for p in jobs] == [f"{i}_debug=limit,seed={s}" for i, s in enumerate(seeds)]
+    assert [p.name for p in jobs] == [f"{i}_debug=limit,seed={s}{suffix}" for i, s in enumerate(seeds)]
     for job, seed in zip(jobs, seeds, strict=True):
         summary = json.loads((job / "metrics.json").read_text())
         assert summary["run_dir"] == str(job) and Path(summary["best_checkpoint"]).parent == job / "checkpoints"
@@ -45,8 +45,11 @@ def check_own_directories(sweep_dir: Path, seeds: list[int]) -> list[Path]:
 
 @pytest.mark.slow
 def test_joblib_runs_jobs_in_parallel_processes_with_split_threads(tmp_path):
-    sweep_dir = run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2")
-    jobs = check_own_directories(sweep_dir, [1, 2])
+    # Jobs long enough (30 short epochs, ~2 s) to overlap whatever the spread of their start-ups.
+    sweep_dir = run_sweep(
+        tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2", "trainer.max_epochs=30"
+    )
+    jobs = check_own_directories(sweep_dir, [1, 2], ",trainer.max_epochs=30")
     # Two worker processes (the pid is in each event file's name) whose runs overlapped in time.
     pids = {re.search(r"\.(\d+)\.\d+$", f.name)[1] for job in jobs for f in job.glob("events.out.tfevents.*")}
     assert len(pids) == 2 and str(os.getpid()) not in pids

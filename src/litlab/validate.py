@@ -188,20 +188,14 @@ def _check_fused_clipping(cfg: DictConfig) -> None:
 
 def _check_data(cfg: DictConfig) -> None:
     """The data's transforms build and fit its inputs; ``data.classes`` names each class once."""
-    from litlab.data.transforms import compose
+    from litlab.data.base import check_args
 
     data = cfg.get("data") or {}
-    for key in ("transforms", "batch_transforms"):
-        if data.get(key):
-            if data.get("vocab_size") is not None:
-                raise ConfigError(f"data.{key}: transforms act on features and images, not token ids")
-            try:
-                compose(OmegaConf.to_container(data[key], resolve=True))
-            except (ValueError, TypeError) as e:
-                raise ConfigError(f"data.{key}: {e}") from None
-    classes, count = data.get("classes"), data.get("num_classes") or data.get("num_labels")
-    if classes is not None and count is not None and len(classes) != count:
-        raise ConfigError(f"data.classes: names {len(classes)} classes, the data has {count}")
+    keys = ("classes", "num_classes", "num_labels", "vocab_size", "transforms", "batch_transforms")
+    try:
+        check_args(**{k: OmegaConf.to_object(v) if OmegaConf.is_config(v) else v for k in keys if (v := data.get(k))})
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _check_task_args(cfg: DictConfig) -> None:

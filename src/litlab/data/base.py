@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from litlab.data.loader import ShardSampler, TensorLoader
-from litlab.data.transforms import Normalize, TransformDataset, compose
+from litlab.data.transforms import Compose, Normalize, TransformDataset, compose
 
 
 class DataModule(L.LightningDataModule):
@@ -62,8 +62,10 @@ class DataModule(L.LightningDataModule):
         self.task, self.input_shape = task, list(input_shape)
         self.num_classes, self.num_targets, self.vocab_size = num_classes, num_targets, vocab_size
         self.num_labels = num_labels
-        if classes is not None and len(classes) != (num_classes or num_labels or len(classes)):
-            raise ValueError(f"data.classes names {len(classes)} classes, the data has {num_classes or num_labels}")
+        # Per sample (in the loader's workers) and per batch (on the device, after transfer).
+        self.transforms, self.batch_transforms = check_args(
+            classes, num_classes, num_labels, vocab_size, transforms, batch_transforms
+        )
         #: Names of the classes (or labels), in output order; None: their numbers. Predictions and exports show them.
         self.classes = [str(c) for c in classes] if classes is not None else None
         self.data_dir = data_dir
@@ -78,11 +80,6 @@ class DataModule(L.LightningDataModule):
         self.shuffle = shuffle  # the training split's; evaluation is never shuffled
         self.splits: dict[str, Dataset] = {}
         self.on_device = on_device
-        if vocab_size is not None and (transforms or batch_transforms):
-            raise ValueError("data.transforms and data.batch_transforms act on features and images, not token ids")
-        # Per sample (in the loader's workers) and per batch (on the device, after transfer).
-        self.transforms = compose(transforms)
-        self.batch_transforms = compose(batch_transforms)
 
     def load(self) -> tuple[Dataset, Dataset, Dataset]:
         """The train, val and test datasets."""
@@ -232,6 +229,32 @@ class DataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> TensorLoader | DataLoader:
         return self._loader("test")
+
+
+def check_args(
+    classes: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    num_labels: int | None = None,
+    vocab_size: int | None = None,
+    transforms: Sequence[Mapping[str, Any]] | None = None,
+    batch_transforms: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[Compose | None, Compose | None]:
+    """The transforms, built; ``ValueError`` naming the data key that cannot work with the others.
+
+    The config check calls it too, so a bad value is named before Hydra makes a run directory.
+    """
+    built = []
+    for key, specs in (("transforms", transforms), ("batch_transforms", batch_transforms)):
+        if specs and vocab_size is not None:
+            raise ValueError(f"data.{key}: transforms act on features and images, not token ids")
+        try:
+            built.append(compose(specs))
+        except ValueError as e:
+            raise ValueError(f"data.{key}: {e}") from None
+    count = num_classes or num_labels
+    if classes is not None and count is not None and len(classes) != count:
+        raise ValueError(f"data.classes: names {len(classes)} classes, the data has {count}")
+    return built[0], built[1]
 
 
 def dataset_labels(dataset: Dataset) -> Tensor | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.config import config_dir
+from litlab.config import config_dir, key_paths
 from litlab.validate import ConfigError, did_you_mean, meta_task
 
 #: Each command's check of its config's values: run here, before Hydra starts, and again by the command itself.
@@ -28,16 +28,6 @@ VALUE_CHECKS = {
 _ABSENT = object()
 #: Values of one swept key composed and checked before a sweep starts (~0.13 s each).
 MAX_SWEEP_VALUES_CHECKED = 50
-
-
-def _keys(node: Any, prefix: str = "") -> list[str]:
-    if isinstance(node, DictConfig):
-        out = []
-        for k in node:
-            path = f"{prefix}.{k}" if prefix else str(k)
-            out += [path, *_keys(node._get_node(k), path)]
-        return out
-    return []
 
 
 def _first(override: Any) -> str | None:
@@ -109,7 +99,7 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
                     )
         firsts = [_first(o) for o in parsed]
         base = compose(config_name, overrides=[f for o, f in zip(parsed, firsts, strict=True) if o in groups and f])
-        keys = _keys(base)
+        keys = key_paths(base)
         for o in parsed:
             key = o.key_or_group
             added = o.is_add() or o.is_force_add()

@@ -30,6 +30,17 @@ if not OmegaConf.has_resolver("parallel_jobs"):
     OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs)
 
 
+def key_paths(node: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a config, its sections too: ``{"a": {"b": 1}}`` -> ``["a", "a.b"]``."""
+    if isinstance(node, DictConfig):
+        out = []
+        for k in node:
+            path = f"{prefix}.{k}" if prefix else str(k)
+            out += [path, *key_paths(node._get_node(k), path)]
+        return out
+    return []
+
+
 def to_plain(cfg: DictConfig | None) -> Any:
     """A resolved config as plain dicts and lists (what checkpoints and JSON may hold)."""
     return {} if cfg is None else OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)

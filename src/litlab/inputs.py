@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from litlab.config import key_paths
 from litlab.data.arrays import non_finite_samples
 from litlab.data.base import upgrade_data_config
 from litlab.data.files import IMAGE_SUFFIXES, SUFFIXES, read_sample
@@ -107,23 +108,14 @@ def _changed(stored: DictConfig, given: DictConfig, ckpt_path: str) -> DictConfi
 
     if not stored:
         raise ConfigError(f"{ckpt_path} stores no data config to change: give a whole one, e.g. data=digits")
-    for key in _leaf_keys(given):
+    for key in key_paths(given):
         if OmegaConf.select(stored, key, default=_ABSENT) is _ABSENT:
-            held = _leaf_keys(stored)
+            held = key_paths(stored)
             raise ConfigError(
                 f"data.{key}: the checkpoint's data config has no such key{did_you_mean(key, held)}"
                 f" (its keys: {', '.join(held)})"
             )
     return OmegaConf.merge(stored, given)
-
-
-def _leaf_keys(node: DictConfig, prefix: str = "") -> list[str]:
-    keys = []
-    for k in node:
-        value = node._get_node(k)
-        path = f"{prefix}{k}"
-        keys += _leaf_keys(value, f"{path}.") if isinstance(value, DictConfig) and len(value) else [path]
-    return keys
 
 
 def check_data_fits(task: Any, data_cfg: DictConfig | None) -> None:

@@ -187,6 +187,19 @@ def test_resumed_with_more_epochs_the_schedule_runs_to_the_new_end(train_in_proc
     assert lr == pytest.approx(opt.param_groups[0]["lr"]), "where an uninterrupted 10-step schedule ends"
 
 
+def test_a_resume_past_the_runs_end_is_refused():
+    """Lightning would train nothing and test again, and .hydra/ would record the smaller limit."""
+    from litlab.resume import check_not_past
+
+    at_epoch_3 = {"epoch": 2, "global_step": 120}  # saved during (or at the end of) its third epoch
+    for trainer in ({"max_epochs": 3, "max_steps": -1}, {"max_epochs": 40}, {"max_epochs": -1, "max_steps": 120}):
+        check_not_past(at_epoch_3, trainer, "ckpt_path=last")
+    with pytest.raises(ValueError, match=r"at epoch 3, step 120, past trainer.max_epochs=2; raise trainer.max_epochs"):
+        check_not_past(at_epoch_3, {"max_epochs": 2, "max_steps": -1}, "ckpt_path=last")
+    with pytest.raises(ValueError, match="past trainer.max_steps=100"):
+        check_not_past(at_epoch_3, {"max_epochs": 3, "max_steps": 100}, "ckpt_path=last")
+
+
 @pytest.mark.slow
 def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_path):
     cli("litlab-train", *FAST, "debug=limit", "trainer.max_epochs=1", "logger=none", cwd=tmp_path)
@@ -206,6 +219,7 @@ def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_p
             [f"ckpt_path={run_dir}", "model.freeze=[head]"],
             "model.freeze=[], this config freezes [head]",
         ),
+        "fewer steps than it trained": ([f"ckpt_path={run_dir}", "trainer.max_steps=3"], "past trainer.max_steps=3"),
     }
     for name, (args, message) in cases.items():
         proc = cli("litlab-train", *args, cwd=tmp_path, check=False)

@@ -13,6 +13,7 @@ import lightning as L
 
 from litlab.finetune import as_list
 from litlab.models import upgrade_state_dict
+from litlab.runs import CHECKPOINTS, LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def run_dir_of(checkpoint: str | Path) -> Path | None:
     """The litlab run directory holding ``checkpoint`` (``<run>/checkpoints/x.ckpt``), if any."""
     path = Path(checkpoint).resolve()
     run = path.parent.parent
-    if path.parent.name == "checkpoints" and (run / ".hydra" / "overrides.yaml").is_file():
+    if path.parent.name == CHECKPOINTS and (run / ".hydra" / "overrides.yaml").is_file():
         return run
     return None
 
@@ -74,7 +75,7 @@ def with_run_overrides(args: list[str], run: str | Path) -> list[str]:
 
 def requeued_checkpoint(run_dir: str | Path) -> str | None:
     """``last.ckpt`` of a run directory that already has one: a requeued job (submitit, SLURM) resumes it."""
-    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    last = Path(run_dir, LAST_CHECKPOINT)
     return str(last) if last.is_file() else None
 
 
@@ -135,3 +136,21 @@ def check_resumable(
         f"{where}: the checkpoint's net is not the one this config builds ({differs}{first}, "
         f"{len(odd)} tensors differ); {fix}"
     )
+
+
+def check_not_past(checkpoint: dict[str, Any], trainer: Any, where: str) -> None:
+    """``ValueError`` when the run is already past ``trainer.max_epochs`` or ``trainer.max_steps``.
+
+    Lightning would train nothing and test again, and the run's record (``.hydra/``) would then
+    say it trained less than it did.
+    """
+    epoch, step = checkpoint.get("epoch", 0) + 1, checkpoint.get("global_step", 0)  # epoch: the one begun
+    for key, limit, reached in (
+        ("max_epochs", trainer.get("max_epochs"), epoch),
+        ("max_steps", trainer.get("max_steps"), step),
+    ):
+        if limit is not None and limit >= 0 and reached > limit:
+            raise ValueError(
+                f"{where}: the run is at epoch {epoch}, step {step}, past trainer.{key}={limit}; "
+                f"raise trainer.{key} to train on, or test the run with litlab-eval ckpt_path=<its run directory>"
+            )

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import IO, Any
 
 METRICS_FILE = "metrics.json"
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = f"{CHECKPOINTS}/last.ckpt"  # in a run directory: what a resume goes on from
 
 
 def _umask() -> int:
@@ -82,9 +84,9 @@ def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def find_last_checkpoint(log_dir: str | Path) -> Path:
     """The newest ``last.ckpt`` under ``log_dir`` (what ``ckpt_path=last`` resumes)."""
-    candidates = sorted(Path(log_dir).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    candidates = sorted(Path(log_dir).glob(f"**/{LAST_CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise FileNotFoundError(f"ckpt_path=last: no checkpoints/last.ckpt under {log_dir}")
+        raise FileNotFoundError(f"ckpt_path=last: no {LAST_CHECKPOINT} under {log_dir}")
     return candidates[-1]
 
 
@@ -101,9 +103,9 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     """A run directory's best checkpoint (metrics.json's ``best_checkpoint``), else its ``last.ckpt``, else None."""
     best = read_summary(run_dir).get("best_checkpoint")
     # By name under this directory: metrics.json holds the absolute path where the run was written.
-    for name in (Path(best).name if best else None, "last.ckpt"):
-        if name and (run_dir / "checkpoints" / name).is_file():
-            return run_dir / "checkpoints" / name
+    for path in (run_dir / CHECKPOINTS / Path(best).name if best else None, run_dir / LAST_CHECKPOINT):
+        if path and path.is_file():
+            return path
     return None
 
 
@@ -122,9 +124,9 @@ def resolve_checkpoint(
         return str(find_last_checkpoint(log_dir))
     path = Path(ckpt_path)
     if path.is_dir():
-        found = best_checkpoint(path) if best else path / "checkpoints" / "last.ckpt"
+        found = best_checkpoint(path) if best else path / LAST_CHECKPOINT
         if found is None or not found.is_file():
-            which = "a best checkpoint or checkpoints/last.ckpt" if best else "checkpoints/last.ckpt"
+            which = f"a best checkpoint or {LAST_CHECKPOINT}" if best else LAST_CHECKPOINT
             raise FileNotFoundError(f"{key}={ckpt_path}: a directory without {which}")
         path = found
     if not path.is_file():

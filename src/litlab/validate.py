@@ -301,7 +301,7 @@ def _check_task(cfg: DictConfig) -> None:
         return
     from litlab.checkpoint import load_checkpoint
     from litlab.finetune import init_tensors
-    from litlab.resume import check_resumable
+    from litlab.resume import check_not_past, check_resumable
 
     try:
         task = meta_task(cfg)
@@ -312,7 +312,9 @@ def _check_task(cfg: DictConfig) -> None:
     where = f"ckpt_path={ckpt}" + (f" ({path})" if path != ckpt else "")
     try:
         if path:
-            check_resumable(load_checkpoint(path, mmap=True), task, where)
+            checkpoint = load_checkpoint(path, mmap=True)
+            check_resumable(checkpoint, task, where)
+            check_not_past(checkpoint, cfg.get("trainer", {}), where)
         elif init:
             init_tensors(init, task.net, skip, mmap=True)
     except FileNotFoundError as e:

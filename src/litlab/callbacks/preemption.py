@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from litlab.jobs import tell
+from litlab.runs import LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ class Preemption(L.Callback):
             self._previous = None
 
     def _path(self, trainer: L.Trainer) -> Path:
-        dirpath = getattr(trainer.checkpoint_callback, "dirpath", None) or f"{self.run_dir}/checkpoints"
-        return Path(dirpath) / "last.ckpt"
+        dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
+        return Path(dirpath, Path(LAST_CHECKPOINT).name) if dirpath else Path(self.run_dir, LAST_CHECKPOINT)
 
     def _save(self, trainer: L.Trainer) -> None:
         if self.saved is None:

@@ -107,22 +107,12 @@ class _Recorder(TorchFunctionMode):
 class HostReads(L.Callback):
     """Counts, per line of code, the reads of tensor values to the host during training batches.
 
-    On a GPU a read (``.item()``, ``float(t)``, ``if t:``, ``.cpu()``, ...) waits until the
-    queue of kernels is empty, so the CPU stops running ahead of the GPU: a read on every step
-    can cost more than the rest of litlab and Lightning together. The window is each training
-    batch plus what Lightning does between batches (logging, fetching the next); validation
-    is left out, and so is the fetch of each epoch's first batch (before the first hook).
-    Reads inside compiled graphs are not counted. On a GPU only reads of tensors on the device
-    count, and torch's own syncs inside its functions too (``torch.cuda.set_sync_debug_mode``
-    is "warn" in the window; such a site is named with the line outside torch that led to it).
-    On a CPU, where nothing waits, every read outside torch counts: the lines that would wait
-    on a GPU, plus those that read host tensors there too (a collate function's), and minus
-    those where the code takes another path on a GPU (the NaN guard reads the loss on a CPU
-    only).
-
-    Logs a table at the end of training and writes ``{"batches", "sites": [{"site", "reads",
-    "batches"}]}`` to ``path``. A line that reads in a few batches only (those the logger
-    writes) is expected; one that reads in every batch is worth a look.
+    On a GPU each read (``.item()``, ``if t:``, ``.cpu()``, ...) waits for the queued kernels.
+    The window is each training batch and what Lightning does between batches; validation and
+    compiled graphs are left out. On a GPU torch's own syncs count too (sync debug mode "warn"),
+    named with the line outside torch that led to them; on a CPU every read outside torch
+    counts. Logs a table at the end of training and writes ``{"batches", "sites": [{"site",
+    "reads", "batches"}]}`` to ``path``. What the counts mean: docs/performance.md, "Host reads".
     """
 
     def __init__(self, path: str | None = None) -> None:

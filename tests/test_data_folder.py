@@ -113,7 +113,19 @@ def test_corrupt_file_is_named_before_training(tmp_path, fmt):
     write_tree(tmp_path, fmt)
     bad = tmp_path / "dog" / f"3.{fmt}"
     bad.write_bytes(bad.read_bytes()[: len(bad.read_bytes()) // 2])
-    with pytest.raises(ValueError, match=rf"dog/3\.{fmt} cannot be read \(corrupt or truncated"):
+    with pytest.raises(ValueError, match=rf"dog/3\.{fmt} is not a readable"):
+        folder(tmp_path)
+
+
+def test_a_npy_file_of_objects_or_of_another_format_is_named_so(tmp_path):
+    """numpy's own messages suggest allow_pickle=True; litlab never unpickles a data file."""
+    write_tree(tmp_path, "npy")
+    bad = tmp_path / "dog" / "3.npy"
+    np.save(bad, np.array(["a", 1], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"dog/3\.npy is not a readable \.npy file: it holds Python objects"):
+        folder(tmp_path)
+    bad.write_text("1,2,3\n")
+    with pytest.raises(ValueError, match=r"dog/3\.npy is not a readable \.npy file: not written by numpy"):
         folder(tmp_path)
 
 

@@ -155,7 +155,7 @@ def bad_input(kind, d):
         return d / "empty", r"empty: no .* files in this folder"
     (d / "bad").mkdir()
     (d / "bad" / "x.png").write_text("not a png")
-    return d / "bad", r"cannot read x\.png"
+    return d / "bad", r"bad/x\.png is not a readable image: corrupt or truncated"
 
 
 @pytest.mark.parametrize(

@@ -268,12 +268,10 @@ def path_inputs(path: str | Path, spec: InputSpec, normalize: bool = True) -> In
             raise ValueError(f"input={path}: a token model reads .npy or .pt files of token ids, not images")
         # Images are resized to the model's [C, H, W] (scaled to [0, 1], not yet normalized).
         size = spec.input_shape[1:] if len(spec.input_shape) == 3 else None
-        samples = []
-        for p in files:
-            try:
-                samples.append(read_sample(p, spec.input_shape[0], size))
-            except Exception as e:  # Pillow, numpy and torch each raise their own types for a bad file
-                raise ValueError(f"input={path}: cannot read {p.name}: {e}") from e
+        try:
+            samples = [read_sample(p, spec.input_shape[0], size) for p in files]
+        except ValueError as e:  # names the file
+            raise ValueError(f"input={path}: {e}") from None
         if spec.tokens:
             return _padded(samples, spec, [str(p.relative_to(path)) for p in files], str(path))
         shapes = {tuple(s.shape): p.name for s, p in zip(samples, files, strict=True)}

@@ -15,22 +15,10 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from litlab.data.base import DataModule, split_tensors
+from litlab.data.files import numpy_refusal, read_npy
 
 SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 KEYS = ("x", "y", *SPLIT_KEYS)
-
-
-def _npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{path} is not a readable .npy file: {_why(e)}") from None
-
-
-def _why(error: Exception) -> str:
-    if "allow_pickle" in str(error):  # numpy's object arrays: strings of different lengths, mixed types
-        return "it holds Python objects (an object array), which litlab does not unpickle; store numbers"
-    return f"corrupt or truncated? ({error})"
 
 
 def _tensor(array: np.ndarray, where: str) -> Tensor:
@@ -48,13 +36,13 @@ def read_arrays(path: str | Path) -> dict[str, Tensor]:
         files = sorted(path.glob("*.npy"))
         if not files:
             raise FileNotFoundError(f"data.path={path} holds no .npy files (expected x.npy, y.npy or x_train.npy, ...)")
-        return {f.stem: _tensor(_npy(f), str(f)) for f in files}
+        return {f.stem: _tensor(read_npy(f), str(f)) for f in files}
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: _tensor(z[k], f"{path}: {k}") for k in z.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path} is not a readable .npz file: {_why(e)}") from None
+            raise ValueError(f"{path} is not a readable .npz file: {numpy_refusal(e)}") from None
     if path.suffix == ".pt":
         from litlab.checkpoint import load_weights_only
 

@@ -1,7 +1,8 @@
 """One sample per file: how ``.npy``, ``.pt`` and image files become tensors.
 
 Shared by training (``data=folder``) and inference (``litlab-predict input=<folder>``), so a
-model is given files of the same kinds, read the same way, as it was trained on.
+model is given files of the same kinds, read the same way, as it was trained on. A file that
+cannot be read is a ``ValueError`` that names it and says why; nothing is unpickled.
 """
 
 from collections.abc import Sequence
@@ -22,24 +23,44 @@ def read_image(path: Path, channels: int, size: Sequence[int] | None = None) -> 
     """An image as ``[channels, H, W]`` floats in [0, 1], resized (bilinear) to ``size = (H, W)`` if given."""
     from PIL import Image  # imported where used: start-up stays short
 
-    with Image.open(path) as image:
-        image = image.convert("L" if channels == 1 else "RGB")
-        if size is not None and image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError) as e:  # Pillow's UnidentifiedImageError is an OSError
+        raise ValueError(f"{path} is not a readable image: corrupt or truncated? ({e})") from None
     x = torch.from_numpy(array.copy()).float().div_(255)
     return x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
 
 
+def read_npy(path: Path) -> np.ndarray:
+    """The array in an ``.npy`` file; an object array (pickled Python objects) is refused."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable .npy file: {numpy_refusal(e)}") from None
+
+
+def numpy_refusal(error: Exception) -> str:
+    """Why ``np.load(allow_pickle=False)`` refused a file, in words (numpy's own suggest allow_pickle=True)."""
+    if "Object arrays cannot be loaded" in str(error):  # strings of different lengths, mixed types
+        return "it holds Python objects (an object array), which litlab does not unpickle; store numbers"
+    if "pickled" in str(error):  # no numpy header: numpy took it for a pickle
+        return "not written by numpy (no .npy/.npz header)"
+    return f"corrupt or truncated? ({error})"
+
+
 def read_tensor(path: Path) -> Tensor:
-    """The tensor in an ``.npy`` file (no pickles) or a ``.pt`` file (weights_only)."""
+    """The tensor in an ``.npy`` file or a ``.pt`` file (weights_only)."""
     if path.suffix.lower() == ".npy":
-        return torch.from_numpy(np.load(path, allow_pickle=False))
+        return torch.from_numpy(read_npy(path))
     from litlab.checkpoint import load_weights_only
 
     x = load_weights_only(path, ".pt file", map_location="cpu")
     if not isinstance(x, Tensor):
-        raise ValueError(f"holds a {type(x).__name__}, not a tensor")
+        raise ValueError(f"{path} holds a {type(x).__name__}, not a tensor")
     return x
 
 

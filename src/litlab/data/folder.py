@@ -28,10 +28,7 @@ INDEX_FILE = ".litlab_index.json"
 
 def read_checked(path: Path, input_shape: list[int]) -> Tensor:
     """One file as a float tensor of ``input_shape``; any failure names the file."""
-    try:
-        x = read_sample(path, input_shape[0] if input_shape else 1)
-    except Exception as e:  # Pillow, numpy and torch each raise their own types for a bad file
-        raise ValueError(f"{path} cannot be read (corrupt or truncated?): {e}") from None
+    x = read_sample(path, input_shape[0] if input_shape else 1)
     if list(x.shape) != list(input_shape):
         raise ValueError(f"{path} has shape {list(x.shape)} but data.input_shape={list(input_shape)}")
     return x.float()

@@ -196,7 +196,7 @@ def test_a_resume_past_the_runs_end_is_refused():
         check_not_past(at_epoch_3, trainer, "ckpt_path=last")
     with pytest.raises(ValueError, match=r"at epoch 3, step 120, past trainer.max_epochs=2; raise trainer.max_epochs"):
         check_not_past(at_epoch_3, {"max_epochs": 2, "max_steps": -1}, "ckpt_path=last")
-    with pytest.raises(ValueError, match="past trainer.max_steps=100"):
+    with pytest.raises(ValueError, match=r"past trainer\.max_steps=100"):
         check_not_past(at_epoch_3, {"max_epochs": 3, "max_steps": 100}, "ckpt_path=last")
 
 
@@ -218,6 +218,18 @@ def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_p
         "another freeze": (
             [f"ckpt_path={run_dir}", "model.freeze=[head]"],
             "model.freeze=[], this config freezes [head]",
+        ),
+        "another optimizer": (
+            [f"ckpt_path={run_dir}", "model/optimizer=sgd"],
+            "model.optimizer=adamw, this config has sgd",
+        ),
+        "another lr": (
+            [f"ckpt_path={run_dir}", "model.optimizer.lr=1e-6"],
+            "model.optimizer.lr=0.003, this config has 1e-06",
+        ),
+        "no schedule": (
+            [f"ckpt_path={run_dir}", "model.scheduler=null"],
+            "model.scheduler=cosine, this config has null",
         ),
         "fewer steps than it trained": ([f"ckpt_path={run_dir}", "trainer.max_steps=3"], "past trainer.max_steps=3"),
     }

@@ -113,6 +113,16 @@ def check_resumable(
             f"{where}: the run trained with model.freeze=[{','.join(held_freeze)}], this config freezes "
             f"[{','.join(freeze)}]; {fix}"
         )
+    held_hparams = checkpoint.get("hyper_parameters", {})
+    for part in ("optimizer", "scheduler"):  # Lightning restores both from their saved state
+        changed = _changed(_settings(held_hparams.get(part)), _settings(task.hparams.get(part)))
+        if changed:
+            key, held_value, value = ("null" if v is None else v for v in changed)
+            raise ValueError(
+                f"{where}: the run trained with model.{part}{key}={held_value}, this config has {value}; a resume "
+                f"restores the {part}'s saved state, so the change would not apply: {fix} (or start a new run "
+                "from its weights: init_from=<the run>)"
+            )
     state = dict(checkpoint["state_dict"])
     upgrade_state_dict(task.net, state, "net.")
     shapes = {k: tuple(v.shape) for k, v in task.state_dict().items()}
@@ -135,6 +145,23 @@ def check_resumable(
     raise ValueError(
         f"{where}: the checkpoint's net is not the one this config builds ({differs}{first}, "
         f"{len(odd)} tensors differ); {fix}"
+    )
+
+
+def _settings(part: Any) -> dict[str, Any]:
+    """An optimizer's or schedule's settings as compared on resume (``fused`` may change: the device may)."""
+    return {k: v for k, v in dict(part or {}).items() if k != "fused"}
+
+
+def _changed(held: dict[str, Any], wanted: dict[str, Any]) -> tuple[str, Any, Any] | None:
+    """The first difference as ``(".key" or "" for the name, held, wanted)``; keys one side lacks are skipped.
+
+    (A key added to litlab's configs since the run was saved is not a change the user made.)
+    """
+    if held.get("name") != wanted.get("name"):
+        return "", held.get("name"), wanted.get("name")
+    return next(
+        ((f".{k}", held[k], wanted[k]) for k in sorted(held.keys() & wanted.keys()) if held[k] != wanted[k]), None
     )
 
 

@@ -19,15 +19,15 @@ from litlab.report import main as report_main
 from litlab.report import report
 
 # seed=oops fails the job's config check, after Hydra made the job's directory: one failing job per model.
-# A Hydra flag (--config-dir) skips litlab's check before Hydra starts, which would refuse the whole
-# sweep (test_validate); so the job meets it as it would meet a failure only the job can see.
-SWEEP = ["-m", "--config-dir", "my_conf", "print_config=false", "debug=limit", "model=mlp,cnn", "seed=1,2,oops"]
+# A Hydra flag the check does not follow (--config-name) skips litlab's check before Hydra starts,
+# which would refuse the whole sweep (test_validate); so the job meets it as it would meet a failure
+# only the job can see.
+SWEEP = ["-m", "--config-name", "train", "print_config=false", "debug=limit", "model=mlp,cnn", "seed=1,2,oops"]
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     cwd = tmp_path_factory.mktemp("sweep")
-    (cwd / "my_conf").mkdir()
     proc = cli("litlab-train", *SWEEP, cwd=cwd, check=False)
     (sweep_dir,) = (cwd / "logs" / "train" / "multiruns").iterdir()
     return proc, sweep_dir

@@ -170,10 +170,17 @@ def test_user_config_dir_adds_an_experiment(tmp_path, how):
     where = (
         ["--config-dir", "my_conf"] if how == "--config-dir" else [f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]"]
     )
-    cli("litlab-train", *where, "experiment=tiny", *FAST, "debug=fast_dev_run", cwd=tmp_path)
+    cli("litlab-train", *where, "experiment=tiny", *FAST, "debug=limit", "trainer.max_epochs=1", cwd=tmp_path)
     (run_dir,) = (tmp_path / "logs" / "tiny" / "runs").iterdir()
     cfg = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "channels:\n    - 4" in cfg and "arch: cnn" in cfg
+    # The command line is checked with the user's options, before Hydra starts ...
+    proc = cli("litlab-train", *where, "experiment=tiny", "model.net.chanels=[8]", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "model.net.chanels: no such key; did you mean model.net.channels?" in proc.stderr
+    # ... and a resume goes on in the run's own directory (it used to start a new one).
+    cli("litlab-train", *where, "experiment=tiny", "ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path)
+    assert list((tmp_path / "logs" / "tiny" / "runs").iterdir()) == [run_dir]
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 10
 
 
 def test_local_settings_need_no_package_header(tmp_path):

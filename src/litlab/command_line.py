@@ -2,8 +2,9 @@
 
 The entry points are wrapped: ``validated`` for ``litlab-train`` (which also completes a
 resume's command line with the overrides of the run it resumes), ``checked_command`` for the
-others. Hydra flags (``--config-dir``, ``hydra.searchpath``) skip the check: the job checks
-its composed config itself (``validate.check_config``).
+others. ``--config-dir`` is followed (as ``hydra.searchpath``); other Hydra flags (``--cfg``,
+``--config-name``, ...) skip the check: the job checks its composed config itself
+(``validate.check_config``).
 """
 
 import contextlib
@@ -66,13 +67,16 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
         except HydraException as e:
             reason = str(e).splitlines()[0]
             raise ConfigError(f"{arg}: cannot parse it ({reason}); see Hydra's override grammar") from None
+    from litlab.resume import override_key
+
     parsed = parser.parse_overrides(args)
     _check_local_keys()
+    search = [a for a in args if override_key(a) == "hydra.searchpath"]  # --config-dir's options too
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
-        groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]
+        groups = [o for o in parsed if _is_group(loader, o.key_or_group, search)]
         for o in groups:
-            options = loader.get_group_options(o.key_or_group)
+            options = loader.get_group_options(o.key_or_group, overrides=search)
             if o.is_delete():
                 continue
             if isinstance(o.value(), ChoiceSweep):  # typed: a choice may be a list, [default,ema]
@@ -98,7 +102,8 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
                         f" (choose one of {', '.join(options)})"
                     )
         firsts = [_first(o) for o in parsed]
-        base = compose(config_name, overrides=[f for o, f in zip(parsed, firsts, strict=True) if o in groups and f])
+        chosen = [f for o, f in zip(parsed, firsts, strict=True) if o in groups and f]
+        base = compose(config_name, overrides=[*search, *chosen])
         keys = key_paths(base)
         for o in parsed:
             key = o.key_or_group
@@ -131,6 +136,13 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
         return checked(firsts)
 
 
+def _is_group(loader: Any, key: str, search: list[str]) -> bool:
+    from hydra.core.object_type import ObjectType
+
+    parent, _, name = key.rpartition("/")
+    return name in loader.get_group_options(parent, results_filter=ObjectType.GROUP, overrides=search)
+
+
 def _check_local_keys() -> None:
     """``ConfigError`` for a top-level key of ``conf/local/default.yaml`` that no command's config has.
 
@@ -152,15 +164,44 @@ def _check_local_keys() -> None:
             )
 
 
-def _command_line_overrides(argv: list[str]) -> list[str] | None:
-    """The overrides of a plain ``litlab-train [-m] key=value ...``; None when Hydra flags are used.
+#: Flags the checks follow: a multirun, and ``--config-dir`` (its options are seen through ``hydra.searchpath``).
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 
-    Also None with ``hydra.searchpath=[...]``: like ``--config-dir``, it adds config options this
-    check does not see; the job checks its composed config itself.
+
+def _command_line_overrides(argv: list[str]) -> list[str] | None:
+    """The overrides of ``litlab-<command> [-m] [--config-dir DIR] key=value ...``; None for other Hydra flags.
+
+    ``--config-dir DIR`` becomes ``hydra.searchpath=[file://DIR]``, as Hydra adds DIR to its search
+    path, so that the checks compose the config the job will (``experiment=<yours>``).
     """
-    args = [a for a in argv if a not in ("-m", "--multirun")]
-    searchpath = any(a.lstrip("+~").startswith("hydra.searchpath") for a in args)
-    return None if searchpath or any(a.startswith("-") for a in args) else args
+    overrides, args = [], iter(argv)
+    for arg in args:
+        flag, _, value = arg.partition("=")
+        if arg in ("-m", "--multirun"):
+            continue
+        if flag in CONFIG_DIR_FLAGS:
+            value = value or next(args, "")
+            overrides.append(f"hydra.searchpath=[file://{Path(value).resolve()}]")
+        elif arg.startswith("-"):
+            return None
+        else:
+            overrides.append(arg)
+    from litlab.resume import override_key
+
+    if sum(override_key(o) == "hydra.searchpath" for o in overrides) > 1:
+        return None  # --config-dir beside hydra.searchpath=[...]: left to Hydra
+    return overrides
+
+
+def _flags(argv: list[str]) -> list[str]:
+    """The Hydra flags of ``argv`` (what ``_command_line_overrides`` does not pass on as overrides)."""
+    flags, args = [], iter(argv)
+    for arg in args:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in CONFIG_DIR_FLAGS:
+                flags.append(next(args, ""))
+    return flags
 
 
 def _compose(overrides: list[str], config_name: str = "train") -> DictConfig:
@@ -315,16 +356,18 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
 
     @functools.wraps(main)
     def wrapper() -> Any:
-        overrides = _command_line_overrides(sys.argv[1:])
+        argv = sys.argv[1:]
+        overrides = _command_line_overrides(argv)
         # DDP's child ranks re-run the entry point with the parent's (already checked) overrides.
         if overrides is not None and "LOCAL_RANK" not in os.environ:
             with _exit_2_on_config_error():
                 check_own_run_dir(overrides, "train")
-                multirun = len(overrides) != len(sys.argv[1:])
+                multirun = any(a in ("-m", "--multirun") for a in argv)
                 resumed = overrides if multirun else _resumed(overrides)
                 cfg = check_command_line(resumed)
-                if resumed != overrides:
-                    sys.argv[1:] = resumed
+                if resumed != overrides:  # the flags as given (not --config-dir's search path), the run's overrides
+                    derived = set(overrides) - set(argv)
+                    sys.argv[1:] = [*_flags(argv), *(o for o in resumed if o not in derived)]
                 if not multirun and cfg.get("ckpt_path") is None:
                     _check_run_dir(cfg)
         try:

@@ -85,7 +85,17 @@ class Preemption(L.Callback):
     def _tell(self, trainer: L.Trainer, what: str) -> None:
         """What happened and how to resume, on stderr and in the log (rank 0 only)."""
         if trainer.is_global_zero:
-            tell(log, f"{what} Resume with: litlab-train ckpt_path={as_argument(self.run_dir)}")
+            tell(log, f"{what} Resume with: litlab-train {config_dir_flag()}ckpt_path={as_argument(self.run_dir)}")
+
+
+def config_dir_flag() -> str:
+    """``--config-dir DIR `` when the run was started with one: its options compose only with it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    sources = HydraConfig.get().runtime.config_sources
+    return "".join(f"--config-dir {as_argument(s.path)} " for s in sources if s.provider == "command-line")
 
 
 def as_argument(value: str) -> str:

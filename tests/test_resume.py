@@ -402,3 +402,24 @@ def test_a_renamed_job_resumes_in_its_directory(tmp_path):
     run_dir = only_run(tmp_path)
     cli("litlab-train", f"hydra.run.dir={run_dir}", "trainer.max_epochs=2", cwd=tmp_path)
     assert read_metrics(run_dir)["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_a_directory_holding_another_run_or_sweep_is_refused_before_anything_is_written(tmp_path):
+    """Without last.ckpt (callbacks=none) a second run wrote its record over the first's; a reused
+    hydra.sweep.dir rewrote the earlier sweep's multirun.yaml and jobs."""
+    quick = [*FAST, "debug=limit", "trainer.max_epochs=1", "logger=none"]
+    run_dir, sweep_dir = tmp_path / "run", tmp_path / "sweep"
+    cli("litlab-train", *quick, "callbacks=none", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    cli("litlab-train", "-m", *quick, "seed=1,2", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    before = {p: p.read_bytes() for d in (run_dir, sweep_dir) for p in d.rglob("*") if p.is_file()}
+    cases = {
+        "another run": (["callbacks=none", "model=cnn", f"hydra.run.dir={run_dir}"], "holds another run"),
+        "the finished run again": (["callbacks=none", f"hydra.run.dir={run_dir}"], "holds this run, finished"),
+        "another sweep": (["-m", "seed=3,4", f"hydra.sweep.dir={sweep_dir}"], "holds an earlier sweep"),
+    }
+    for name, (args, message) in cases.items():
+        proc = cli("litlab-train", *quick, *args, cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and message in proc.stderr, (name, proc.stderr[-2000:])
+    after = {p: p.read_bytes() for d in (run_dir, sweep_dir) for p in d.rglob("*") if p.is_file()}
+    assert after == before

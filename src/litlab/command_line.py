@@ -269,7 +269,7 @@ def _check_run_dir(cfg: DictConfig) -> None:
     run_dir = OmegaConf.select(cfg, "hydra.run.dir")
     last = run_dir and requeued_checkpoint(run_dir)
     if not last:
-        return
+        return _check_no_record(cfg, run_dir) if run_dir else None
     where = f"hydra.run.dir={run_dir} holds a run, which a run started there resumes (as a requeued job does)"
     if cfg.get("train") is False:
         raise ConfigError(
@@ -280,6 +280,41 @@ def _check_run_dir(cfg: DictConfig) -> None:
         check_resumable(load_checkpoint(last, mmap=True), meta_task(cfg), where, fix="choose another hydra.run.dir")
     except ValueError as e:
         raise ConfigError(str(e) if str(e).startswith(where) else f"{where}, but {e}") from None
+
+
+def _check_sweep_dir(cfg: DictConfig) -> None:
+    """A ``hydra.sweep.dir`` holding an earlier sweep is refused: its multirun.yaml and jobs would be overwritten."""
+    sweep_dir = OmegaConf.select(cfg, "hydra.sweep.dir")
+    if sweep_dir and Path(sweep_dir, "multirun.yaml").is_file():
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds an earlier sweep (multirun.yaml), whose record and jobs this one "
+            "would overwrite: choose another hydra.sweep.dir (a job of it resumes with ckpt_path=<its directory>)"
+        )
+
+
+def _check_no_record(cfg: DictConfig, run_dir: str) -> None:
+    """A run directory holding a record but no ``last.ckpt`` is taken only by the same run, unfinished.
+
+    (A requeued job killed before its first checkpoint starts again there.) Any other run would
+    write its config, metrics and TensorBoard events over and among that run's.
+    """
+    from litlab.runs import read_summary
+
+    stored = Path(run_dir, ".hydra", "overrides.yaml")
+    if not stored.is_file():
+        return
+    held = [str(o) for o in OmegaConf.load(stored)]
+    if held != list(cfg.hydra.overrides.task):
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} holds another run ({' '.join(held) or 'no overrides'}), whose record this "
+            "one would overwrite: choose another hydra.run.dir"
+        )
+    summary = read_summary(run_dir)
+    if summary.get("metrics") and "status" not in summary:
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} holds this run, finished and without checkpoints/last.ckpt to go on from: "
+            "choose another hydra.run.dir to run it again"
+        )
 
 
 def _run_dir_argument(argv: list[str], config_name: str = "train") -> str | None:
@@ -368,7 +403,9 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                 if resumed != overrides:  # the flags as given (not --config-dir's search path), the run's overrides
                     derived = set(overrides) - set(argv)
                     sys.argv[1:] = [*_flags(argv), *(o for o in resumed if o not in derived)]
-                if not multirun and cfg.get("ckpt_path") is None:
+                if multirun:
+                    _check_sweep_dir(cfg)
+                elif cfg.get("ckpt_path") is None:
                     _check_run_dir(cfg)
         try:
             return main()

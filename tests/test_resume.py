@@ -155,6 +155,23 @@ def test_requeued_job_resumes_from_its_own_last_ckpt(train_in_process):
     assert read_metrics(run_dir)["steps"] == 10, "went on from epoch 1 instead of starting over"
 
 
+def test_a_resumed_run_keeps_its_csv_log(train_in_process, recwarn):
+    """Lightning's CSVLogger deleted metrics.csv at a resume: the curves started again at the resumed step."""
+    import csv
+
+    from litlab.train import train
+
+    quick = ["debug=limit", "logger=csv", "test=false"]
+    _, run_dir = train_in_process(*quick, "trainer.max_epochs=1")
+    table = run_dir / "csv" / "metrics.csv"
+    before = [r for r in csv.DictReader(table.open()) if int(r["step"]) < 5]  # resumed at step 5, as TensorBoard
+    train(compose_cfg([*FAST, f"paths.root_dir={run_dir.parent}", *quick, "trainer.max_epochs=2"], run_dir))
+    rows = list(csv.DictReader(table.open()))
+    assert rows[: len(before)] == before, "the first epoch's rows, as they were"
+    assert {r["epoch"] for r in rows if r["train/loss"]} == {"0", "1"}
+    assert not [w for w in recwarn if "will be deleted" in str(w.message)]
+
+
 def test_resuming_a_finished_run_keeps_its_metrics(train_in_process):
     """Nothing left to train logs no train/val metrics; metrics.json keeps the earlier ones."""
     from litlab.train import train

@@ -1,4 +1,4 @@
-"""After a resume, TensorBoard drops the steps the interrupted run logged past its checkpoint."""
+"""After a resume, the loggers drop the steps the interrupted run logged past its checkpoint."""
 
 import logging
 from typing import Any
@@ -9,11 +9,12 @@ log = logging.getLogger(__name__)
 
 
 class PurgeRepeatedSteps(L.Callback):
-    """Make TensorBoard drop what the dead run logged after its checkpoint; the resumed run logs it again.
+    """Make TensorBoard and CSV drop what the dead run logged after its checkpoint; the resumed run logs it again.
 
     At the first training batch after the restore, each TensorBoard file gets the marker that
-    ``SummaryWriter(purge_step=s)`` writes: readers then discard earlier events at steps >= s.
-    The step is only known then: Lightning adjusts its logging step while restarting the loop.
+    ``SummaryWriter(purge_step=s)`` writes: readers then discard earlier events at steps >= s;
+    litlab's CSVLogger removes those rows. The step is only known then: Lightning adjusts its
+    logging step while restarting the loop.
     """
 
     def __init__(self) -> None:
@@ -27,6 +28,7 @@ class PurgeRepeatedSteps(L.Callback):
             return
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
+        from litlab.csv_logger import CSVLogger
         from litlab.tensorboard import tensorboard_loggers
 
         step = trainer.fit_loop.epoch_loop._batches_that_stepped
@@ -34,4 +36,7 @@ class PurgeRepeatedSteps(L.Callback):
             writer = logger.experiment._get_file_writer()
             writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
             writer.flush()
-        log.info(f"Resumed at step {step}; TensorBoard hides what the interrupted run logged from there on")
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                logger.drop_rows_from(step)
+        log.info(f"Resumed at step {step}; the logs drop what the interrupted run logged from there on")

@@ -144,6 +144,21 @@ def test_preempted_run_resumes_exactly(tmp_path, reference, sig):
     assert_same_run(run_dir, reference)
 
 
+@pytest.mark.slow
+def test_preempted_mid_accumulation_window_resumes_exactly(tmp_path):
+    """The checkpoint waits for the window's optimizer step: taken after its first batch, the
+    resumed step saw 3 of its 4 batches."""
+    from litlab.train import train
+
+    accumulate = "trainer.accumulate_grad_batches=4"
+    train(compose_cfg([*RUN, accumulate, f"paths.root_dir={tmp_path}"], tmp_path / "reference"))
+    proc = faulty(tmp_path, {"FAULT_SIGNAL_AT_STEP": "7:TERM"}, accumulate)  # as the window's first batch starts
+    assert proc.returncode == 0 and "Stopped by a termination signal at step 8" in proc.stderr, proc.stderr[-2000:]
+    run_dir = only_run(tmp_path)
+    cli("litlab-train", f"ckpt_path={run_dir}", cwd=tmp_path)
+    assert read_metrics(run_dir)["metrics"] == read_metrics(tmp_path / "reference")["metrics"]
+
+
 def test_requeued_job_resumes_from_its_own_last_ckpt(train_in_process):
     """A requeued job (submitit) starts again in its run directory, with no ckpt_path given."""
     from litlab.train import train

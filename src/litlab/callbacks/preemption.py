@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 class Preemption(L.Callback):
     """Saves ``last.ckpt`` at the end of the batch during which the signal came, then lets Lightning stop.
 
+    With gradient accumulation, at the end of the accumulation window instead.
+
     Lightning itself only notes SIGTERM and stops after the batch; SIGUSR1 is routed to the
     same path unless a SLURM auto-requeue handler already owns it. The checkpoint is taken
     in ``on_train_batch_end``, the point Lightning's own step checkpoints resume from exactly.
@@ -29,6 +31,7 @@ class Preemption(L.Callback):
         self.run_dir = run_dir
         self.saved: str | None = None
         self.interrupted = False  # by Ctrl-C, which Lightning turns into exit(1)
+        self._deferred = False  # a signal held until the end of a gradient accumulation window
         self._previous: Any = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -63,7 +66,14 @@ class Preemption(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         # Under DDP Lightning stops all ranks together at the next batch start; see on_exception.
-        if trainer.received_sigterm and trainer.world_size == 1:
+        if trainer.world_size != 1 or not (trainer.received_sigterm or self._deferred):
+            return
+        # Lightning stops after this batch. Mid-way through a gradient accumulation window the
+        # gradients gathered so far would be in no checkpoint, and the resumed step would see
+        # only the window's later batches: its flag waits for the window's optimizer step.
+        self._deferred = trainer.fit_loop.epoch_loop._should_accumulate()
+        trainer._signal_connector.received_sigterm = not self._deferred
+        if not self._deferred:
             self._save(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:

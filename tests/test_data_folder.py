@@ -193,7 +193,7 @@ def test_per_sample_transforms_leave_the_fast_path_and_batch_ones_run_on_transfe
     per_sample = SyntheticDataModule(**kw, transforms=[{"name": "hflip", "p": 1.0}])
     per_sample.setup("fit")
     assert type(plain.train_dataloader()).__name__ == "TensorLoader"
-    assert type(per_sample.train_dataloader()).__name__ == "DataLoader"
+    assert type(per_sample.train_dataloader()).__name__ == "ResumableDataLoader"
     assert type(per_sample.val_dataloader()).__name__ == "TensorLoader", "random transforms skip eval splits"
     assert torch.equal(per_sample.splits["train"][0][0], plain.splits["train"][0][0].flip(-1))
 

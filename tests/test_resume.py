@@ -159,6 +159,21 @@ def test_preempted_mid_accumulation_window_resumes_exactly(tmp_path):
     assert read_metrics(run_dir)["metrics"] == read_metrics(tmp_path / "reference")["metrics"]
 
 
+@pytest.mark.slow
+def test_a_dataloader_run_preempted_mid_epoch_resumes_exactly(tmp_path):
+    """Variable-length sequences go through a DataLoader (padding collate): it replayed the epoch from its start."""
+    from litlab.train import train
+
+    sequences = ["data=sequences", "model=rnn", "model.net.hidden_size=16", "model.net.dropout=0.2"]
+    train(compose_cfg([*RUN, *sequences, f"paths.root_dir={tmp_path}"], tmp_path / "reference"))
+    proc = faulty(tmp_path, {"FAULT_SIGNAL_AT_STEP": "27:TERM"}, *sequences)  # epoch 1, batch 7
+    assert proc.returncode == 0 and "Resume with" in proc.stderr, proc.stderr[-2000:]
+    run_dir = only_run(tmp_path)
+    resumed = cli("litlab-train", f"ckpt_path={run_dir}", cwd=tmp_path)
+    assert "not resumable" not in resumed.stderr
+    assert read_metrics(run_dir)["metrics"] == read_metrics(tmp_path / "reference")["metrics"]
+
+
 def test_requeued_job_resumes_from_its_own_last_ckpt(train_in_process):
     """A requeued job (submitit) starts again in its run directory, with no ckpt_path given."""
     from litlab.train import train

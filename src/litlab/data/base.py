@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-from litlab.data.loader import ShardSampler, TensorLoader
+from litlab.data.loader import ResumableDataLoader, ShardSampler, TensorLoader
 from litlab.data.transforms import Compose, Normalize, TransformDataset, compose
 
 
@@ -181,8 +181,14 @@ class DataModule(L.LightningDataModule):
         if isinstance(dataset, TensorDataset) and self.collate_fn is None:
             pin = pin and dataset.tensors[0].device.type == "cpu"  # not data.on_device
             return TensorLoader(dataset.tensors, sampler, batch_size, drop_last, pin_memory=pin)
-        return DataLoader(
-            dataset, batch_size, sampler=sampler, drop_last=drop_last, collate_fn=self.collate_fn, **kwargs
+        return ResumableDataLoader(
+            dataset,
+            batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            collate_fn=self.collate_fn,
+            seed=self.seed,
+            **kwargs,
         )
 
     def _batches_taken(self, total: int) -> int | None:

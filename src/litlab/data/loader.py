@@ -1,10 +1,11 @@
-"""Batching: a rank-aware sampler, and the fast path for data held in tensors."""
+"""Batching: a rank-aware sampler, and loaders that resume mid-epoch (the fast path for tensors too)."""
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -26,7 +27,7 @@ class ShardSampler(Sampler[int]):
     ) -> None:
         self.n, self.shuffle, self.seed = n, shuffle, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
-        self.epoch = 0
+        self.epoch, self.skip = 0, 0  # skip: indices already seen this epoch (a resumed loader's)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -42,7 +43,7 @@ class ShardSampler(Sampler[int]):
         return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.indices().tolist())
+        return iter(self.indices()[self.skip :].tolist())
 
     def __len__(self) -> int:
         if self.pad:
@@ -101,3 +102,33 @@ class TensorLoader:
         # reuses one only after the copy out of it has finished.
         out = torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
         return torch.index_select(t, 0, rows, out=out)
+
+
+class ResumableDataLoader(DataLoader):
+    """torch's ``DataLoader`` over a ``ShardSampler``, with the ``state_dict`` that resumes it mid-epoch.
+
+    As for ``TensorLoader``: the order is a function of (seed, epoch), so resuming is skipping
+    the batches already seen. Random per-sample transforms in worker processes draw from the
+    workers' own seeds, which a resumed epoch does not continue: such a run resumes, not exactly.
+    """
+
+    def __init__(self, *args: Any, seed: int = 0, **kwargs: Any) -> None:
+        # Each epoch's iterator draws its workers' base seed from this generator: drawn from the
+        # global RNG, it would shift the dropout masks after a resume (the RNG is restored mid-epoch).
+        super().__init__(*args, generator=torch.Generator().manual_seed(seed), **kwargs)
+        self._yielded, self._resume_at = 0, None
+
+    def state_dict(self) -> dict[str, int]:
+        """How far this epoch got; Lightning keeps it in checkpoints."""
+        return {"epoch": self.sampler.epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (state["epoch"], state["batches"])
+
+    def __iter__(self) -> Iterator[Any]:
+        resume, self._resume_at = self._resume_at, None
+        self._yielded = resume[1] if resume and resume[0] == self.sampler.epoch else 0
+        self.sampler.skip = self._yielded * self.batch_size  # read once, as the epoch's order is drawn
+        for batch in super().__iter__():
+            self._yielded += 1
+            yield batch

@@ -103,7 +103,15 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
                     )
         firsts = [_first(o) for o in parsed]
         chosen = [f for o, f in zip(parsed, firsts, strict=True) if o in groups and f]
-        base = compose(config_name, overrides=[*search, *chosen])
+        try:
+            base = compose(config_name, overrides=[*search, *chosen])
+        except HydraException as e:  # +model=cnn (model has an option already), model=[mlp,cnn]
+            added = next((f for f in chosen if f.startswith("+")), None)
+            if added and str(e).startswith("Multiple values for"):
+                raise ConfigError(
+                    f"{added}: the group has an option already; choose another with {added.lstrip('+')}"
+                ) from None
+            raise ConfigError(f"{' '.join(chosen)}: {str(e).strip().splitlines()[0]}") from None
         keys = key_paths(base)
         for o in parsed:
             key = o.key_or_group

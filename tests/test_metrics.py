@@ -4,7 +4,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from litlab.tasks.metrics import ClassificationMetrics, MeanMetric
+from litlab.tasks.metrics import ClassificationMetrics, MeanMetric, Meters
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -28,6 +28,21 @@ def test_mean_is_weighted_by_batch_size():
     mean.update(torch.tensor(1.0), 3)
     mean.update(torch.tensor(5.0), 1)
     assert mean.compute().item() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_states_stay_float32_when_the_task_is_cast_to_half(dtype):
+    # Lightning's bf16-true and 16-true call module.to(dtype): a bfloat16 count stops at 256.
+    meters = Meters({"loss": MeanMetric(), "metrics": ClassificationMetrics(2)}).to(dtype)
+    for _ in range(2):  # the reset restores float32 states too
+        meters["metrics"].reset()
+        for _ in range(3000 // 100):
+            meters["loss"].update(torch.tensor(0.1, dtype=dtype), 100)
+            meters["metrics"].update(torch.tensor([[1.0, 0.0]], dtype=dtype).expand(100, 2), torch.zeros(100).long())
+    assert meters["metrics"].confusion.dtype == meters["loss"].count.dtype == torch.float32
+    assert meters["metrics"].confusion[0, 0].item() == 3000
+    assert meters["loss"].count.item() == 6000
+    assert meters["loss"].compute().item() == pytest.approx(0.1, rel=1e-3)
 
 
 def test_the_report_knows_which_way_every_logged_metric_improves():

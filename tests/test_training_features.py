@@ -22,9 +22,26 @@ def test_fast_dev_run_every_model_on_digits(train_in_process, model):
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
 def test_bf16_runs_on_cpu_with_the_default_callbacks(train_in_process, precision):
-    # bf16-true: the image callbacks read bfloat16 metric states (numpy has no such type).
     metrics, _ = train_in_process(f"trainer.precision={precision}", "trainer=cpu", *LIMIT, "logger=tensorboard")
     assert metrics["train/loss"] == metrics["train/loss"]  # not NaN
+
+
+def test_bf16_true_test_metrics_equal_float32_ones_of_the_same_checkpoint(train_in_process):
+    # 1500 test samples of 2 classes: confusion-matrix cells pass 256, where a bfloat16 count stops
+    # (256 + 1 rounds to 256); the run reported test/acc 0.75 where the checkpoint had 0.94.
+    from hydra.utils import instantiate
+
+    from litlab.inputs import checkpoint_config
+
+    data = ["data=synthetic", "data.num_classes=2", "data.num_test=1500"]
+    short = ["trainer.max_epochs=1", "+trainer.limit_train_batches=10"]
+    metrics, run_dir = train_in_process("trainer.precision=bf16-true", "trainer=cpu", *data, *short)
+    ckpt = read_metrics(run_dir)["best_checkpoint"]
+    datamodule = instantiate(checkpoint_config(ckpt)["data"])
+    trainer = L.Trainer(precision="32-true", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (float32,) = trainer.test(load_task(ckpt), datamodule=datamodule, verbose=False)
+    assert metrics["test/acc"] == pytest.approx(float32["test/acc"], abs=0.01)
+    assert metrics["test/loss"] == pytest.approx(float32["test/loss"], rel=0.02)
 
 
 def test_64_true_precision(train_in_process):

@@ -55,7 +55,7 @@ class ConfusionMatrixImage(L.Callback):
             return
         # Summed over ranks under DDP: every rank must take part in the sync.
         with metric.sync_context(should_sync=trainer.world_size > 1):
-            cm = metric.confusion.detach().float().cpu().numpy().copy()  # float32 even under bf16-true
+            cm = metric.confusion.detach().cpu().numpy().copy()  # float32 under any precision (Meters)
         for logger in tensorboard_loggers(trainer) if trainer.is_global_zero else []:
             image = draw_confusion_matrix(cm)
             logger.experiment.add_image("val/confusion_matrix", image, trainer.global_step, dataformats="HWC")

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from litlab.finetune import as_list, covers, top_level, unknown_prefixes
 from litlab.models import build_net
 from litlab.optim import build_optimizer, build_scheduler
-from litlab.tasks.metrics import MeanMetric
+from litlab.tasks.metrics import MeanMetric, Meters
 
 STAGES = ("train", "val", "test")
 
@@ -48,7 +48,8 @@ class Task(L.LightningModule):
         self.num_outputs = num_outputs
         self.frozen = self._freeze(as_list(freeze))
         # Keyed "<stage>_loss"/"<stage>_metrics": a bare "train" key would shadow Module.train().
-        self.meters = nn.ModuleDict()
+        # Meters: the states stay float32 under 16-true and bf16-true.
+        self.meters = Meters()
         for stage in STAGES:
             self.meters[f"{stage}_loss"] = MeanMetric()
             self.meters[f"{stage}_metrics"] = self.make_metrics(num_outputs)

@@ -1,14 +1,38 @@
 """Epoch metrics accumulated on the device: one cheap update per step, one sync per epoch.
 
-States are float32 so they also live on MPS (no float64 there); torchmetrics does the
-device placement, the reset and the cross-rank sum under DDP.
+States are float32 so they also live on MPS (no float64 there), and stay float32 when the
+task is cast (``Meters``); torchmetrics does the device placement, the reset and the
+cross-rank sum under DDP.
 """
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import Metric
+
+
+def keeping_dtype(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``fn`` of a module's ``_apply`` (``.to``, ``.cuda``...) that moves a tensor but never changes its dtype."""
+
+    def apply(t: Tensor) -> Tensor:
+        out = fn(t)
+        return out if out.dtype == t.dtype else t.to(out.device)
+
+    return apply
+
+
+class Meters(nn.ModuleDict):
+    """The task's metrics: their states follow the task to a device, but not to another dtype.
+
+    Lightning's ``16-true`` and ``bf16-true`` cast the whole module with ``.to(dtype)``, which
+    torchmetrics passes on to the states (it stops only ``.half()``, ``.float()``, ``.type()``...);
+    in bfloat16 a count stops at 256 (256 + 1 rounds to 256), and the test metrics were wrong.
+    """
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> "Meters":
+        return super()._apply(keeping_dtype(fn), recurse)
 
 
 class MeanMetric(Metric):

@@ -64,6 +64,34 @@ def test_a_run_stopped_during_validation_saves_the_raw_weights_as_raw():
     assert torch.equal(net.layer.weight, raw)
 
 
+def test_validation_gives_a_float32_average_of_bf16_weights_back_unrounded():
+    """bf16-true: the average is copied before Lightning casts the module, and stays float32."""
+    import lightning as L
+
+    from litlab.callbacks import EMA
+
+    class Net(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(3, 2)
+
+    net, ema = Net(), EMA(decay=0.999)
+    ema.setup(None, net, "fit")
+    net.to(torch.bfloat16)  # HalfPrecision.convert_module, after the callbacks' setup
+    for _ in range(3):
+        with torch.no_grad():
+            net.layer.weight.add_(0.5)
+        ema._average_model.update_parameters(net)
+    average, raw = ema._average_model.module.layer.weight, net.layer.weight.detach().clone()
+    before = average.detach().clone()
+    assert before.dtype == torch.float32 and not torch.equal(before, before.bfloat16().float())
+    ema.on_validation_epoch_start(None, net)
+    assert torch.equal(net.layer.weight, before.bfloat16()), "validation runs on the average"
+    ema.on_validation_epoch_end(None, net)
+    assert torch.equal(net.layer.weight, raw)
+    assert torch.equal(ema._average_model.module.layer.weight, before), "the average came back rounded"
+
+
 def test_balanced_class_weights_with_ema_and_batch_norm(train_in_process):
     """The class weights are no buffer: EMA's copy of the module has the same buffers as the module."""
     metrics, _ = train_in_process(*EMA, "+model.class_weights=balanced", "model.net.batch_norm=true")

@@ -1,26 +1,32 @@
 """An exponential moving average of the weights, which validation, checkpoints and the test use."""
 
+from itertools import chain
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
+from torch import Tensor
 
 
 class EMA(EMAWeightAveraging):
     """Lightning's ``EMAWeightAveraging``, tested with the average that validation chose.
 
     Validation swaps the average in, and a checkpoint's ``state_dict`` holds the average (the raw
-    weights go under ``current_model_state``, for resuming). Two things differ from Lightning's:
+    weights go under ``current_model_state``, for resuming). Three things differ from Lightning's:
 
     - Lightning's callback loads the raw weights back whenever a checkpoint is read, so
       ``trainer.test(ckpt_path="best")`` after training would test them; outside fitting the
       checkpoint's average is left in place.
     - A run stopped during validation (preemption saves a checkpoint then) has the average
       swapped in: it is swapped back first, so the checkpoint does not trade the two.
+    - Under ``bf16-true`` and ``16-true`` the average stays float32 (it is copied before Lightning
+      casts the module): validation's swap no longer rounds it to the weights' dtype.
     """
 
     swapped = False
+    #: While swapped: the average's own tensors of a wider dtype than the weights, by position.
+    set_aside: dict[int, Tensor]
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_epoch_start(trainer, pl_module)
@@ -36,6 +42,31 @@ class EMA(EMAWeightAveraging):
         if self.swapped:
             self._swap_models(pl_module)
             self.swapped = False
+
+    def _swap_models(self, pl_module: L.LightningModule) -> None:
+        # Lightning's swap copies the raw weights into the average's tensors and back: a float32
+        # average of bfloat16 weights came back rounded to bfloat16, once per validation (an
+        # average moving less than that between validations stood still). Such a tensor is set
+        # aside instead, and a copy of the weights takes its place.
+        average = self._average_model.module
+        pairs = zip(
+            chain(average.parameters(), average.buffers()),
+            chain(pl_module.parameters(), pl_module.buffers()),
+            strict=True,
+        )
+        if not self.swapped:
+            self.set_aside = {}
+        for i, (avg, current) in enumerate(pairs):
+            if self.swapped and i in self.set_aside:  # back: the raw weights, and the average as it was
+                current.data.copy_(avg.data)
+                avg.data = self.set_aside.pop(i)
+            elif not self.swapped and avg.dtype != current.dtype:
+                self.set_aside[i], avg.data = avg.data, current.data.clone()
+                current.data.copy_(self.set_aside[i])
+            else:  # Lightning's swap, exact between tensors of one dtype
+                held = avg.data.clone()
+                avg.data.copy_(current.data)
+                current.data.copy_(held)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn == TrainerFn.FITTING:

@@ -227,9 +227,12 @@ def test_missing_onnx_packages_give_a_clear_message(ckpts, tmp_path, monkeypatch
         (["atol=-1"], r"atol=-1(\.0)?: must be a finite number >= 0"),
         (["parity_samples=2"], "parity_samples=2: must be an integer >= 3"),
         (["input=missing.npy"], "input=missing.npy: no such folder or file"),
+        (["input=u8.npy"], r"input=u8\.npy: holds uint8 values, whose scale litlab does not guess"),
     ],
 )
-def test_bad_requests_are_refused(ckpts, tmp_path, overrides, message):
+def test_bad_requests_are_refused(ckpts, tmp_path, overrides, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save("u8.npy", np.full((4, 1, 8, 8), 200, np.uint8))  # the parity inputs go through predict's reader
     run_dir = tmp_path / "export"
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         export(config("export", run_dir, f"ckpt_path={ckpts['mlp']}", *overrides))

@@ -150,6 +150,14 @@ def bad_input(kind, d):
     if kind == "unknown suffix":
         (d / "a.txt").write_text("1,2")
         return d / "a.txt", r"a\.txt: an input file must be one of"
+    if kind == "uint8":  # 0-255 pixels, taken as they were: saturated probabilities
+        np.save(d / "u8.npy", np.full((3, 1, 8, 8), 200, np.uint8))
+        return d / "u8.npy", r"input=.*u8\.npy: holds uint8 values, .*divided by 255"
+    if kind == "uint8 in a folder":  # stacked with float files, it would pass unscaled
+        (d / "mixed").mkdir()
+        np.save(d / "mixed" / "a.npy", np.zeros((1, 8, 8), np.float32))
+        np.save(d / "mixed" / "b.npy", np.full((1, 8, 8), 200, np.uint8))
+        return d / "mixed", r"input=.*mixed/b\.npy: holds uint8 values"
     if kind == "empty folder":
         (d / "empty").mkdir()
         return d / "empty", r"empty: no .* files in this folder"
@@ -159,7 +167,17 @@ def bad_input(kind, d):
 
 
 @pytest.mark.parametrize(
-    "kind", ["missing", "wrong shape", "npz without x", "unknown suffix", "empty folder", "corrupt"]
+    "kind",
+    [
+        "missing",
+        "wrong shape",
+        "npz without x",
+        "unknown suffix",
+        "uint8",
+        "uint8 in a folder",
+        "empty folder",
+        "corrupt",
+    ],
 )
 def test_bad_inputs_are_refused_by_name(ckpts, tmp_path, kind):
     path, message = bad_input(kind, tmp_path)

@@ -248,6 +248,7 @@ def _check(x: Tensor, mask: Tensor | None, spec: InputSpec, source: str) -> tupl
                 f"{source}: token ids span [{int(x.min())}, {int(x.max())}], the vocabulary is [0, {spec.vocab_size})"
             )
         return x.long(), None if mask is None else mask.bool()
+    _refuse_8bit(x, source)
     if tuple(x.shape[1:]) != tuple(spec.input_shape):
         expected = ", ".join(map(str, ["N", *spec.input_shape]))
         raise ValueError(f"{source}: inputs of shape {tuple(x.shape)} do not fit the model, which takes ({expected})")
@@ -255,6 +256,21 @@ def _check(x: Tensor, mask: Tensor | None, spec: InputSpec, source: str) -> tupl
     if len(bad):  # would come out as NaN "predictions" of class 0
         raise ValueError(f"{source}: NaN or inf in {len(bad)} inputs (the first is row {int(bad[0])})")
     return x.float(), None
+
+
+def _refuse_8bit(x: Tensor, source: str) -> None:
+    """uint8 inputs have no scale litlab can know: 0-255 pixels go to [0, 1], raw bytes stay as they are.
+
+    Training does not guess either (``data=arrays`` casts them as they are, CIFAR-10 scales them with
+    its own transform), and the checkpoint records neither: taken as they were, 0-255 pixels gave
+    saturated probabilities.
+    """
+    if x.dtype == torch.uint8:
+        raise ValueError(
+            f"{source}: holds uint8 values, whose scale litlab does not guess; give float32 inputs: 8-bit "
+            "images divided by 255 (in [0, 1], as image files are read), or x.astype(float32) for a model "
+            "trained on the raw values"
+        )
 
 
 def path_inputs(path: str | Path, spec: InputSpec, normalize: bool = True) -> Inputs:
@@ -274,6 +290,8 @@ def path_inputs(path: str | Path, spec: InputSpec, normalize: bool = True) -> In
             raise ValueError(f"input={path}: {e}") from None
         if spec.tokens:
             return _padded(samples, spec, [str(p.relative_to(path)) for p in files], str(path))
+        for sample, file in zip(samples, files, strict=True):  # by name: stacked with floats, it would pass
+            _refuse_8bit(sample, f"input={file}")
         shapes = {tuple(s.shape): p.name for s, p in zip(samples, files, strict=True)}
         if len(shapes) > 1:
             raise ValueError(f"input={path}: samples differ in shape (shape: an example file): {shapes}")

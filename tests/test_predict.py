@@ -134,6 +134,9 @@ def test_cli_help_lists_the_predict_options(tmp_path):
     assert "litlab-predict" in out and "split: test" in out and "device: cpu" in out
 
 
+PNG_BYTES = bytes.fromhex("89504e470d0a1a0a0000000d49484452") + bytes(64)  # a PNG's signature and header start
+
+
 def bad_input(kind, d):
     """A file or folder that predict must refuse, and the message that names it."""
     if kind == "missing":
@@ -158,6 +161,32 @@ def bad_input(kind, d):
         np.save(d / "mixed" / "a.npy", np.zeros((1, 8, 8), np.float32))
         np.save(d / "mixed" / "b.npy", np.full((1, 8, 8), 200, np.uint8))
         return d / "mixed", r"input=.*mixed/b\.npy: holds uint8 values"
+    if kind == "png named .npy":  # numpy took it for a pickle and suggested allow_pickle=True
+        (d / "a.npy").write_bytes(PNG_BYTES)
+        return d / "a.npy", r"a\.npy is not a readable \.npy file: not written by numpy \(no \.npy/\.npz header\)"
+    if kind == "png named .npz":
+        (d / "a.npz").write_bytes(PNG_BYTES)
+        return d / "a.npz", r"a\.npz is not a readable \.npz file: not written by numpy"
+    if kind == "truncated npz":  # was "BadZipFile: File is not a zip file"
+        np.savez(d / "full.npz", x=np.zeros((3, 1, 8, 8), np.float32))
+        (d / "a.npz").write_bytes((d / "full.npz").read_bytes()[:200])
+        return d / "a.npz", r"a\.npz is not a readable \.npz file: corrupt or truncated\? \(File is not a zip file\)"
+    if kind == "corrupt compressed npz":  # zlib's own error
+        np.savez_compressed(d / "a.npz", x=np.arange(192, dtype=np.float32).reshape(3, 1, 8, 8))
+        data = bytearray((d / "a.npz").read_bytes())
+        data[55] ^= 0xFF  # the first byte of the deflated member, after its zip headers
+        (d / "a.npz").write_bytes(bytes(data))
+        return d / "a.npz", r"a\.npz is not a readable \.npz file: corrupt or truncated\?"
+    if kind == "strings in npy":  # was torch's TypeError
+        np.save(d / "a.npy", np.array([["a", "b"]]))
+        return d / "a.npy", r"input=.*a\.npy: the array holds <U1 values; litlab reads numbers"
+    if kind == "strings in npz":
+        np.savez(d / "a.npz", x=np.array([["a", "b"]]))
+        return d / "a.npz", r"input=.*a\.npz: x holds <U1 values; litlab reads numbers"
+    if kind == "strings in a folder":
+        (d / "words").mkdir()
+        np.save(d / "words" / "a.npy", np.array([["a", "b"]]))
+        return d / "words", r"input=.*words: .*words/a\.npy holds <U1 values; litlab reads numbers"
     if kind == "empty folder":
         (d / "empty").mkdir()
         return d / "empty", r"empty: no .* files in this folder"
@@ -175,6 +204,13 @@ def bad_input(kind, d):
         "unknown suffix",
         "uint8",
         "uint8 in a folder",
+        "png named .npy",
+        "png named .npz",
+        "truncated npz",
+        "corrupt compressed npz",
+        "strings in npy",
+        "strings in npz",
+        "strings in a folder",
         "empty folder",
         "corrupt",
     ],

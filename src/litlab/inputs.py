@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
@@ -18,7 +17,7 @@ from torch import Tensor
 from litlab.config import key_paths
 from litlab.data.arrays import non_finite_samples
 from litlab.data.base import upgrade_data_config
-from litlab.data.files import IMAGE_SUFFIXES, SUFFIXES, read_sample
+from litlab.data.files import IMAGE_SUFFIXES, SUFFIXES, numeric, read_npy, read_npz, read_sample
 
 _ABSENT = object()
 ARRAY_SUFFIXES = (".npy", ".npz", ".pt")
@@ -215,15 +214,15 @@ def split_batches(datamodule: Any, split: str, batch_size: int) -> Iterator[Inpu
 def _read_array_file(path: Path) -> tuple[Tensor, Tensor | None]:
     """``x`` (and ``mask``) from ``.npy``, ``.npz`` (keys ``x``, optional ``mask``) or ``.pt``."""
     if path.suffix == ".npy":
-        return torch.from_numpy(np.load(path, allow_pickle=False)), None
+        return numeric(read_npy(path), f"input={path}: the array"), None
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as arrays:
-            if "x" not in arrays:
-                raise ValueError(
-                    f"input={path}: an .npz needs an array named 'x' (and optionally 'mask'), found {sorted(arrays)}"
-                )
-            mask = torch.from_numpy(arrays["mask"]) if "mask" in arrays else None
-            return torch.from_numpy(arrays["x"]), mask
+        arrays = read_npz(path)
+        if "x" not in arrays:
+            raise ValueError(
+                f"input={path}: an .npz needs an array named 'x' (and optionally 'mask'), found {sorted(arrays)}"
+            )
+        mask = numeric(arrays["mask"], f"input={path}: mask") if "mask" in arrays else None
+        return numeric(arrays["x"], f"input={path}: x"), mask
     from litlab.checkpoint import load_weights_only
 
     data = load_weights_only(path, ".pt file", map_location="cpu")

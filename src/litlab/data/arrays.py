@@ -4,7 +4,6 @@ Keys are ``x, y`` (split here, seeded) or ``x_train, y_train`` with optional ``x
 and ``x_test, y_test`` (a split not given is carved from the training arrays).
 """
 
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from litlab.data.base import DataModule, split_tensors
-from litlab.data.files import numpy_refusal, read_npy
+from litlab.data.files import read_npy, read_npz
 
 SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 KEYS = ("x", "y", *SPLIT_KEYS)
@@ -38,11 +37,7 @@ def read_arrays(path: str | Path) -> dict[str, Tensor]:
             raise FileNotFoundError(f"data.path={path} holds no .npy files (expected x.npy, y.npy or x_train.npy, ...)")
         return {f.stem: _tensor(read_npy(f), str(f)) for f in files}
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: _tensor(z[k], f"{path}: {k}") for k in z.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path} is not a readable .npz file: {numpy_refusal(e)}") from None
+        return {k: _tensor(v, f"{path}: {k}") for k, v in read_npz(path).items()}
     if path.suffix == ".pt":
         from litlab.checkpoint import load_weights_only
 

@@ -5,6 +5,8 @@ model is given files of the same kinds, read the same way, as it was trained on.
 cannot be read is a ``ValueError`` that names it and says why; nothing is unpickled.
 """
 
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +45,23 @@ def read_npy(path: Path) -> np.ndarray:
         raise ValueError(f"{path} is not a readable .npy file: {numpy_refusal(e)}") from None
 
 
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays in an ``.npz`` file, by key; a file that is no readable archive of arrays is named."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    # zipfile.BadZipFile: truncated (no central directory) or a bad CRC; zlib.error: a corrupt compressed member.
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError(f"{path} is not a readable .npz file: {numpy_refusal(e)}") from None
+
+
+def numeric(array: np.ndarray, where: str) -> Tensor:
+    """``array`` as a tensor; strings, dates or complex numbers are refused, naming ``where`` (torch names nothing)."""
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{where} holds {array.dtype} values; litlab reads numbers")
+    return torch.from_numpy(array)
+
+
 def numpy_refusal(error: Exception) -> str:
     """Why ``np.load(allow_pickle=False)`` refused a file, in words (numpy's own suggest allow_pickle=True)."""
     if "Object arrays cannot be loaded" in str(error):  # strings of different lengths, mixed types
@@ -55,7 +74,7 @@ def numpy_refusal(error: Exception) -> str:
 def read_tensor(path: Path) -> Tensor:
     """The tensor in an ``.npy`` file or a ``.pt`` file (weights_only)."""
     if path.suffix.lower() == ".npy":
-        return torch.from_numpy(read_npy(path))
+        return numeric(read_npy(path), str(path))
     from litlab.checkpoint import load_weights_only
 
     x = load_weights_only(path, ".pt file", map_location="cpu")

@@ -264,18 +264,18 @@ def test_cli_help_lists_the_export_options(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_export_of_another_format_into_the_same_directory_is_refused(ckpts, tmp_path):
-    """Its model.json would have described the second file only; the first one's record was lost."""
+def test_an_export_into_a_directory_holding_an_export_is_refused(ckpts, tmp_path):
+    """Of another format its model.json would have described the second file only; of the same format
+    (another checkpoint's, say) model.pt and model.json were silently replaced."""
     run_dir = tmp_path / "exported"
-    cli("litlab-export", f"ckpt_path={ckpts['mlp']}", "format=state_dict", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    record = (run_dir / "model.json").read_text()
-    proc = cli(
-        "litlab-export",
-        f"ckpt_path={ckpts['mlp']}",
-        "format=pt2",
-        f"hydra.run.dir={run_dir}",
-        cwd=tmp_path,
-        check=False,
-    )
-    assert proc.returncode == 2 and "holds a format=state_dict export" in proc.stderr, proc.stderr
-    assert (run_dir / "model.json").read_text() == record and not (run_dir / "model.pt2").exists()
+    cli("litlab-export", f"ckpt_path={ckpts['mlp']}", "format=torchscript", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    files = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    for fmt in ("torchscript", "pt2"):
+        args = [f"ckpt_path={ckpts['cnn']}", f"format={fmt}", f"hydra.run.dir={run_dir}"]
+        proc = cli("litlab-export", *args, cwd=tmp_path, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == (
+            f"litlab: error: hydra.run.dir={run_dir} holds the output of an earlier litlab-export (model.json, "
+            "model.pt), which this one would replace: choose another directory"
+        )
+        assert {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files, "nothing written"

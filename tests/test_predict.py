@@ -222,6 +222,24 @@ def test_bad_inputs_are_refused_by_name(ckpts, tmp_path, kind):
     assert not list((tmp_path / "predict").iterdir())
 
 
+def test_a_predict_into_a_directory_holding_predictions_is_refused(ckpts, tmp_path):
+    """They were overwritten; and a failed predict left them beside its own failed metrics.json."""
+    run_dir = tmp_path / "predicted"
+    cli("litlab-predict", f"ckpt_path={ckpts['mlp']}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    files = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    (tmp_path / "a.npy").write_bytes(PNG_BYTES)
+    for again in (["split=val"], ["input=a.npy"]):  # the second would fail
+        proc = cli(
+            "litlab-predict", f"ckpt_path={ckpts['mlp']}", *again, f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == (
+            f"litlab: error: hydra.run.dir={run_dir} holds the output of an earlier litlab-predict (predictions.csv, "
+            "predictions.npy), which this one would replace: choose another directory"
+        )
+        assert {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files, "nothing written"
+
+
 def test_bad_split_and_token_ids_are_refused(ckpts, tmp_path):
     with pytest.raises(
         ValueError, match=r"split='dev' is not a split of DigitsDataModule; choose one of \['test', 'train', 'val'\]"

@@ -20,7 +20,7 @@ from litlab.collector import entry_point, imports_done
 from litlab.command_line import checked_command
 from litlab.config import config_dir
 from litlab.jobs import one_line_errors
-from litlab.runs import atomic_file, resolve_checkpoint
+from litlab.runs import atomic_file, check_no_earlier_output, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def write_predictions(
 
 def check_options(cfg: DictConfig) -> None:
     """``ConfigError`` for a value of ``batch_size``, ``normalize`` or ``device`` that cannot work (``split`` is
-    checked against the data's splits)."""
+    checked against the data's splits), and for a ``hydra.run.dir`` holding earlier predictions."""
     import torch
 
     from litlab.validate import ConfigError, boolean, check_rules, integer
@@ -114,6 +114,7 @@ def check_options(cfg: DictConfig) -> None:
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not available.get(device.type, True):
         raise ConfigError(f"device={cfg.device}: torch sees no {device.type} device here; device=cpu runs anywhere")
+    check_no_earlier_output(cfg, [CSV_FILE, NPY_FILE], "predict")
 
 
 def predict(cfg: DictConfig) -> Path:

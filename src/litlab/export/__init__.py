@@ -14,7 +14,7 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from litlab.collector import entry_point, imports_done
 from litlab.command_line import checked_command
@@ -34,7 +34,7 @@ from litlab.export.formats import (
 from litlab.export.warnings_explained import explained_warnings
 from litlab.inputs import Inputs, InputSpec
 from litlab.jobs import one_line_errors
-from litlab.runs import resolve_checkpoint, write_json_atomic
+from litlab.runs import check_no_earlier_output, resolve_checkpoint, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ SIDECAR = "model.json"
 
 
 def check_options(cfg: DictConfig) -> None:
-    """``ConfigError`` for a ``format``, ``quantize``, tolerance or ``parity_samples`` that cannot work."""
+    """``ConfigError`` for a ``format``, ``quantize``, tolerance or ``parity_samples`` that cannot work, and for a
+    ``hydra.run.dir`` holding an earlier export."""
     from litlab.validate import ConfigError, boolean, check_rules, integer, number
 
     if cfg.format not in FORMATS:
@@ -67,28 +68,8 @@ def check_options(cfg: DictConfig) -> None:
             "normalize": (boolean, "true or false"),
         },
     )
-    _check_run_dir(cfg)
-
-
-def _check_run_dir(cfg: DictConfig) -> None:
-    """An export into a directory holding an export of another format would replace its model.json."""
-    import json
-
-    from litlab.validate import ConfigError
-
-    run_dir = OmegaConf.select(cfg, "hydra.run.dir")  # composed before Hydra starts; absent in the job
-    held = Path(str(run_dir), SIDECAR) if run_dir else None
-    if held is None or not held.is_file():
-        return
-    try:
-        fmt = json.loads(held.read_text()).get("format")
-    except (OSError, ValueError, AttributeError):
-        fmt = "?"
-    if fmt != cfg.format:
-        raise ConfigError(
-            f"hydra.run.dir={run_dir} holds a format={fmt} export; its {SIDECAR} would describe format={cfg.format} "
-            "instead: choose another directory"
-        )
+    # Every format's file too: a model.pt beside another format's model.json is an earlier export's.
+    check_no_earlier_output(cfg, [SIDECAR, *sorted({f.file for f in FORMATS.values()})], "export")
 
 
 def parity_batch(cfg: DictConfig, datamodule: Any, spec: InputSpec) -> Inputs:

@@ -257,7 +257,7 @@ def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_p
     cases = {
         "another net": ([f"ckpt_path={run_dir}", "model=cnn"], "changed: model.net.arch"),
         "other data": ([f"ckpt_path={run_dir}", "data=synthetic"], "net is not the one this config builds"),
-        "weights only": ([f"ckpt_path={plain}"], "not a training checkpoint"),
+        "a plain state dict": ([f"ckpt_path={plain}"], "not a checkpoint litlab wrote"),
         "another net in its directory": (
             [f"hydra.run.dir={run_dir}", "model=cnn"],
             "resumes (as a requeued job does): the checkpoint's net is not the one this config builds",

@@ -99,6 +99,11 @@ def check_resumable(
     Run before Hydra writes anything into the run directory, so a resume that cannot work
     leaves the finished (or killed) run as it was. ``task`` may live on the meta device.
     """
+    if "task" not in checkpoint:  # torch.save(model.state_dict()), another framework's file
+        raise ValueError(
+            f"{where}: not a checkpoint litlab wrote (it names no task); litlab-train resumes only the full "
+            "checkpoints of its runs: to start a new run from these weights use init_from=<file>"
+        )
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
         raise ValueError(
             f"{where}: not a training checkpoint (no optimizer or loop state: a weights-only file?); "

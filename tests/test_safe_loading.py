@@ -104,3 +104,19 @@ def test_checkpoint_of_a_compiled_run_loads_uncompiled(tmp_path, trained):
     torch.save(checkpoint, tmp_path / "compiled.ckpt")
     task = load_task(tmp_path / "compiled.ckpt")
     assert task._forward is task.net, "no torch.compile wrapper: eval and predict need no C compiler"
+
+
+def test_a_checkpoint_without_read_permission_is_named_so(tmp_path, monkeypatch):
+    """zipfile cannot open it either: it was called truncated or not written by torch.save."""
+    from litlab.checkpoint import UnreadableCheckpointError, load_checkpoint
+
+    path = tmp_path / "locked.ckpt"
+    torch.save({"state_dict": {}}, path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(torch, "load", denied)
+    monkeypatch.setattr("builtins.open", denied)  # as for a file this user may not read (tests run as root)
+    with pytest.raises(UnreadableCheckpointError, match=r"locked\.ckpt cannot be read: permission denied"):
+        load_checkpoint(path)

@@ -39,6 +39,8 @@ def load_weights_only(path: str | Path, what: str = "torch file", **kwargs: Any)
     except (RuntimeError, EOFError, KeyError, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
+        if isinstance(e, PermissionError):  # not a zip archive to zipfile either: not "truncated"
+            raise UnreadableCheckpointError(f"{path} cannot be read: permission denied") from None
         # torch's messages name neither the file nor the likely cause (a write cut short, another format).
         reason = "no zip archive" if not zipfile.is_zipfile(path) else str(e).strip().splitlines()[0]
         raise UnreadableCheckpointError(

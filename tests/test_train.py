@@ -276,3 +276,14 @@ def test_no_validation_is_told_apart_from_no_validation_data(train_in_process, c
     caplog.clear()
     train_in_process("debug=fast_dev_run", "logger=none")  # validates, but keeps no checkpoint by design
     assert "no best checkpoint" not in caplog.text
+
+
+@pytest.mark.parametrize("command", ["litlab-train", "litlab-eval"])
+def test_a_run_directory_that_cannot_be_made_is_refused_in_one_line(tmp_path, command):
+    """Hydra's own mkdir failed with a traceback (a file in the way; a read-only folder, for non-root users)."""
+    (tmp_path / "taken").write_text("a file")
+    args = ["ckpt_path=nowhere.ckpt"] if command == "litlab-eval" else []
+    proc = cli(command, *args, "hydra.run.dir=taken/run", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "litlab: error: hydra.run.dir=taken/run: taken is a file, not a directory"
+    ], proc.stderr

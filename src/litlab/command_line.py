@@ -343,6 +343,19 @@ def _run_dir_argument(argv: list[str], config_name: str = "train") -> str | None
             return value
 
 
+def check_creatable(cfg: DictConfig, multirun: bool = False) -> None:
+    """``ConfigError`` if the run (or sweep) directory cannot be made: Hydra would fail with a traceback."""
+    import os
+
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    path = Path(str(OmegaConf.select(cfg, key)))
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path}: cannot be written here ({existing} is not writable for this user)")
+
+
 def check_own_run_dir(argv: list[str], command: str) -> None:
     """``ConfigError`` if ``hydra.run.dir`` holds a run of another command, whose record this one would overwrite."""
     run_dir = _run_dir_argument(argv, command)
@@ -381,7 +394,7 @@ def checked_command(command: str) -> Callable[[Callable[[], Any]], Callable[[], 
             with _exit_2_on_config_error():
                 check_own_run_dir(sys.argv[1:], command)
                 if overrides is not None:
-                    check_command_line(overrides, command)
+                    check_creatable(check_command_line(overrides, command))
             return main()
 
         return wrapper
@@ -408,6 +421,7 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                 multirun = any(a in ("-m", "--multirun") for a in argv)
                 resumed = overrides if multirun else _resumed(overrides)
                 cfg = check_command_line(resumed)
+                check_creatable(cfg, multirun)
                 if resumed != overrides:  # the flags as given (not --config-dir's search path), the run's overrides
                     derived = set(overrides) - set(argv)
                     sys.argv[1:] = [*_flags(argv), *(o for o in resumed if o not in derived)]

@@ -285,6 +285,11 @@ def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_p
         assert proc.returncode == 2 and message in proc.stderr, (name, proc.stderr[-2000:])
         assert len(proc.stderr.strip().splitlines()) == 1, (name, proc.stderr)
 
+    record = run_dir / ".hydra" / "overrides.yaml"
+    record.write_text("- [damaged\n")
+    proc = cli("litlab-train", f"ckpt_path={run_dir}", "trainer.max_epochs=2", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "overrides.yaml is not a list of overrides" in proc.stderr, proc.stderr
+    record.write_bytes(before[record])
     truncated = run_dir / "checkpoints" / "last.ckpt"
     truncated.write_bytes(before[truncated][:1000])
     proc = cli("litlab-train", "ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path, check=False)

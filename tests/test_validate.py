@@ -237,6 +237,9 @@ def test_a_misspelled_key_in_the_local_config_is_named(tmp_path, monkeypatch):
     (conf / "local" / "default.yaml").write_text("pathz: {data_dir: /scratch}\n")
     with pytest.raises(ConfigError, match=r"local/default\.yaml: pathz: no such top-level key; did you mean paths\?"):
         check_command_line([])
+    (conf / "local" / "default.yaml").write_text("paths: 5\n")  # composed, a traceback resolving paths.log_dir
+    with pytest.raises(ConfigError, match=r"local/default\.yaml: paths: 5 where the keys of paths go"):
+        check_command_line([])
 
 
 @pytest.mark.parametrize(

@@ -164,12 +164,15 @@ def _check_local_keys() -> None:
     known = {"defaults", *(p.name for p in config_dir().iterdir() if p.is_dir() and not p.name.startswith("_"))}
     for root in config_dir().glob("*.yaml"):
         known.update(str(k) for k in OmegaConf.load(root))
+    groups = {p.name for p in config_dir().iterdir() if p.is_dir()}
     for key in map(str, held):
         if key not in known:
             raise ConfigError(
                 f"{local}: {key}: no such top-level key{did_you_mean(key, sorted(known))}"
                 f" (top-level keys: {', '.join(sorted(known))})"
             )
+        if key in groups and not isinstance(held[key], DictConfig):
+            raise ConfigError(f"{local}: {key}: {held[key]} where the keys of {key} go ({key}: {{<key>: <value>}})")
 
 
 #: Flags the checks follow: a multirun, and ``--config-dir`` (its options are seen through ``hydra.searchpath``).
@@ -260,12 +263,15 @@ def _resumed(args: list[str]) -> list[str]:
                 checkpoint = resolve_checkpoint(cfg.get("ckpt_path"), f"{cfg.paths.log_dir}/{cfg.task_name}")
             except FileNotFoundError as e:
                 raise ConfigError(str(e)) from None
-    if checkpoint is not None:
-        return resume_overrides(args, checkpoint)
-    run_dir = _run_dir_argument(args)
-    # A run started in a run's directory resumes it (as a requeued job does): with its config.
-    if run_dir and requeued_checkpoint(run_dir) and Path(run_dir, ".hydra", "overrides.yaml").is_file():
-        return with_run_overrides(args, run_dir)
+    try:
+        if checkpoint is not None:
+            return resume_overrides(args, checkpoint)
+        run_dir = _run_dir_argument(args)
+        # A run started in a run's directory resumes it (as a requeued job does): with its config.
+        if run_dir and requeued_checkpoint(run_dir) and Path(run_dir, ".hydra", "overrides.yaml").is_file():
+            return with_run_overrides(args, run_dir)
+    except ValueError as e:  # a damaged record
+        raise ConfigError(str(e)) from None
     return args
 
 

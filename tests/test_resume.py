@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, cli, compose_cfg, read_metrics
+from conftest import BIN, FAST, cli, compose_cfg, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from litlab.command_line import check_command_line
@@ -475,3 +475,24 @@ def test_a_directory_holding_another_run_or_sweep_is_refused_before_anything_is_
         assert proc.returncode == 2 and message in proc.stderr, (name, proc.stderr[-2000:])
     after = {p: p.read_bytes() for d in (run_dir, sweep_dir) for p in d.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_checkpoint_that_does_not_fit_on_disk_is_named_and_the_run_recorded(tmp_path):
+    """A full disk (here a file size limit, as `ulimit -f` sets) made torch say "unexpected pos"."""
+    import resource
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))  # a checkpoint is ~650 kB
+
+    proc = subprocess.run(
+        [str(BIN / "litlab-train"), *FAST, "debug=limit", "trainer.max_epochs=1", "hydra.run.dir=run"],
+        cwd=tmp_path,
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 1
+    assert "could not write the checkpoint" in proc.stderr and "(disk full, or over a file size limit?)" in proc.stderr
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.ckpt")), "no file under a checkpoint's name"
+    assert read_metrics(tmp_path / "run")["status"] == "failed"

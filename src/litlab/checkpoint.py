@@ -74,8 +74,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote storage: Lightning's way
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(path, "wb") as f:
-            torch.save(checkpoint, f)
+        try:
+            with atomic_file(path, "wb") as f:
+                torch.save(checkpoint, f)
+        except (OSError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and "inline_container" not in str(e):
+                raise  # not a failed write: torch reports those from its zip writer
+            # torch's own words for a full disk: "[enforce fail at inline_container.cc:672] . unexpected pos"
+            raise OSError(
+                f"could not write the checkpoint {path} (disk full, or over a file size limit?); "
+                f"the checkpoints written before are intact ({str(e).strip().splitlines()[0]})"
+            ) from e
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         if "://" in str(path):

@@ -97,6 +97,9 @@ def test_workers_read_the_files(train_in_process, tmp_path):
 def test_missing_and_empty_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere does not exist"):
         folder(tmp_path / "nothere")
+    (tmp_path / "a.npz").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"a\.npz is a file: give the folder holding <class>/<file>"):
+        folder(tmp_path / "a.npz")
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.png").touch()
     with pytest.raises(ValueError, match="has no class folders"):

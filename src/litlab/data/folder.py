@@ -112,7 +112,8 @@ class FolderDataModule(DataModule):
         """``{classes, splits: {train: [...], val: [...], test: [...]}}``, from the cache when it is current."""
         cache = self.root / INDEX_FILE
         if not self.root.is_dir():
-            raise FileNotFoundError(f"data.root={self.root} does not exist")
+            what = "is a file: give the folder holding <class>/<file>" if self.root.exists() else "does not exist"
+            raise FileNotFoundError(f"data.root={self.root} {what}")
         sig = signature(self.root, files=self.verify)
         # Every setting the index depends on: verify checked each file against input_shape.
         key = {"signature": sig, "sizes": list(self.sizes), "split_seed": self.split_seed, "verify": self.verify}

@@ -110,12 +110,12 @@ BAD = {
         "optimized_metric=train/loss_step: no run of the classification task reports it",
     ),
     "a key of another schedule": (
-        ["model/scheduler=plateau", "+model.scheduler.warmup_ratio=0.1"],
+        ["model=transformer", "model/scheduler=plateau"],
         "model.scheduler.warmup_ratio: the plateau schedule takes no such argument (it takes monitor, mode, factor, "
         "patience); set for another schedule, drop it with ~model.scheduler.warmup_ratio",
     ),
     "a key torch's OneCycleLR does not take": (
-        ["model/scheduler=onecycle", "+model.scheduler.warmup_ratio=0.1"],
+        ["model=transformer", "model/scheduler=onecycle"],
         "model.scheduler.warmup_ratio: the onecycle schedule takes no such argument",
     ),
     "no epochs": (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= 1, or -1 for no limit"),
@@ -160,8 +160,7 @@ def test_bad_override_is_one_line_naming_key_and_choices(overrides, message):
         ["callbacks=default,[default,ema]"],
         ["callbacks=choice([default],[default,ema])"],
         ["model=glob(*)"],
-        ["model=transformer", "model/scheduler=plateau"],  # the Transformer's schedule keys are cosine's own
-        ["model=transformer", "model/scheduler=onecycle"],
+        ["model=transformer", "model/scheduler=plateau", "~model.scheduler.warmup_ratio"],
         ["model/scheduler=onecycle", "+model.scheduler.div_factor=10"],
     ],
 )

@@ -1,7 +1,7 @@
 """callbacks=[default,ema]: the averaged weights are validated, checkpointed, tested; runs resume exactly."""
 
 import torch
-from conftest import FAST, cli, compose_cfg, read_metrics
+from conftest import FAST, cli, compose_cfg, cuda, read_metrics
 
 EMA = [
     "callbacks=[default,ema]",
@@ -96,3 +96,34 @@ def test_balanced_class_weights_with_ema_and_batch_norm(train_in_process):
     """The class weights are no buffer: EMA's copy of the module has the same buffers as the module."""
     metrics, _ = train_in_process(*EMA, "+model.class_weights=balanced", "model.net.batch_norm=true")
     assert metrics["test/acc"] > 0.3
+
+
+@cuda
+def test_the_average_lives_on_the_gpu_beside_the_weights():
+    """Lightning built it on the CPU (in setup, before the module moved): each update copied the weights over."""
+    import lightning as L
+
+    from litlab.callbacks import EMA
+
+    seen = []
+
+    class Where(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            seen.append(next(ema._average_model.parameters()).device.type)
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(4, 2)
+
+        def training_step(self, batch, batch_idx):
+            return self.net(batch[0]).square().mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    ema = EMA(decay=0.9)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 4)), batch_size=4)
+    trainer = L.Trainer(accelerator="gpu", devices=1, max_steps=2, callbacks=[ema, Where()], logger=False)
+    trainer.fit(Tiny(), data)
+    assert seen == ["cuda", "cuda"]

@@ -20,6 +20,8 @@ class EMA(EMAWeightAveraging):
       checkpoint's average is left in place.
     - A run stopped during validation (preemption saves a checkpoint then) has the average
       swapped in: it is swapped back first, so the checkpoint does not trade the two.
+    - The average lives on the module's device (Lightning's stays where the module was at setup:
+      the CPU).
     - Under ``bf16-true`` and ``16-true`` the average stays float32 (it is copied before Lightning
       casts the module): validation's swap no longer rounds it to the weights' dtype.
     """
@@ -27,6 +29,12 @@ class EMA(EMAWeightAveraging):
     swapped = False
     #: While swapped: the average's own tensors of a wider dtype than the weights, by position.
     set_aside: dict[int, Tensor]
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning builds the average in setup, before the strategy moves the module to its device:
+        # left on the CPU, each update would copy the weights off the GPU (a sync every step).
+        if self._average_model is not None and self._device is None:
+            self._average_model.to(pl_module.device)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_epoch_start(trainer, pl_module)

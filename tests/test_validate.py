@@ -126,6 +126,19 @@ BAD = {
         "litlab-eval",
     ),
     "not a boolean": (["reuse_freed_memory=maybe"], "reuse_freed_memory=maybe: must be true or false"),
+    # Hydra reads no, off and yes as strings, which every `if` takes as true.
+    "a boolean as a word": (["data.shuffle=no"], "data.shuffle=no: must be true or false"),
+    "a boolean of the model as a word": (["model.compile=maybe"], "model.compile=maybe: must be true or false"),
+    "a boolean of one option": (["model=rnn", "model.net.bidirectional=yes"], "model.net.bidirectional=yes: must be"),
+    "a boolean of a group's file": (
+        ["model/optimizer=sgd", "model.optimizer.nesterov=1"],
+        "model.optimizer.nesterov=1:",
+    ),
+    "a boolean that may also warn": (
+        ["trainer.deterministic=maybe"],
+        "trainer.deterministic=maybe: must be true, false",
+    ),
+    "a boolean that may be null": (["data.pin_memory=3"], "data.pin_memory=3: must be true, false or null"),
     "matmul precision": (
         ["float32_matmul_precision=tf32"],
         "float32_matmul_precision=tf32: must be highest, high or medium",
@@ -162,6 +175,8 @@ def test_bad_override_is_one_line_naming_key_and_choices(overrides, message):
         ["model=glob(*)"],
         ["model=transformer", "model/scheduler=plateau", "~model.scheduler.warmup_ratio"],
         ["model/scheduler=onecycle", "+model.scheduler.div_factor=10"],
+        ["trainer.deterministic=warn", "data.pin_memory=null", "callbacks.model_checkpoint.save_last=link"],
+        ["debug=fast_dev_run", "trainer.fast_dev_run=3", "trainer.enable_model_summary=null"],
     ],
 )
 def test_good_command_lines_pass(overrides):
@@ -283,3 +298,21 @@ def test_optimized_metric_without_a_monitor_is_checked():
     """monitor=null made optimized_metric None_best, which escaped the check and failed every trial."""
     with pytest.raises(ConfigError, match=r"^optimized_metric=val/loss_best: no run of the classification task"):
         check_command_line(["hparams_search=optuna", "callbacks.model_checkpoint.monitor=null"])
+
+
+def test_every_boolean_of_the_shipped_configs_is_checked():
+    """Found in the config files, wherever they set it: a group's file, a _bases file, a _global_ one, the root."""
+    from omegaconf import OmegaConf
+
+    from litlab.validate import boolean_rules, check_rules, shipped_booleans
+
+    found = set(shipped_booleans())
+    assert {"print_config", "data.shuffle", "data.verify", "model.net.bidirectional", "trainer.fast_dev_run"} <= found
+    assert {"model.optimizer.nesterov", "callbacks.early_stopping.strict", "trainer.sync_batchnorm"} <= found
+    assert not found & {"data.pin_memory", "trainer.max_epochs", "data.num_classes"}  # not always a bool
+    # A section built by the user's own class may give the same key another meaning.
+    cfg = OmegaConf.create({"data": {"_target_": "my_package.Data", "shuffle": "by_length"}, "train": True})
+    check_rules(cfg, boolean_rules(cfg))
+    cfg.data._target_ = "litlab.data.DigitsDataModule"
+    with pytest.raises(ConfigError, match=r"^data.shuffle=by_length: must be true or false$"):
+        check_rules(cfg, boolean_rules(cfg))

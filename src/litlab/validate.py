@@ -6,12 +6,17 @@ whose values the command line only lists.
 """
 
 import difflib
+import functools
 import inspect
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from numbers import Real
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from litlab.config import config_dir
 
 _ABSENT = object()
 
@@ -45,6 +50,11 @@ def boolean(v: Any) -> bool:
     return isinstance(v, bool)
 
 
+def optional(check: Callable[[Any], bool], *also: Any) -> Callable[[Any], bool]:
+    """``check``, or null, or one of the strings ``also`` (``optional(boolean, "warn")``)."""
+    return lambda v: v is None or check(v) or (isinstance(v, str) and v in also)
+
+
 #: A rule: a key's check, and what it allows (for the message).
 Rules = dict[str, tuple[Callable[[Any], bool], str]]
 
@@ -72,14 +82,79 @@ RULES: Rules = {
     "model.optimizer.lr": (number(0), "a finite number >= 0"),  # 0: a frozen-weights baseline
     "model.optimizer.weight_decay": (number(0), "a finite number >= 0"),
     "seed": (integer(0, (None,)), "an integer >= 0 or null"),
-    "reuse_freed_memory": (lambda v: isinstance(v, bool), "true or false"),
     "threads": (integer(1, (None,)), "an integer >= 1 or null"),
     "float32_matmul_precision": (lambda v: v in ("highest", "high", "medium"), "highest, high or medium"),
     "callbacks.model_checkpoint.every_n_train_steps": (integer(1, (None, 0)), "an integer >= 1 or null"),
     "callbacks.early_stopping.patience": (integer(0), "an integer >= 0"),
     "callbacks.ema.decay": (lambda v: number(0)(v) and v < 1, "a number in [0, 1): 1 would never move"),
     "callbacks.ema.update_every_n_steps": (integer(1), "an integer >= 1"),
+    # Booleans that take more than true and false (every other shipped boolean: ``boolean_rules``).
+    "data.pin_memory": (optional(boolean), "true, false or null (pinned when training on a CUDA GPU)"),
+    "trainer.deterministic": (optional(boolean, "warn"), "true, false, warn or null"),
+    "trainer.fast_dev_run": (lambda v: boolean(v) or integer(0)(v), "true, false or a number of batches >= 0"),
+    **{
+        f"trainer.{key}": (optional(boolean), "true, false or null (Lightning's default)")
+        for key in ("benchmark", "enable_checkpointing", "enable_model_summary")
+    },
+    "callbacks.model_checkpoint.save_last": (optional(boolean, "link"), "true, false, link or null"),
 }
+
+
+def _leaves(node: DictConfig, prefix: str) -> Iterator[tuple[str, Any]]:
+    """Each dotted key of a config file's content under ``prefix``, with its value as written."""
+    for key in node:
+        if key == "defaults":
+            continue
+        path, child = f"{prefix}.{key}" if prefix else str(key), node._get_node(key)
+        if isinstance(child, DictConfig):
+            yield from _leaves(child, path)
+        else:
+            yield path, child._value()
+
+
+@functools.cache
+def shipped_booleans() -> tuple[str, ...]:
+    """The keys of litlab-train's config that every shipped config file sets to true or false.
+
+    A group's file (``conf/data/folder.yaml``) sets keys under the group's name (``data.verify``),
+    one headed ``# @package _global_`` at the top, and a ``/_bases/data@_here_`` default is read
+    into the file that names it. Hydra's group and ``local`` (the user's) are not litlab's.
+    """
+    root = config_dir()
+    kinds: dict[str, set[bool]] = {}  # key -> whether each file setting it gives a bool
+
+    def read(path: Path, package: str) -> None:
+        text = path.read_text()
+        package = "" if re.search(r"^#\s*@package\s+_global_", text, re.M) else package
+        content = OmegaConf.create(text)
+        for entry in content.get("defaults", []):
+            if isinstance(entry, str) and entry.endswith("@_here_"):
+                name = entry.removesuffix("@_here_")
+                read(root / f"{name[1:]}.yaml" if name.startswith("/") else path.parent / f"{name}.yaml", package)
+        for key, value in _leaves(content, package):
+            kinds.setdefault(key, set()).add(isinstance(value, bool))
+
+    read(root / "train.yaml", "")
+    for path in sorted(root.glob("*/**/*.yaml")):
+        group = path.parent.relative_to(root).parts
+        if group[0] not in ("hydra", "local") and not group[0].startswith("_"):
+            read(path, ".".join(group))
+    return tuple(key for key, kind in kinds.items() if kind == {True})
+
+
+def boolean_rules(cfg: DictConfig) -> Rules:
+    """``true or false`` for each of ``shipped_booleans``; Hydra would take ``no`` or ``off`` as a (true) string.
+
+    Not for a section built by a class of the user's own (its ``_target_``): its keys may mean something else.
+    """
+
+    def users(key: str) -> bool:
+        parts = key.split(".")
+        targets = (OmegaConf.select(cfg, ".".join([*parts[:i], "_target_"])) for i in range(len(parts) - 1, 0, -1))
+        target = next((t for t in targets if t is not None), None)
+        return target is not None and not str(target).startswith(("litlab.", "lightning."))
+
+    return {key: (boolean, "true or false") for key in shipped_booleans() if not users(key)}
 
 
 def _check_precision(value: Any) -> None:
@@ -332,7 +407,7 @@ def check_config(cfg: DictConfig) -> None:
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
     if missing:
         raise missing_value(missing[0])
-    check_rules(cfg, RULES)
+    check_rules(cfg, {**boolean_rules(cfg), **RULES})
     if cfg.get("train") is False and cfg.get("test") is False:
         raise ConfigError("train=false test=false: the run would do nothing; keep one of them true")
     if OmegaConf.select(cfg, "model.class_weights") == "balanced" and OmegaConf.select(cfg, "data.streaming"):

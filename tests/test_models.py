@@ -52,6 +52,25 @@ def test_transformer_rejects_bad_geometry():
         CNN([20], 10)
 
 
+@pytest.mark.parametrize(
+    "net,message",
+    [
+        (lambda: MLP([4], 3, hidden_sizes=[-5]), r"model\.net\.hidden_sizes=\[-5\]: must be a list of integers >= 1"),
+        (lambda: MLP([4], 3, hidden_sizes=[8, 0]), r"model\.net\.hidden_sizes=\[8, 0\]: must be"),
+        (lambda: CNN([1, 8, 8], 3, channels=[4, -1]), r"model\.net\.channels=\[4, -1\]: must be"),
+        (lambda: CNN([1, 8, 8], 3, kernel_size=0), r"model\.net\.kernel_size=0: must be an integer >= 1"),
+        (lambda: RNN([4], 3, hidden_size=0), r"model\.net\.hidden_size=0: must be an integer >= 1"),
+        (lambda: Transformer([1, 8, 8], 3, n_heads=0), r"model\.net\.n_heads=0: must be an integer >= 1"),
+        (lambda: Transformer([1, 8, 8], 3, d_ff=0), r"model\.net\.d_ff=0: must be an integer >= 1 or null"),
+    ],
+    ids=["mlp-negative", "mlp-zero", "cnn-channels", "cnn-kernel", "rnn-width", "transformer-heads", "transformer-ff"],
+)
+def test_nets_name_a_size_that_cannot_work(net, message):
+    """torch failed later, naming neither: a negative dimension, an IndexError in the first batch, ZeroDivisionError."""
+    with pytest.raises(ValueError, match=f"^{message}"):
+        net()
+
+
 def test_rnn_bidirectional_stack_equals_torchs():
     torch.manual_seed(0)
     net = RNN([12, 5], 3, hidden_size=8, n_layers=2, bidirectional=True).eval()

@@ -28,10 +28,18 @@ BAD = {
         ["model=cnn", "+model.net.hidden_sizes=[3]"],
         "model.net.hidden_sizes: the cnn net takes no such argument (it takes init, channels,",
     ),
-    "net argument of the wrong kind": (
-        ["model.net.hidden_sizes=5"],
-        "model: the task cannot be built from this config (",
+    "net argument of the wrong kind": (["model.net.hidden_sizes=5"], "model.net.hidden_sizes=5: must be a list of"),
+    "net argument only the net refuses": (
+        ["model.net.activation=5"],
+        "model: the task cannot be built from this config (activation 5 is unknown",
     ),
+    # torch's errors (a traceback, exit 1) named neither key nor value.
+    "negative width": (["model.net.hidden_sizes=[-5]"], "model.net.hidden_sizes=[-5]: must be a list of integers >= 1"),
+    "zero width": (["model.net.hidden_sizes=[0]"], "model.net.hidden_sizes=[0]: must be a list of integers >= 1"),
+    "no heads": (["model=transformer", "model.net.n_heads=0"], "model.net.n_heads=0: must be an integer >= 1"),
+    "kernel of 0": (["model=cnn", "model.net.kernel_size=0"], "model.net.kernel_size=0: must be an integer >= 1"),
+    "negative class count": (["data.num_classes=-3"], "data.num_classes=-3: must be an integer >= 2"),
+    "an input size of 0": (["data.input_shape=[0,8,8]"], "data.input_shape=[0, 8, 8]: must be a list of integers"),
     "balanced class weights of a stream": (
         ["data=synthetic_stream", "+model.class_weights=balanced"],
         "model.class_weights=balanced: needs the training labels, which a stream",

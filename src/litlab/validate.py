@@ -14,7 +14,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from litlab.config import config_dir
 
@@ -79,6 +79,12 @@ RULES: Rules = {
     "data.batch_size": (integer(1), "an integer >= 1"),
     "data.eval_batch_size": (integer(1, (None,)), "an integer >= 1 or null"),
     "data.num_workers": (integer(0), "an integer >= 0"),
+    # The data's sizes size the net: torch's own error would name neither the key nor the value.
+    "data.input_shape": (lambda v: isinstance(v, ListConfig) and all(map(integer(1), v)), "a list of integers >= 1"),
+    "data.num_classes": (integer(2, (None,)), "an integer >= 2 (the classes a classifier chooses from) or null"),
+    "data.num_labels": (integer(1, (None,)), "an integer >= 1 or null"),
+    "data.num_targets": (integer(1, (None,)), "an integer >= 1 or null"),
+    "data.vocab_size": (integer(2, (None,)), "an integer >= 2 (token 0 is padding) or null"),
     "model.optimizer.lr": (number(0), "a finite number >= 0"),  # 0: a frozen-weights baseline
     "model.optimizer.weight_decay": (number(0), "a finite number >= 0"),
     "seed": (integer(0, (None,)), "an integer >= 0 or null"),

@@ -31,6 +31,8 @@ class CNN(nn.Module):
         super().__init__()
         if len(input_shape) != 3:
             raise ValueError(f"data.input_shape={list(input_shape)}: the CNN takes images, [C, H, W]")
+        layers.check_args("sizes", channels=channels)
+        layers.check_args("size", kernel_size=kernel_size)
         in_ch, height, width = input_shape
         blocks: list[nn.Module] = []
         for out_ch in channels:

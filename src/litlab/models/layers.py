@@ -1,6 +1,8 @@
 """Small building blocks shared by the networks."""
 
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from torch import nn
 
@@ -19,6 +21,33 @@ def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation {name!r} is unknown; choose one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
+
+
+def _size(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+#: The kinds of net argument checked before anything is built: their check, and what they allow (for the message).
+KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "size": (_size, "an integer >= 1"),
+    "size or null": (lambda v: v is None or _size(v), "an integer >= 1 or null"),
+    "sizes": (
+        lambda v: isinstance(v, Sequence) and not isinstance(v, str) and all(map(_size, v)),
+        "a list of integers >= 1",
+    ),
+}
+
+
+def check_args(kind: str, **args: Any) -> None:
+    """``ValueError`` naming ``model.net.<key>`` for the first of ``args`` that is not of ``kind`` (a key of ``KINDS``).
+
+    torch would fail later, or not at all, without naming the argument: a negative width is a
+    "negative dimension", a width of 0 an IndexError in the first batch.
+    """
+    ok, allowed = KINDS[kind]
+    for key, value in args.items():
+        if not ok(value):
+            raise ValueError(f"model.net.{key}={value}: must be {allowed}")
 
 
 #: Weight initialisations by name; ``default`` keeps each net's own (torch's, or GPT-2's for the Transformer).

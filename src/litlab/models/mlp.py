@@ -21,6 +21,7 @@ class MLP(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
+        layers.check_args("sizes", hidden_sizes=hidden_sizes)
         blocks: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for hidden in hidden_sizes:

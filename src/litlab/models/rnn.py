@@ -5,6 +5,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from litlab.models import layers
+
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -48,6 +50,7 @@ class RNN(nn.Module):
             raise ValueError(f"model.net.pooling={pooling!r}: choose last or mean")
         if n_layers < 1:
             raise ValueError(f"model.net.n_layers={n_layers}: an RNN has at least one recurrent layer")
+        layers.check_args("size", hidden_size=hidden_size)
         self.tokens, self.pooling = vocab_size is not None, pooling
         self.input_shape = list(input_shape)
         if self.tokens:

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from litlab.models import layers
+
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention; ``mask`` is ``(B, T)``, True where a token is real."""
@@ -95,6 +97,8 @@ class Transformer(nn.Module):
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"model.net.pooling={pooling!r} is not allowed; choose 'mean' or 'cls'")
+        layers.check_args("size", patch_size=patch_size, d_model=d_model, n_heads=n_heads)
+        layers.check_args("size or null", d_ff=d_ff, max_len=max_len)
         self.pooling = pooling
         self.activation_checkpointing = activation_checkpointing
         self.tokens = vocab_size is not None

@@ -62,10 +62,18 @@ def test_transformer_rejects_bad_geometry():
         (lambda: RNN([4], 3, hidden_size=0), r"model\.net\.hidden_size=0: must be an integer >= 1"),
         (lambda: Transformer([1, 8, 8], 3, n_heads=0), r"model\.net\.n_heads=0: must be an integer >= 1"),
         (lambda: Transformer([1, 8, 8], 3, d_ff=0), r"model\.net\.d_ff=0: must be an integer >= 1 or null"),
+        (lambda: Transformer([1, 8, 8], 3, n_layers=-1), r"model\.net\.n_layers=-1: must be an integer >= 1"),
+        (lambda: MLP([4], 3, dropout=-0.1), r"model\.net\.dropout=-0.1: must be a probability in \[0, 1\)"),
+        (lambda: CNN([1, 8, 8], 3, dropout=1.0), r"model\.net\.dropout=1.0: must be a probability"),
+        (lambda: RNN([4], 3, dropout=2), r"model\.net\.dropout=2: must be a probability"),
+        (lambda: Transformer([1, 8, 8], 3, dropout=1), r"model\.net\.dropout=1: must be a probability"),
     ],
-    ids=["mlp-negative", "mlp-zero", "cnn-channels", "cnn-kernel", "rnn-width", "transformer-heads", "transformer-ff"],
+    ids=[
+        *("mlp-negative", "mlp-zero", "cnn-channels", "cnn-kernel", "rnn-width", "transformer-heads", "transformer-ff"),
+        *("transformer-depth", "mlp-dropout", "cnn-dropout", "rnn-dropout", "transformer-dropout"),
+    ],
 )
-def test_nets_name_a_size_that_cannot_work(net, message):
+def test_nets_name_an_argument_that_cannot_work(net, message):
     """torch failed later, naming neither: a negative dimension, an IndexError in the first batch, ZeroDivisionError."""
     with pytest.raises(ValueError, match=f"^{message}"):
         net()

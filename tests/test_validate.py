@@ -39,6 +39,29 @@ BAD = {
     "no heads": (["model=transformer", "model.net.n_heads=0"], "model.net.n_heads=0: must be an integer >= 1"),
     "kernel of 0": (["model=cnn", "model.net.kernel_size=0"], "model.net.kernel_size=0: must be an integer >= 1"),
     "negative class count": (["data.num_classes=-3"], "data.num_classes=-3: must be an integer >= 2"),
+    # Refused only once training ran (a ZeroDivisionError, a TypeError after an epoch), or never.
+    "no batches between validations": (
+        ["trainer.val_check_interval=0"],
+        "trainer.val_check_interval=0: must be an integer >= 1 (batches), a fraction of an epoch in (0, 1]",
+    ),
+    "min_delta not a number": (
+        ["callbacks.early_stopping.min_delta=abc"],
+        "callbacks.early_stopping.min_delta=abc: must be a finite number >= 0",
+    ),
+    "negative dropout": (["model.net.dropout=-0.1"], "model.net.dropout=-0.1: must be a probability in [0, 1)"),
+    "dropout of everything": (["model=cnn", "model.net.dropout=1"], "model.net.dropout=1: must be a probability"),
+    "negative depth": (
+        ["model=transformer", "model.net.n_layers=-1"],
+        "model.net.n_layers=-1: must be an integer >= 1",
+    ),
+    "nothing prefetched": (
+        ["data.num_workers=2", "data.prefetch_factor=0"],
+        "data.prefetch_factor=0: must be an integer >= 1 or null",
+    ),
+    "warmup longer than the run": (
+        ["model.scheduler.warmup_ratio=2"],
+        "model.scheduler.warmup_ratio=2: must be a number",
+    ),
     "an input size of 0": (["data.input_shape=[0,8,8]"], "data.input_shape=[0, 8, 8]: must be a list of integers"),
     "balanced class weights of a stream": (
         ["data=synthetic_stream", "+model.class_weights=balanced"],
@@ -185,6 +208,9 @@ def test_bad_override_is_one_line_naming_key_and_choices(overrides, message):
         ["model/scheduler=onecycle", "+model.scheduler.div_factor=10"],
         ["trainer.deterministic=warn", "data.pin_memory=null", "callbacks.model_checkpoint.save_last=link"],
         ["debug=fast_dev_run", "trainer.fast_dev_run=3", "trainer.enable_model_summary=null"],
+        ["trainer.val_check_interval=0.25", "callbacks.early_stopping.min_delta=0.01", "data.prefetch_factor=4"],
+        ["trainer.val_check_interval=00:00:05:00"],
+        ["trainer.val_check_interval={minutes: 5}", "model=transformer", "model.net.dropout=0.5"],
     ],
 )
 def test_good_command_lines_pass(overrides):

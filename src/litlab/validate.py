@@ -55,6 +55,15 @@ def optional(check: Callable[[Any], bool], *also: Any) -> Callable[[Any], bool]:
     return lambda v: v is None or check(v) or (isinstance(v, str) and v in also)
 
 
+def _val_check_interval(v: Any) -> bool:
+    """Lightning's: batches, a share of the epoch, or a time (a timedelta's arguments as a dict are its to check)."""
+    if isinstance(v, float):
+        return 0 < v <= 1
+    if isinstance(v, str):
+        return re.fullmatch(r"\d+:\d+:\d+:\d+", v) is not None
+    return v is None or integer(1)(v) or isinstance(v, DictConfig)
+
+
 #: A rule: a key's check, and what it allows (for the message).
 Rules = dict[str, tuple[Callable[[Any], bool], str]]
 
@@ -76,9 +85,14 @@ RULES: Rules = {
     "trainer.accumulate_grad_batches": (integer(1), "an integer >= 1"),
     "trainer.check_val_every_n_epoch": (integer(1, (None,)), "an integer >= 1 or null"),
     "trainer.gradient_clip_val": (number(0, allow_none=True), "a finite number >= 0 or null"),
+    "trainer.val_check_interval": (
+        _val_check_interval,
+        "an integer >= 1 (batches), a fraction of an epoch in (0, 1], a time DD:HH:MM:SS or null",
+    ),
     "data.batch_size": (integer(1), "an integer >= 1"),
     "data.eval_batch_size": (integer(1, (None,)), "an integer >= 1 or null"),
     "data.num_workers": (integer(0), "an integer >= 0"),
+    "data.prefetch_factor": (integer(1, (None,)), "an integer >= 1 or null"),  # 0: the workers load nothing ahead
     # The data's sizes size the net: torch's own error would name neither the key nor the value.
     "data.input_shape": (lambda v: isinstance(v, ListConfig) and all(map(integer(1), v)), "a list of integers >= 1"),
     "data.num_classes": (integer(2, (None,)), "an integer >= 2 (the classes a classifier chooses from) or null"),
@@ -87,11 +101,17 @@ RULES: Rules = {
     "data.vocab_size": (integer(2, (None,)), "an integer >= 2 (token 0 is padding) or null"),
     "model.optimizer.lr": (number(0), "a finite number >= 0"),  # 0: a frozen-weights baseline
     "model.optimizer.weight_decay": (number(0), "a finite number >= 0"),
+    "model.scheduler.warmup_ratio": (
+        lambda v: number(0)(v) and v < 1,
+        "a number in [0, 1) (the share of the steps that warm up)",
+    ),
+    "model.scheduler.min_lr_ratio": (lambda v: number(0)(v) and v <= 1, "a number in [0, 1]"),
     "seed": (integer(0, (None,)), "an integer >= 0 or null"),
     "threads": (integer(1, (None,)), "an integer >= 1 or null"),
     "float32_matmul_precision": (lambda v: v in ("highest", "high", "medium"), "highest, high or medium"),
     "callbacks.model_checkpoint.every_n_train_steps": (integer(1, (None, 0)), "an integer >= 1 or null"),
     "callbacks.early_stopping.patience": (integer(0), "an integer >= 0"),
+    "callbacks.early_stopping.min_delta": (number(0), "a finite number >= 0"),
     "callbacks.ema.decay": (lambda v: number(0)(v) and v < 1, "a number in [0, 1): 1 would never move"),
     "callbacks.ema.update_every_n_steps": (integer(1), "an integer >= 1"),
     # Booleans that take more than true and false (every other shipped boolean: ``boolean_rules``).

@@ -33,6 +33,7 @@ class CNN(nn.Module):
             raise ValueError(f"data.input_shape={list(input_shape)}: the CNN takes images, [C, H, W]")
         layers.check_args("sizes", channels=channels)
         layers.check_args("size", kernel_size=kernel_size)
+        layers.check_args("dropout", dropout=dropout)
         in_ch, height, width = input_shape
         blocks: list[nn.Module] = []
         for out_ch in channels:

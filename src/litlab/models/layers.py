@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from numbers import Real
 from typing import Any
 
 from torch import nn
@@ -35,6 +36,8 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: isinstance(v, Sequence) and not isinstance(v, str) and all(map(_size, v)),
         "a list of integers >= 1",
     ),
+    # nn.Dropout takes p=1 (every activation zeroed) and, in a sequence, a negative p without a word.
+    "dropout": (lambda v: isinstance(v, Real) and not isinstance(v, bool) and 0 <= v < 1, "a probability in [0, 1)"),
 }
 
 
@@ -42,7 +45,7 @@ def check_args(kind: str, **args: Any) -> None:
     """``ValueError`` naming ``model.net.<key>`` for the first of ``args`` that is not of ``kind`` (a key of ``KINDS``).
 
     torch would fail later, or not at all, without naming the argument: a negative width is a
-    "negative dimension", a width of 0 an IndexError in the first batch.
+    "negative dimension", a width of 0 an IndexError in the first batch, a dropout of 1 zeros.
     """
     ok, allowed = KINDS[kind]
     for key, value in args.items():

@@ -22,6 +22,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         layers.check_args("sizes", hidden_sizes=hidden_sizes)
+        layers.check_args("dropout", dropout=dropout)
         blocks: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for hidden in hidden_sizes:

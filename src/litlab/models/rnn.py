@@ -51,6 +51,7 @@ class RNN(nn.Module):
         if n_layers < 1:
             raise ValueError(f"model.net.n_layers={n_layers}: an RNN has at least one recurrent layer")
         layers.check_args("size", hidden_size=hidden_size)
+        layers.check_args("dropout", dropout=dropout)
         self.tokens, self.pooling = vocab_size is not None, pooling
         self.input_shape = list(input_shape)
         if self.tokens:

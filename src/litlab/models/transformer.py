@@ -97,8 +97,9 @@ class Transformer(nn.Module):
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"model.net.pooling={pooling!r} is not allowed; choose 'mean' or 'cls'")
-        layers.check_args("size", patch_size=patch_size, d_model=d_model, n_heads=n_heads)
+        layers.check_args("size", patch_size=patch_size, d_model=d_model, n_heads=n_heads, n_layers=n_layers)
         layers.check_args("size or null", d_ff=d_ff, max_len=max_len)
+        layers.check_args("dropout", dropout=dropout)
         self.pooling = pooling
         self.activation_checkpointing = activation_checkpointing
         self.tokens = vocab_size is not None

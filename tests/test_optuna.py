@@ -51,10 +51,25 @@ def test_optuna_search_is_reproducible_with_its_seed(tmp_path):
     assert any(o.startswith("model.net.channels=") for o in runs[0]["trials"][0]["overrides"])
 
 
-def test_optuna_bad_search_space_is_one_readable_error(tmp_path):
-    proc = cli("litlab-train", "-m", "hparams_search=optuna", "data.batch_size=glob(*)", cwd=tmp_path, check=False)
-    assert proc.returncode == 1
-    assert "data.batch_size=glob(*): an Optuna search takes choice(), range() or interval()" in proc.stderr
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        # Sweeps of the command line, which only the sweeper sees (they were a traceback, exit 1).
+        ("data.batch_size=glob(*)", "data.batch_size=glob(*): an Optuna search takes choice(), range() or interval()"),
+        (
+            "model.optimizer.lr=tag(log,interval(-1,1))",
+            "model.optimizer.lr=tag(log,interval(-1,1)): Optuna cannot sample it: `low > 0` must hold for `log=True`",
+        ),
+        # Settings, checked before Hydra starts (they were Hydra's "Error in call to target", exit 1).
+        ("hydra.sweeper.n_trials=abc", "hydra.sweeper.n_trials=abc: must be an integer >= 1"),
+    ],
+    ids=["glob", "log-scale-from-below-0", "n_trials-not-a-number"],
+)
+def test_optuna_bad_search_is_one_line_and_exit_2(tmp_path, override, message):
+    proc = cli("litlab-train", "-m", "hparams_search=optuna", override, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"litlab: error: {message}") and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "logs").exists()
 
 
 @pytest.mark.slow

@@ -136,6 +136,19 @@ BAD = {
         ["hparams_search=optuna", "optimized_metric=val/acc_bset", "callbacks.model_checkpoint.monitor=val/acc"],
         "optimized_metric=val/acc_bset: no run of the classification task reports it; did you mean val/acc_best?",
     ),
+    "no Optuna trials": (["hparams_search=optuna", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0: must be"),
+    "Optuna trials not a number": (
+        ["hparams_search=optuna", "hydra.sweeper.n_trials=abc"],
+        "hydra.sweeper.n_trials=abc: must be an integer >= 1",
+    ),
+    "an Optuna direction": (
+        ["hparams_search=optuna", "hydra.sweeper.direction=up"],
+        "hydra.sweeper.direction=up: must be minimize or maximize (min, max)",
+    ),
+    "an Optuna space Optuna cannot sample": (
+        ["hparams_search=optuna", "hydra.sweeper.params={model.optimizer.lr: 'tag(log, interval(0, 1))'}"],
+        "hydra.sweeper.params: model.optimizer.lr=tag(log, interval(0, 1)): Optuna cannot sample it: `low > 0` must",
+    ),
     "optimized metric per step": (
         ["hparams_search=optuna", "optimized_metric=train/loss_step"],
         "optimized_metric=train/loss_step: no run of the classification task reports it",

@@ -369,6 +369,24 @@ def _check_optimized_metric(cfg: DictConfig, task: str, logged: list[str]) -> No
         )
 
 
+def _check_sweeper(cfg: DictConfig) -> None:
+    """The sweeper's own check of its settings (``check_config`` of its class, as litlab's Optuna sweeper has).
+
+    Hydra would build the sweeper only once it runs, and report a bad setting as "Error in call to target".
+    """
+    target = OmegaConf.select(cfg, "hydra.sweeper._target_")
+    if not target:
+        return
+    try:
+        from hydra.utils import get_class
+
+        check = getattr(get_class(target), "check_config", None)
+    except Exception:  # a sweeper that does not import: Hydra names the error
+        return
+    if check is not None:
+        check(cfg)
+
+
 def meta_task(cfg: DictConfig) -> Any:
     """The task this config builds, on the meta device: shapes only, no memory, no initialisation."""
     import torch
@@ -484,4 +502,5 @@ def check_config(cfg: DictConfig) -> None:
     _check_data(cfg)
     _check_task_args(cfg)
     _check_monitors(cfg)
+    _check_sweeper(cfg)
     _check_task(cfg)

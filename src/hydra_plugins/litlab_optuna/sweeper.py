@@ -10,11 +10,16 @@ Each batch of ``n_jobs`` trials goes to the configured launcher, so ``hydra/laun
 runs them in parallel. A trial whose job fails, or returns no finite value, is told to
 Optuna as failed and the search goes on. Optuna is imported only when a sweep starts: Hydra
 imports every plugin module on every start-up.
+
+A setting or a space that cannot work ends in one line and exit status 2, as litlab's other
+config errors do: ``check_config`` runs before Hydra starts (``litlab.validate``), and the space
+the command line adds (``interval()`` is not in the composed config) is checked before the sweep
+directory is made.
 """
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +27,64 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import CompactHydraException
+from hydra.errors import CompactHydraException, HydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+
+from litlab.validate import ConfigError, Rules, check_rules, integer
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
 RESULTS_FILE = "optuna_results.yaml"
 
+#: The sweeper's settings; Hydra's "Error in call to target" would report them, not naming an ``abc``.
+SETTINGS: Rules = {
+    "hydra.sweeper.direction": (lambda v: str(v) in DIRECTIONS, "minimize or maximize (min, max)"),
+    "hydra.sweeper.n_trials": (integer(1), "an integer >= 1"),
+    "hydra.sweeper.n_jobs": (integer(1), "an integer >= 1"),
+}
+
 
 def distribution(override: Override) -> Any:
-    """The Optuna distribution of one sweep override (``key=choice(...)`` and so on)."""
+    """The Optuna distribution of one sweep override (``key=choice(...)`` and so on); ``ConfigError`` if none fits."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     sweep = override.value()
-    if isinstance(sweep, ChoiceSweep):
-        # Choices as their override strings: lists and dicts become exact, hashable categories.
-        return CategoricalDistribution(list(override.sweep_string_iterator()))
-    if isinstance(sweep, RangeSweep):
-        values = [float(v) for v in override.sweep_iterator()]
-        if not all(v.is_integer() for v in values) or len(values) < 2:
+    try:
+        if isinstance(sweep, ChoiceSweep):
+            # Choices as their override strings: lists and dicts become exact, hashable categories.
             return CategoricalDistribution(list(override.sweep_string_iterator()))
-        return IntDistribution(int(values[0]), int(values[-1]), step=int(sweep.step))
-    if isinstance(sweep, IntervalSweep):
-        return FloatDistribution(sweep.start, sweep.end, log="log" in sweep.tags)
-    raise ValueError(f"{override.input_line}: an Optuna search takes choice(), range() or interval(), not this sweep")
+        if isinstance(sweep, RangeSweep):
+            values = [float(v) for v in override.sweep_iterator()]
+            if not all(v.is_integer() for v in values) or len(values) < 2:
+                return CategoricalDistribution(list(override.sweep_string_iterator()))
+            return IntDistribution(int(values[0]), int(values[-1]), step=int(sweep.step))
+        if isinstance(sweep, IntervalSweep):
+            return FloatDistribution(sweep.start, sweep.end, log="log" in sweep.tags)
+    except ValueError as e:  # Optuna's: a log scale reaching 0 or below, low above high, no choices
+        raise ConfigError(f"{override.input_line}: Optuna cannot sample it: {str(e).rstrip('.')}") from None
+    raise ConfigError(f"{override.input_line}: an Optuna search takes choice(), range() or interval(), not this sweep")
+
+
+def distributions(parser: OverridesParser, overrides: Sequence[str]) -> dict[str, Any]:
+    """The distribution of each sweep among ``overrides`` (``key=value`` strings), by key."""
+    space = {}
+    for line in overrides:
+        try:
+            (o,) = parser.parse_overrides([line])
+        except HydraException as e:
+            raise ConfigError(f"{line}: cannot parse it ({str(e).splitlines()[0]})") from None
+        if o.is_sweep_override():
+            space[o.get_key_element()] = distribution(o)
+    return space
+
+
+def configured_space(sweeper: Mapping[str, Any], arch: str | None) -> list[str]:
+    """The sweeps a sweeper's config holds: ``params``, and ``net_params`` of the net ``arch``."""
+    net_params = (sweeper.get("net_params") or {}).get(arch) or {}
+    return [f"{k}={v}" for k, v in {**(sweeper.get("params") or {}), **net_params}.items()]
 
 
 def format_value(value: Any) -> str:
@@ -70,14 +106,24 @@ class OptunaSweeper(Sweeper):
         params: dict[str, str] | None = None,
         net_params: dict[str, dict[str, str]] | None = None,
     ) -> None:
-        if str(direction) not in DIRECTIONS:
-            raise ValueError(f"hydra.sweeper.direction={direction!r}: choose one of {sorted(DIRECTIONS)}")
-        if n_trials < 1 or n_jobs < 1:
-            raise ValueError(f"hydra.sweeper.n_trials={n_trials} and n_jobs={n_jobs} must be positive")
+        settings = {"direction": direction, "n_trials": n_trials, "n_jobs": n_jobs}
+        check_rules(OmegaConf.create({"hydra": {"sweeper": settings}}), SETTINGS)
         self.direction, self.n_trials, self.n_jobs = DIRECTIONS[str(direction)], n_trials, n_jobs
         self.sampler, self.study_name, self.storage = sampler, study_name, storage
         self.params = dict(params or {})
         self.net_params = {k: dict(v or {}) for k, v in (net_params or {}).items()}
+
+    @staticmethod
+    def check_config(cfg: DictConfig) -> None:
+        """``ConfigError`` for a setting or a configured sweep that cannot work; ``litlab.validate`` calls it."""
+        check_rules(cfg, SETTINGS)
+        node, arch = cfg.hydra.sweeper, OmegaConf.select(cfg, "model.net.arch")
+        spaces = {"params": node.get("params"), f"net_params.{arch}": (node.get("net_params") or {}).get(arch)}
+        for where, params in spaces.items():
+            try:
+                distributions(OverridesParser.create(), [f"{k}={v}" for k, v in (params or {}).items()])
+            except ConfigError as e:
+                raise ConfigError(f"hydra.sweeper.{where}: {e}") from None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -88,24 +134,25 @@ class OptunaSweeper(Sweeper):
     def search_space(self, arguments: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
         """The distributions to sample, and the fixed overrides every trial gets."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        arch = OmegaConf.select(self.config, "model.net.arch")
-        configured = {**self.params, **self.net_params.get(arch, {})}
+        sweeper = {"params": self.params, "net_params": self.net_params}
         command_line = parser.parse_overrides(list(arguments))
         fixed = [o.input_line for o in command_line if not o.is_sweep_override()]
         pinned = {o.get_key_element() for o in command_line if not o.is_sweep_override()}
-        space = {}
         # Command-line sweeps add to the configured space; a plain key=value pins that key.
-        for o in [*parser.parse_overrides([f"{k}={v}" for k, v in configured.items()]), *command_line]:
-            if o.is_sweep_override() and o.get_key_element() not in pinned:
-                space[o.get_key_element()] = distribution(o)
+        configured = configured_space(sweeper, OmegaConf.select(self.config, "model.net.arch"))
+        space = distributions(parser, [*configured, *(o.input_line for o in command_line)])
+        space = {k: d for k, d in space.items() if k not in pinned}
         if not space:
-            raise ValueError("hparams_search: the search space is empty (hydra.sweeper.params)")
+            raise ConfigError("hparams_search: the search space is empty (hydra.sweeper.params)")
         return space, fixed
 
     def sweep(self, arguments: list[str]) -> None:
         import optuna
 
-        space, fixed = self.search_space(arguments)
+        from litlab.command_line import _exit_2_on_config_error
+
+        with _exit_2_on_config_error():  # one line, exit 2, before the sweep directory is made
+            space, fixed = self.search_space(arguments)
         # Resolving the sweep directory here also fixes its timestamp for every job.
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)

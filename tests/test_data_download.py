@@ -1,5 +1,6 @@
 """Downloads against a local HTTP server on 127.0.0.1 only: verified, atomic, clear errors."""
 
+import gzip
 import hashlib
 import http.server
 import pickle
@@ -14,11 +15,32 @@ from datafiles import write_cifar, write_mnist
 from litlab.data import CIFAR10DataModule, DownloadError, MNISTDataModule, download
 from litlab.data.cifar import read_batch
 
+#: What a proxy or a moved dataset's host sends instead of the file, with status 200.
+HTML = b"<!DOCTYPE html><html><body>Please sign in to continue</body></html>"
+
 
 class Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the test's folder; ``/truncated/<file>`` promises the whole file but sends half, then hangs up."""
+    """Serves the test's folder; ``/truncated/<file>`` promises the whole file but sends half, then hangs up.
+
+    ``/unsized/<file>`` sends half of it without a Content-Length (the end of the connection is the end of
+    the body, as HTTP/1.0 allows); ``/html/<file>`` sends an HTML page instead.
+    """
 
     def do_GET(self) -> None:
+        if self.path.startswith("/html/"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(HTML)))
+            self.end_headers()
+            self.wfile.write(HTML)
+            return
+        if self.path.startswith("/unsized/"):
+            data = (Path(self.directory) / self.path.removeprefix("/unsized/")).read_bytes()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            return
         if self.path.startswith("/truncated/"):
             data = (Path(self.directory) / self.path.removeprefix("/truncated/")).read_bytes()
             self.send_response(200)
@@ -114,6 +136,37 @@ def test_mnist_download_with_a_wrong_checksum_fails_clearly(server, tmp_path):
     assert "t10k-images-idx3-ubyte.gz" not in leftovers(tmp_path / "data")
 
 
+@pytest.mark.parametrize("md5s", [None, {"train-images-idx3-ubyte": "misspelled: no .gz"}])
+def test_mnist_download_without_a_checksum_keeps_only_what_reads(server, tmp_path, md5s):
+    """Kept under its final name, an HTML page or a cut body failed every later run ("corrupt") until deleted."""
+    served, url = server
+    write_mnist(served, n_train=40, n_test=10)
+    data_dir = tmp_path / "data"
+    raw = data_dir / "MNIST" / "raw"
+    for bad, why in (("html/", r"is corrupt or truncated: .*\(the server sent text/html\)"), ("unsized/", "truncated")):
+        dm = MNISTDataModule(data_dir=str(data_dir), url=url + bad, md5=md5s, val_split=10, num_classes=10)
+        with pytest.raises(DownloadError, match=rf"download of {url}{bad}train-images-idx3-ubyte\.gz to .* {why}"):
+            dm.setup("fit")
+        assert leftovers(raw) == []
+    # The next run downloads again, and a good file passes the check.
+    dm = MNISTDataModule(data_dir=str(data_dir), url=url, md5=md5s, val_split=10, num_classes=10)
+    dm.setup("fit")
+    assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [30, 10, 10]
+
+
+def test_an_unreadable_idx_file_in_gzip_is_named(server, tmp_path):
+    """Whole gzip streams, but not what the reader expects: the IDX header is checked as well."""
+    served, url = server
+    files = write_mnist(served / "x", n_train=40, n_test=10)
+    files["train-images-idx3-ubyte"].write_bytes(gzip.compress(b"\x00\x00\x09\x01"))  # 9: not unsigned bytes
+    dm = MNISTDataModule(data_dir=str(tmp_path / "data"), url=url + "x/", val_split=10, num_classes=10)
+    with pytest.raises(
+        DownloadError, match=r"x/train-images-idx3-ubyte\.gz to .* is not an IDX file of unsigned bytes"
+    ):
+        dm.setup("fit")
+    assert leftovers(tmp_path / "data") == []
+
+
 def cifar_archive(served: Path, work: Path) -> Path:
     folder = write_cifar(work, n_per_batch=4)
     archive = served / "cifar-10-python.tar.gz"
@@ -146,6 +199,21 @@ def test_cifar_bad_checksum_and_404(server, tmp_path):
     with pytest.raises(DownloadError, match=r"nope\.tar\.gz .*HTTP 404"):
         dm.setup("fit")
     assert leftovers(tmp_path / "d1") == [] and leftovers(tmp_path / "d2") == []
+
+
+def test_cifar_download_without_a_checksum_keeps_only_a_whole_archive(server, tmp_path):
+    """An HTML page or a cut archive was kept and failed every later run ("not a readable tar archive")."""
+    served, url = server
+    archive = cifar_archive(served, tmp_path / "src")
+    data_dir = tmp_path / "data"
+    for bad, why in (("html/", r"is not a readable tar archive: .*\(the server sent text/html\)"), ("unsized/", "")):
+        dm = CIFAR10DataModule(data_dir=str(data_dir), url=f"{url}{bad}{archive.name}", md5=None, num_classes=10)
+        with pytest.raises(DownloadError, match=rf"download of {url}{bad}cifar-10-python\.tar\.gz to .* {why}"):
+            dm.setup("fit")
+        assert leftovers(data_dir) == []
+    dm = CIFAR10DataModule(data_dir=str(data_dir), url=url + archive.name, val_split=4, num_classes=10)
+    dm.setup("fit")
+    assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [16, 4, 4]
 
 
 def test_cifar_missing_and_corrupt_batches(tmp_path):

@@ -9,7 +9,9 @@ import pickle
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -55,6 +57,18 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if len(x) != len(y):
         raise ValueError(f"{path} has {len(x)} images but {len(y)} labels")
     return x, y
+
+
+def check_archive(f: BinaryIO) -> None:
+    """What ``extract`` will unpack from a download: a tar archive read to its end, holding every batch."""
+    try:
+        with tarfile.open(fileobj=f) as tar:  # reading every header decompresses it all: a cut one fails
+            names = {name.removeprefix("./") for name in tar.getnames()}
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"not a readable tar archive: {str(e).splitlines()[0]}") from None
+    missing = [name for name in TRAIN + TEST if f"{FOLDER}/{name}" not in names]
+    if missing:
+        raise ValueError(f"an archive without {FOLDER}/{missing[0]} (truncated?)")
 
 
 def extract(archive: Path, dest: Path) -> None:
@@ -105,7 +119,7 @@ class CIFAR10DataModule(DataModule):
             )
         archive = data_dir / Path(self.url).name
         if not archive.is_file():
-            download(self.url, archive, md5=self.md5)
+            download(self.url, archive, md5=self.md5, check=check_archive)
         if (data_dir / FOLDER).exists():  # an incomplete earlier folder: keep it, under another name
             shutil.move(data_dir / FOLDER, data_dir / f"{FOLDER}.incomplete-{os.getpid()}")
         extract(archive, data_dir / FOLDER)

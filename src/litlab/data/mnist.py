@@ -3,8 +3,10 @@
 import gzip
 import math
 import struct
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -22,26 +24,40 @@ FILES = {
 }
 
 
+def parse_idx(data: bytes) -> np.ndarray:
+    """The array of an IDX file of unsigned bytes; a ``ValueError`` says what the data "is" otherwise."""
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise ValueError("not an IDX file of unsigned bytes (bad magic number)")
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError("truncated: its header is incomplete")
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = memoryview(data)[4 + 4 * ndim :]
+    if len(body) != math.prod(dims):
+        raise ValueError(
+            f"truncated or corrupt: its header says {list(dims)} ({math.prod(dims)} bytes), found {len(body)}"
+        )
+    return np.frombuffer(body, np.uint8).reshape(dims)
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """An IDX file of unsigned bytes as an array; corrupt or truncated files are named in the error."""
     path = Path(path)
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
+            return parse_idx(f.read())
+    except (OSError, EOFError, zlib.error) as e:
         raise ValueError(f"{path} is corrupt or truncated: {e}") from None
-    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
-    if len(data) < 4 + 4 * ndim:
-        raise ValueError(f"{path} is truncated: its header is incomplete")
-    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    body = memoryview(data)[4 + 4 * ndim :]
-    if len(body) != math.prod(dims):
-        raise ValueError(
-            f"{path} is truncated or corrupt: its header says {list(dims)} ({math.prod(dims)} bytes), found {len(body)}"
-        )
-    return np.frombuffer(body, np.uint8).reshape(dims)
+    except ValueError as e:
+        raise ValueError(f"{path} is {e}") from None
+
+
+def check_idx_gz(f: BinaryIO) -> None:
+    """What ``read_idx`` will read of a download: a gzip stream to its end, holding a whole IDX file."""
+    try:
+        parse_idx(gzip.GzipFile(fileobj=f).read())
+    except (OSError, EOFError, zlib.error) as e:  # not gzip (an HTML page), or cut short
+        raise ValueError(f"corrupt or truncated: {e}") from None
 
 
 def find_idx(data_dir: Path, name: str) -> dict[str, Path] | None:
@@ -94,7 +110,7 @@ class MNISTDataModule(DataModule):
         for stem in FILES.values():
             file = f"{stem}.gz"
             if not (raw / file).is_file():
-                download(self.url.rstrip("/") + "/" + file, raw / file, md5=self.md5.get(file))
+                download(self.url.rstrip("/") + "/" + file, raw / file, md5=self.md5.get(file), check=check_idx_gz)
         return {key: raw / f"{stem}.gz" for key, stem in FILES.items()}
 
     def load(self) -> list[TensorDataset]:

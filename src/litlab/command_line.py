@@ -377,7 +377,7 @@ def check_own_run_dir(argv: list[str], command: str) -> None:
 
 
 @contextlib.contextmanager
-def _exit_2_on_config_error() -> Iterator[None]:
+def exit_2_on_config_error() -> Iterator[None]:
     """A ``ConfigError`` becomes one line on stderr and exit code 2, before Hydra makes a run directory."""
     try:
         yield
@@ -397,7 +397,7 @@ def checked_command(command: str) -> Callable[[Callable[[], Any]], Callable[[], 
         @functools.wraps(main)
         def wrapper() -> Any:
             overrides = _command_line_overrides(sys.argv[1:])
-            with _exit_2_on_config_error():
+            with exit_2_on_config_error():
                 check_own_run_dir(sys.argv[1:], command)
                 if overrides is not None:
                     check_creatable(check_command_line(overrides, command))
@@ -422,7 +422,7 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
         overrides = _command_line_overrides(argv)
         # DDP's child ranks re-run the entry point with the parent's (already checked) overrides.
         if overrides is not None and "LOCAL_RANK" not in os.environ:
-            with _exit_2_on_config_error():
+            with exit_2_on_config_error():
                 check_own_run_dir(overrides, "train")
                 multirun = any(a in ("-m", "--multirun") for a in argv)
                 resumed = overrides if multirun else _resumed(overrides)

@@ -149,9 +149,9 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         import optuna
 
-        from litlab.command_line import _exit_2_on_config_error
+        from litlab.command_line import exit_2_on_config_error
 
-        with _exit_2_on_config_error():  # one line, exit 2, before the sweep directory is made
+        with exit_2_on_config_error():  # one line, exit 2, before the sweep directory is made
             space, fixed = self.search_space(arguments)
         # Resolving the sweep directory here also fixes its timestamp for every job.
         sweep_dir = Path(str(self.config.hydra.sweep.dir))

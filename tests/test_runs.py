@@ -64,3 +64,19 @@ def test_json_holds_no_nan(tmp_path):
     assert json.loads((tmp_path / "m.json").read_text(), parse_constant=pytest.fail) == {
         "metrics": {"loss": None, "acc": 0.5, "x": [None]}
     }
+
+
+def test_a_write_that_fails_names_the_file_and_keeps_the_one_before(tmp_path, monkeypatch):
+    """A full disk: the OS's "No space left on device" names no file."""
+    import errno
+
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"old": 1})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"could not write .*metrics\.json: No space left on device"):
+        write_json_atomic(path, {"new": 2})
+    assert path.read_text() == '{\n  "old": 1\n}\n' and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

@@ -47,6 +47,9 @@ def atomic_file(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterat
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk says "No space left on device" without naming the file
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, f"could not write {path}: {e.strerror or e}") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -56,12 +56,11 @@ def optional(check: Callable[[Any], bool], *also: Any) -> Callable[[Any], bool]:
 
 
 def _val_check_interval(v: Any) -> bool:
-    """Lightning's: batches, a share of the epoch, or a time (a timedelta's arguments as a dict are its to check)."""
+    """Batches or a share of the epoch. Lightning's time forms are left out: a dict reaches it as a
+    DictConfig, which it cannot compare, and a time breaks EarlyStopping's setup."""
     if isinstance(v, float):
         return 0 < v <= 1
-    if isinstance(v, str):
-        return re.fullmatch(r"\d+:\d+:\d+:\d+", v) is not None
-    return v is None or integer(1)(v) or isinstance(v, DictConfig)
+    return v is None or integer(1)(v)
 
 
 #: A rule: a key's check, and what it allows (for the message).
@@ -87,7 +86,7 @@ RULES: Rules = {
     "trainer.gradient_clip_val": (number(0, allow_none=True), "a finite number >= 0 or null"),
     "trainer.val_check_interval": (
         _val_check_interval,
-        "an integer >= 1 (batches), a fraction of an epoch in (0, 1], a time DD:HH:MM:SS or null",
+        "an integer >= 1 (batches), a fraction of an epoch in (0, 1], or null",
     ),
     "data.batch_size": (integer(1), "an integer >= 1"),
     "data.eval_batch_size": (integer(1, (None,)), "an integer >= 1 or null"),
@@ -111,7 +110,7 @@ RULES: Rules = {
     "float32_matmul_precision": (lambda v: v in ("highest", "high", "medium"), "highest, high or medium"),
     "callbacks.model_checkpoint.every_n_train_steps": (integer(1, (None, 0)), "an integer >= 1 or null"),
     "callbacks.early_stopping.patience": (integer(0), "an integer >= 0"),
-    "callbacks.early_stopping.min_delta": (number(0), "a finite number >= 0"),
+    "callbacks.early_stopping.min_delta": (number(-float("inf")), "a finite number"),
     "callbacks.ema.decay": (lambda v: number(0)(v) and v < 1, "a number in [0, 1): 1 would never move"),
     "callbacks.ema.update_every_n_steps": (integer(1), "an integer >= 1"),
     # Booleans that take more than true and false (every other shipped boolean: ``boolean_rules``).

@@ -8,22 +8,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from litlab.data.base import DataModule, split_tensors
-from litlab.data.files import read_npy, read_npz
+from litlab.data.files import numeric, read_npy, read_npz
 
 SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 KEYS = ("x", "y", *SPLIT_KEYS)
-
-
-def _tensor(array: np.ndarray, where: str) -> Tensor:
-    if array.dtype.kind not in "biuf":  # torch's own error names neither the file nor the key
-        raise ValueError(f"{where} holds {array.dtype} values; litlab reads numbers (class labels as integers)")
-    return torch.from_numpy(array)
 
 
 def read_arrays(path: str | Path) -> dict[str, Tensor]:
@@ -35,9 +28,9 @@ def read_arrays(path: str | Path) -> dict[str, Tensor]:
         files = sorted(path.glob("*.npy"))
         if not files:
             raise FileNotFoundError(f"data.path={path} holds no .npy files (expected x.npy, y.npy or x_train.npy, ...)")
-        return {f.stem: _tensor(read_npy(f), str(f)) for f in files}
+        return {f.stem: numeric(read_npy(f), str(f)) for f in files}
     if path.suffix == ".npz":
-        return {k: _tensor(v, f"{path}: {k}") for k, v in read_npz(path).items()}
+        return {k: numeric(v, f"{path}: {k}") for k, v in read_npz(path).items()}
     if path.suffix == ".pt":
         from litlab.checkpoint import load_weights_only
 

@@ -385,3 +385,9 @@ def test_a_last_training_batch_of_one_sample_is_named_before_training(train_in_p
     train_in_process("data.batch_size=3", "debug=limit", "trainer.max_epochs=1", "logger=none")  # 5 batches of 3
     with pytest.raises(ConfigError, match=r"^data.batch_size=1: BatchNorm cannot normalize a batch of one sample"):
         train_in_process("data.batch_size=1", "logger=none")
+
+
+def test_debug_overfit_trains_data_read_through_a_dataloader(train_in_process):
+    """Lightning swaps in a SequentialSampler to overfit, which the resumable loader must take too."""
+    metrics, run_dir = train_in_process("debug=overfit", "data=sequences", "model=rnn", "trainer.max_epochs=2")
+    assert read_metrics(run_dir)["steps"] > 0 and "train/loss" in metrics

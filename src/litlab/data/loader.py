@@ -120,15 +120,21 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         """How far this epoch got; Lightning keeps it in checkpoints."""
-        return {"epoch": self.sampler.epoch, "batches": self._yielded}
+        return {"epoch": self._epoch, "batches": self._yielded}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._resume_at = (state["epoch"], state["batches"])
 
+    @property
+    def _epoch(self) -> int:
+        # Lightning swaps in a SequentialSampler under debug=overfit: no epochs, nothing to skip.
+        return self.sampler.epoch if isinstance(self.sampler, ShardSampler) else 0
+
     def __iter__(self) -> Iterator[Any]:
         resume, self._resume_at = self._resume_at, None
-        self._yielded = resume[1] if resume and resume[0] == self.sampler.epoch else 0
-        self.sampler.skip = self._yielded * self.batch_size  # read once, as the epoch's order is drawn
+        self._yielded = resume[1] if resume and resume[0] == self._epoch else 0
+        if isinstance(self.sampler, ShardSampler):
+            self.sampler.skip = self._yielded * self.batch_size  # read once, as the epoch's order is drawn
         for batch in super().__iter__():
             self._yielded += 1
             yield batch

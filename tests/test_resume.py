@@ -202,6 +202,17 @@ def test_a_resumed_run_keeps_its_csv_log(train_in_process, recwarn):
     assert not [w for w in recwarn if "will be deleted" in str(w.message)]
 
 
+def test_a_resume_takes_the_schedule_settings_it_follows_and_refuses_the_others(train_in_process):
+    """cosine's warmup_ratio/min_lr_ratio shape the schedule over the new total (optim._Resizable); its lr is restored."""
+    from litlab.validate import ConfigError
+
+    _, run_dir = train_in_process("debug=limit", "logger=none", "trainer.max_epochs=1")
+    resume = [f"ckpt_path={run_dir}", f"paths.root_dir={run_dir.parent}", "debug=limit", "trainer.max_epochs=2"]
+    check_command_line([*resume, "model.scheduler.min_lr_ratio=0.5", "model.scheduler.warmup_ratio=0.2"])
+    with pytest.raises(ConfigError, match=r"model\.optimizer\.lr=0\.003, this config has 0\.1"):
+        check_command_line([*resume, "model.optimizer.lr=0.1"])
+
+
 def test_resuming_a_finished_run_keeps_its_metrics(train_in_process):
     """Nothing left to train logs no train/val metrics; metrics.json keeps the earlier ones."""
     from litlab.train import train

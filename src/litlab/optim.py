@@ -120,6 +120,9 @@ def _plateau(
 _onecycle.forwards_to = OneCycleLR  # type: ignore[attr-defined]  # where its **kwargs go (config checks read it)
 
 SCHEDULERS: dict[str, Callable[..., dict]] = {"cosine": _cosine, "onecycle": _onecycle, "plateau": _plateau}
+#: The settings of a schedule that a resumed run takes from its config (``_Resizable.kept``: the
+#: shape of the schedule over the new total); the rest come back with the saved state.
+FOLLOWED_ON_RESUME = {"cosine": ("warmup_ratio", "min_lr_ratio"), "onecycle": ("pct_start",)}
 
 
 def build_scheduler(optimizer: Optimizer, total_steps: int, name: str, **kwargs: Any) -> dict:

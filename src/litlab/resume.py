@@ -161,8 +161,12 @@ def check_resumable(
 
 
 def _settings(part: Any) -> dict[str, Any]:
-    """An optimizer's or schedule's settings as compared on resume (``fused`` may change: the device may)."""
-    return {k: v for k, v in dict(part or {}).items() if k != "fused"}
+    """What of an optimizer's or schedule's settings the saved state fixes (``fused`` may change: the device may)."""
+    from litlab.optim import FOLLOWED_ON_RESUME
+
+    settings = dict(part or {})
+    followed = ("fused", *FOLLOWED_ON_RESUME.get(settings.get("name"), ()))
+    return {k: v for k, v in settings.items() if k not in followed}
 
 
 def _changed(held: dict[str, Any], wanted: dict[str, Any]) -> tuple[str, Any, Any] | None:

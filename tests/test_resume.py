@@ -203,7 +203,7 @@ def test_a_resumed_run_keeps_its_csv_log(train_in_process, recwarn):
 
 
 def test_a_resume_takes_the_schedule_settings_it_follows_and_refuses_the_others(train_in_process):
-    """cosine's warmup_ratio/min_lr_ratio shape the schedule over the new total (optim._Resizable); its lr is restored."""
+    """cosine's warmup_ratio and min_lr_ratio shape the schedule over the new total; its lr is restored."""
     from litlab.validate import ConfigError
 
     _, run_dir = train_in_process("debug=limit", "logger=none", "trainer.max_epochs=1")
@@ -290,6 +290,10 @@ def test_a_resume_that_cannot_work_is_refused_and_leaves_the_run_as_it_was(tmp_p
             "model.scheduler=cosine, this config has null",
         ),
         "fewer steps than it trained": ([f"ckpt_path={run_dir}", "trainer.max_steps=3"], "past trainer.max_steps=3"),
+        "fewer steps, in its directory": (
+            [f"hydra.run.dir={run_dir}", "trainer.max_steps=3"],
+            "past trainer.max_steps=3",
+        ),
     }
     for name, (args, message) in cases.items():
         proc = cli("litlab-train", *args, cwd=tmp_path, check=False)

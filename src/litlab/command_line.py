@@ -278,7 +278,7 @@ def _resumed(args: list[str]) -> list[str]:
 def _check_run_dir(cfg: DictConfig) -> None:
     """A ``hydra.run.dir`` holding a run's ``last.ckpt`` resumes it (a requeued job does): it must fit."""
     from litlab.checkpoint import load_checkpoint
-    from litlab.resume import check_resumable, requeued_checkpoint
+    from litlab.resume import check_not_past, check_resumable, requeued_checkpoint
 
     run_dir = OmegaConf.select(cfg, "hydra.run.dir")
     last = run_dir and requeued_checkpoint(run_dir)
@@ -291,7 +291,9 @@ def _check_run_dir(cfg: DictConfig) -> None:
             "to test it use litlab-eval ckpt_path=<that run>"
         )
     try:
-        check_resumable(load_checkpoint(last, mmap=True), meta_task(cfg), where, fix="choose another hydra.run.dir")
+        checkpoint = load_checkpoint(last, mmap=True)
+        check_resumable(checkpoint, meta_task(cfg), where, fix="choose another hydra.run.dir")
+        check_not_past(checkpoint, cfg.get("trainer", {}), where)
     except ValueError as e:
         raise ConfigError(str(e) if str(e).startswith(where) else f"{where}, but {e}") from None
 
@@ -318,7 +320,7 @@ def _check_no_record(cfg: DictConfig, run_dir: str) -> None:
     if not stored.is_file():
         return
     held = [str(o) for o in OmegaConf.load(stored)]
-    if held != list(cfg.hydra.overrides.task):
+    if sorted(held) != sorted(cfg.hydra.overrides.task):  # the same run, whatever the order typed
         raise ConfigError(
             f"hydra.run.dir={run_dir} holds another run ({' '.join(held) or 'no overrides'}), whose record this "
             "one would overwrite: choose another hydra.run.dir"

@@ -43,7 +43,10 @@ RESULTS_FILE = "optuna_results.yaml"
 SETTINGS: Rules = {
     "hydra.sweeper.direction": (lambda v: str(v) in DIRECTIONS, "minimize or maximize (min, max)"),
     "hydra.sweeper.n_trials": (integer(1), "an integer >= 1"),
-    "hydra.sweeper.n_jobs": (integer(1), "an integer >= 1"),
+    "hydra.sweeper.n_jobs": (
+        integer(1),
+        "an integer >= 1 (by default the launcher's hydra.launcher.n_jobs: give joblib a count, not -1)",
+    ),
 }
 
 

@@ -222,6 +222,7 @@ def test_bad_inputs_are_refused_by_name(ckpts, tmp_path, kind):
     assert not list((tmp_path / "predict").iterdir())
 
 
+@pytest.mark.slow
 def test_a_predict_into_a_directory_holding_predictions_is_refused(ckpts, tmp_path):
     """They were overwritten; and a failed predict left them beside its own failed metrics.json."""
     run_dir = tmp_path / "predicted"

@@ -39,6 +39,8 @@ def faulty(cwd: Path, env: dict[str, str], *overrides: str) -> subprocess.Comple
         capture_output=True,
         text=True,
         timeout=240,
+        # A shell's background job ignores SIGINT, and so would the child: its Ctrl-C must arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

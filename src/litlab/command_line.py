@@ -314,21 +314,23 @@ def _check_no_record(cfg: DictConfig, run_dir: str) -> None:
     (A requeued job killed before its first checkpoint starts again there.) Any other run would
     write its config, metrics and TensorBoard events over and among that run's.
     """
-    from litlab.runs import read_summary
+    from litlab.resume import stored_overrides
+    from litlab.runs import LAST_CHECKPOINT, finished, read_summary
 
-    stored = Path(run_dir, ".hydra", "overrides.yaml")
-    if not stored.is_file():
+    if not Path(run_dir, ".hydra", "overrides.yaml").is_file():
         return
-    held = [str(o) for o in OmegaConf.load(stored)]
+    try:
+        held = stored_overrides(run_dir)
+    except ValueError as e:
+        raise ConfigError(f"hydra.run.dir={run_dir} holds a run, but {e}") from None
     if sorted(held) != sorted(cfg.hydra.overrides.task):  # the same run, whatever the order typed
         raise ConfigError(
             f"hydra.run.dir={run_dir} holds another run ({' '.join(held) or 'no overrides'}), whose record this "
             "one would overwrite: choose another hydra.run.dir"
         )
-    summary = read_summary(run_dir)
-    if summary.get("metrics") and "status" not in summary:
+    if finished(read_summary(run_dir)):
         raise ConfigError(
-            f"hydra.run.dir={run_dir} holds this run, finished and without checkpoints/last.ckpt to go on from: "
+            f"hydra.run.dir={run_dir} holds this run, finished and without {LAST_CHECKPOINT} to go on from: "
             "choose another hydra.run.dir to run it again"
         )
 

@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from litlab.runs import CHECKPOINTS, METRICS_FILE, read_summary, write_json_atomic
+from litlab.runs import CHECKPOINTS, METRICS_FILE, finished, read_summary, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def record_failure(run_dir: Path, error: BaseException, announce: bool = True) -
     best = summary.get("best_checkpoint")
     if best and not (run_dir / CHECKPOINTS / Path(best).name).is_file():
         summary["best_checkpoint"] = None  # the attempt trained on and replaced it: the run is not as it finished
-    elif summary.get("metrics") and "status" not in summary:
+    elif finished(summary):
         summary["last_attempt"] = attempt  # a finished run resumed again, failing before it changed: its results stand
         attempt = {}
     summary.update(run_dir=str(run_dir), **attempt)

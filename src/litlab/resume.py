@@ -66,18 +66,24 @@ def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
 
 def with_run_overrides(args: list[str], run: str | Path) -> list[str]:
     """``args`` after the overrides stored in ``run`` that they do not give again."""
+    given = {override_key(a) for a in args}
+    held = _renamed(stored_overrides(run))
+    return [*(o for o in held if override_key(o) not in {*given, *NOT_CARRIED}), *args]
+
+
+def stored_overrides(run: str | Path) -> list[str]:
+    """The command-line overrides a run was started with (``.hydra/overrides.yaml``); ``ValueError`` if damaged."""
     import yaml
     from omegaconf import ListConfig, OmegaConf
 
-    given, record = {override_key(a) for a in args}, Path(run) / ".hydra" / "overrides.yaml"
+    record = Path(run) / ".hydra" / "overrides.yaml"
     try:
         stored = OmegaConf.load(record)
     except yaml.YAMLError as e:
         stored = str(e).split("\n")[0]
     if not isinstance(stored, ListConfig):  # a damaged record: which config the run had is unknown
         raise ValueError(f"{record} is not a list of overrides ({stored}): the run's record is damaged; restore it")
-    held = _renamed([str(o) for o in stored])
-    return [*(o for o in held if override_key(o) not in {*given, *NOT_CARRIED}), *args]
+    return [str(o) for o in stored]
 
 
 def requeued_checkpoint(run_dir: str | Path) -> str | None:

@@ -122,6 +122,11 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
     return summary if isinstance(summary, dict) else {}
 
 
+def finished(summary: Mapping[str, Any]) -> bool:
+    """Whether a run's ``metrics.json`` is that of a run that finished (a failed attempt adds a ``status``)."""
+    return bool(summary.get("metrics")) and "status" not in summary
+
+
 def best_checkpoint(run_dir: Path) -> Path | None:
     """A run directory's best checkpoint (metrics.json's ``best_checkpoint``), else its ``last.ckpt``, else None."""
     best = read_summary(run_dir).get("best_checkpoint")

@@ -51,7 +51,33 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.n, self.world_size))
 
 
-class TensorLoader:
+class _ResumesMidEpoch:
+    """How far a loader got into its epoch (``state_dict``), which Lightning keeps in checkpoints.
+
+    The order is a function of (seed, epoch), so resuming is skipping the batches already seen.
+    """
+
+    sampler: Any
+    _yielded, _resume_at = 0, None
+
+    @property
+    def _epoch(self) -> int:
+        # Lightning swaps in a SequentialSampler under debug=overfit: no epochs, nothing to skip.
+        return self.sampler.epoch if isinstance(self.sampler, ShardSampler) else 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (state["epoch"], state["batches"])
+
+    def _batches_seen(self) -> int:
+        """The batches of this epoch a resumed run has trained already (once: the resume is used up)."""
+        resume, self._resume_at = self._resume_at, None
+        return resume[1] if resume and resume[0] == self._epoch else 0
+
+
+class TensorLoader(_ResumesMidEpoch):
     """Yields batches of in-memory tensors with one gather per tensor per batch.
 
     A drop-in for ``DataLoader`` where samples are rows of tensors: no per-sample
@@ -71,14 +97,6 @@ class TensorLoader:
         self.tensors, self.sampler, self.pin_memory = tuple(tensors), sampler, pin_memory
         self.batch_sampler = None  # DataLoader's attributes, which Lightning inspects
         self.batch_size, self.drop_last = batch_size, drop_last
-        self._yielded, self._resume_at = 0, None
-
-    def state_dict(self) -> dict[str, int]:
-        """How far this epoch got; Lightning keeps it in checkpoints, so a mid-epoch resume skips ahead."""
-        return {"epoch": self.sampler.epoch, "batches": self._yielded}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self._resume_at = (state["epoch"], state["batches"])
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -86,10 +104,7 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         index = self.sampler.indices().to(self.tensors[0].device)
-        # The order is a function of (seed, epoch), so resuming is skipping the batches already seen.
-        resume, self._resume_at = self._resume_at, None
-        start = resume[1] if resume and resume[0] == self.sampler.epoch else 0
-        for i in range(start, len(self)):
+        for i in range(self._batches_seen(), len(self)):
             self._yielded = i + 1
             batch = index[i * self.batch_size : (i + 1) * self.batch_size]
             yield tuple(self._gather(t, batch) for t in self.tensors)
@@ -104,35 +119,20 @@ class TensorLoader:
         return torch.index_select(t, 0, rows, out=out)
 
 
-class ResumableDataLoader(DataLoader):
-    """torch's ``DataLoader`` over a ``ShardSampler``, with the ``state_dict`` that resumes it mid-epoch.
+class ResumableDataLoader(_ResumesMidEpoch, DataLoader):
+    """torch's ``DataLoader`` over a ``ShardSampler``, resumable mid-epoch as ``TensorLoader`` is.
 
-    As for ``TensorLoader``: the order is a function of (seed, epoch), so resuming is skipping
-    the batches already seen. Random per-sample transforms in worker processes draw from the
-    workers' own seeds, which a resumed epoch does not continue: such a run resumes, not exactly.
+    Random per-sample transforms in worker processes draw from the workers' own seeds, which a
+    resumed epoch does not continue: such a run resumes, not exactly.
     """
 
     def __init__(self, *args: Any, seed: int = 0, **kwargs: Any) -> None:
         # Each epoch's iterator draws its workers' base seed from this generator: drawn from the
         # global RNG, it would shift the dropout masks after a resume (the RNG is restored mid-epoch).
         super().__init__(*args, generator=torch.Generator().manual_seed(seed), **kwargs)
-        self._yielded, self._resume_at = 0, None
-
-    def state_dict(self) -> dict[str, int]:
-        """How far this epoch got; Lightning keeps it in checkpoints."""
-        return {"epoch": self._epoch, "batches": self._yielded}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self._resume_at = (state["epoch"], state["batches"])
-
-    @property
-    def _epoch(self) -> int:
-        # Lightning swaps in a SequentialSampler under debug=overfit: no epochs, nothing to skip.
-        return self.sampler.epoch if isinstance(self.sampler, ShardSampler) else 0
 
     def __iter__(self) -> Iterator[Any]:
-        resume, self._resume_at = self._resume_at, None
-        self._yielded = resume[1] if resume and resume[0] == self._epoch else 0
+        self._yielded = self._batches_seen()
         if isinstance(self.sampler, ShardSampler):
             self.sampler.skip = self._yielded * self.batch_size  # read once, as the epoch's order is drawn
         for batch in super().__iter__():

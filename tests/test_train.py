@@ -185,6 +185,24 @@ def test_user_config_dir_adds_an_experiment(tmp_path, how):
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 10
 
 
+@pytest.mark.parametrize(
+    "argv, overrides",
+    [
+        (["-m", "seed=1,2"], ["seed=1,2"]),
+        (["--config-dir", "/c", "seed=1"], ["hydra.searchpath=[file:///c]", "seed=1"]),
+        (["--config-dir=/c", "seed=1"], ["hydra.searchpath=[file:///c]", "seed=1"]),
+        (["-cd", "/c", "--cfg", "job"], None),  # a flag the checks do not follow: left to the job
+        (["-cd", "/c", "hydra.searchpath=[file:///d]"], None),
+    ],
+)
+def test_command_line_splits_into_flags_and_overrides(argv, overrides):
+    from litlab.command_line import _split_argv
+
+    flags, got = _split_argv(argv)
+    assert got == overrides
+    assert flags == [a for a in argv if a.startswith("-") or a == "/c"]  # what a resume's command line keeps
+
+
 def test_local_settings_need_no_package_header(tmp_path):
     """conf/local/default.yaml (here in a --config-dir) sets top-level keys as written."""
     (tmp_path / "my_conf" / "local").mkdir(parents=True)

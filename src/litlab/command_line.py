@@ -179,40 +179,33 @@ def _check_local_keys() -> None:
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 
 
-def _command_line_overrides(argv: list[str]) -> list[str] | None:
-    """The overrides of ``litlab-<command> [-m] [--config-dir DIR] key=value ...``; None for other Hydra flags.
+def _split_argv(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """The Hydra flags and the overrides of ``litlab-<command> [-m] [--config-dir DIR] key=value ...``.
 
-    ``--config-dir DIR`` becomes ``hydra.searchpath=[file://DIR]``, as Hydra adds DIR to its search
-    path, so that the checks compose the config the job will (``experiment=<yours>``).
+    The overrides are None where a flag other than those (``--cfg``, ``--config-name``, ...)
+    is given: the check is left to the job. ``--config-dir DIR`` becomes
+    ``hydra.searchpath=[file://DIR]``, as Hydra adds DIR to its search path, so that the checks
+    compose the config the job will (``experiment=<yours>``).
     """
-    overrides, args = [], iter(argv)
-    for arg in args:
-        flag, _, value = arg.partition("=")
-        if arg in ("-m", "--multirun"):
-            continue
-        if flag in CONFIG_DIR_FLAGS:
-            value = value or next(args, "")
-            overrides.append(f"hydra.searchpath=[file://{Path(value).resolve()}]")
-        elif arg.startswith("-"):
-            return None
-        else:
-            overrides.append(arg)
     from litlab.resume import override_key
 
-    if sum(override_key(o) == "hydra.searchpath" for o in overrides) > 1:
-        return None  # --config-dir beside hydra.searchpath=[...]: left to Hydra
-    return overrides
-
-
-def _flags(argv: list[str]) -> list[str]:
-    """The Hydra flags of ``argv`` (what ``_command_line_overrides`` does not pass on as overrides)."""
-    flags, args = [], iter(argv)
+    flags, overrides, args = [], [], iter(argv)
     for arg in args:
-        if arg.startswith("-"):
-            flags.append(arg)
-            if arg in CONFIG_DIR_FLAGS:
-                flags.append(next(args, ""))
-    return flags
+        if not arg.startswith("-"):
+            overrides.append(arg)
+            continue
+        flags.append(arg)
+        flag, _, value = arg.partition("=")
+        if flag in CONFIG_DIR_FLAGS:
+            if not value:
+                value = next(args, "")
+                flags.append(value)
+            overrides.append(f"hydra.searchpath=[file://{Path(value).resolve()}]")
+    followed = (*CONFIG_DIR_FLAGS, "-m", "--multirun")
+    checked = all(f.partition("=")[0] in followed for f in flags if f.startswith("-"))
+    # --config-dir beside hydra.searchpath=[...] is left to Hydra too.
+    checked = checked and sum(override_key(o) == "hydra.searchpath" for o in overrides) <= 1
+    return flags, overrides if checked else None
 
 
 def _compose(overrides: list[str], config_name: str = "train") -> DictConfig:
@@ -400,7 +393,7 @@ def checked_command(command: str) -> Callable[[Callable[[], Any]], Callable[[], 
     def wrap(main: Callable[[], Any]) -> Callable[[], Any]:
         @functools.wraps(main)
         def wrapper() -> Any:
-            overrides = _command_line_overrides(sys.argv[1:])
+            _, overrides = _split_argv(sys.argv[1:])
             with exit_2_on_config_error():
                 check_own_run_dir(sys.argv[1:], command)
                 if overrides is not None:
@@ -423,7 +416,7 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
     @functools.wraps(main)
     def wrapper() -> Any:
         argv = sys.argv[1:]
-        overrides = _command_line_overrides(argv)
+        flags, overrides = _split_argv(argv)
         # DDP's child ranks re-run the entry point with the parent's (already checked) overrides.
         if overrides is not None and "LOCAL_RANK" not in os.environ:
             with exit_2_on_config_error():
@@ -434,7 +427,7 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                 check_creatable(cfg, multirun)
                 if resumed != overrides:  # the flags as given (not --config-dir's search path), the run's overrides
                     derived = set(overrides) - set(argv)
-                    sys.argv[1:] = [*_flags(argv), *(o for o in resumed if o not in derived)]
+                    sys.argv[1:] = [*flags, *(o for o in resumed if o not in derived)]
                 if multirun:
                     _check_sweep_dir(cfg)
                 elif cfg.get("ckpt_path") is None:

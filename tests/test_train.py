@@ -95,6 +95,24 @@ def test_eval_reproduces_test_metrics(default_run, tmp_path):
     assert read_metrics(eval_dir)["metrics"]["test/acc"] == pytest.approx(m["metrics"]["test/acc"])
 
 
+def test_eval_tests_at_the_precision_the_run_trained_at(tmp_path):
+    """A bf16-mixed run tested again gives its own numbers (at 32-true its loss differs in the 3rd digit)."""
+    cli("litlab-train", "trainer.precision=bf16-mixed", "trainer.max_epochs=2", *FAST, cwd=tmp_path)
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    cli("litlab-eval", f"ckpt_path={run_dir}", *FAST, cwd=tmp_path)
+    (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
+    held, again = read_metrics(run_dir)["metrics"], read_metrics(eval_dir)["metrics"]
+    assert again["test/loss"] == pytest.approx(held["test/loss"], rel=1e-6)
+    # float16 autocast needs a GPU: without one such a run is tested at 32-true, not Lightning's bfloat16.
+    from litlab.eval import trained_precision
+
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert trained_precision(str(run_dir / "checkpoints" / "last.ckpt")) == "bf16-mixed"
+    ckpt["config"]["trainer"]["precision"] = "16-mixed"
+    torch.save(ckpt, tmp_path / "fp16.ckpt")
+    assert trained_precision(str(tmp_path / "fp16.ckpt")) == ("16-mixed" if torch.cuda.is_available() else "32-true")
+
+
 def test_eval_reads_a_checkpoint_with_the_old_split_keys(default_run, tmp_path):
     """Checkpoints written before the split keys were unified (val_fraction, test_fraction) still evaluate."""
     _, run_dir = default_run

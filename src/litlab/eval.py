@@ -35,6 +35,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.print_config:
         print(OmegaConf.to_yaml(data_cfg, resolve=True))
 
+    if cfg.trainer.precision is None:
+        cfg.trainer.precision = trained_precision(ckpt_path)
     task = load_task(ckpt_path)
     check_data_fits(task, data_cfg)
     datamodule = instantiate(data_cfg)
@@ -45,6 +47,23 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     write_json_atomic(f"{run_dir}/{METRICS_FILE}", {"checkpoint": ckpt_path, "run_dir": run_dir, "metrics": metrics})
     print(f"Run directory: {run_dir}")
     return metrics
+
+
+def trained_precision(ckpt_path: str) -> str:
+    """The precision the checkpoint's run trained and tested at, so that a test repeats the run's numbers.
+
+    float16 autocast needs a GPU: without one such a run is tested at 32-true (Lightning would
+    take bfloat16, which rounds more than either).
+    """
+    import torch
+
+    from litlab.inputs import checkpoint_config
+
+    held = str((checkpoint_config(ckpt_path).get("trainer") or {}).get("precision") or "32-true")
+    if held in ("16-mixed", "16") and not torch.cuda.is_available():
+        log.info(f"Testing at 32-true: the run trained at {held}, which needs a GPU")
+        return "32-true"
+    return held
 
 
 @entry_point

@@ -1,6 +1,7 @@
 """litlab-export: every format for every net, the parity check, the sidecar, quantization, bad requests."""
 
 import json
+import subprocess
 import sys
 from dataclasses import replace
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import cli
+from conftest import BIN, cli
 from trained import NETS, Checkpoints, config, saving_as_if_on_gpu
 
 from litlab.export import FORMATS, MissingExtraError, ParityError, check_parity, export
@@ -210,6 +211,27 @@ def test_failed_parity_keeps_no_model_file(ckpts, tmp_path, monkeypatch):
     with pytest.raises(ParityError, match=r"by up to 0\.01"):
         export(config("export", run_dir, f"ckpt_path={ckpts['mlp']}", "format=torchscript"))
     assert list(run_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "state_dict"])
+def test_an_export_that_does_not_fit_on_disk_is_named(ckpts, tmp_path, fmt):
+    """A full disk (here a file size limit, as `ulimit -f` sets): TorchScript's C++ writer aborted the process."""
+    import resource
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # the digits MLP's files are ~60 kB
+
+    proc = subprocess.run(
+        [str(BIN / "litlab-export"), f"ckpt_path={ckpts['mlp']}", f"format={fmt}", "hydra.run.dir=out"],
+        cwd=tmp_path,
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    file = FORMATS[fmt].file
+    assert proc.returncode == 1 and f"could not write {tmp_path / 'out' / file}: File too large" in proc.stderr
+    assert not [p.name for p in (tmp_path / "out").iterdir() if file in p.name], "no file, whole or part"
 
 
 def test_missing_onnx_packages_give_a_clear_message(ckpts, tmp_path, monkeypatch):

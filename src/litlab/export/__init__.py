@@ -187,7 +187,10 @@ def export(cfg: DictConfig) -> dict:
         with explained_warnings(log):
             # The reference for a quantized export is the quantized module in Python: the check is of the export.
             exported = quantize_dynamic(module) if cfg.quantize else module
-            fmt.save(exported, example, task.net, spec, tmp)
+            try:
+                fmt.save(exported, example, task.net, spec, tmp)
+            except OSError as e:  # a full disk: "No space left on device" names no file
+                raise OSError(e.errno, f"could not write {path}: {e.strerror or e}") from e
             run = fmt.load(tmp, meta)
             cases = parity_cases(batch, any_length=seq is None)
             worst = check_parity(run, exported if cfg.quantize else task, cases, cfg.atol, cfg.rtol)

@@ -1,6 +1,7 @@
 """How a net is exported: the signature a file keeps, each format's save and load, quantization."""
 
 import importlib
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,9 +83,21 @@ def require(packages: tuple[str, ...], fmt: str) -> None:
         )
 
 
+def _write(path: Path, save: Callable[[io.BytesIO], object]) -> None:
+    """``save`` into memory, then the bytes to ``path``.
+
+    torch's C++ file writer fails on a full disk with "unexpected pos", and for TorchScript
+    aborts the process, leaving its file behind; Python's write raises an ``OSError``.
+    """
+    buffer = io.BytesIO()
+    save(buffer)
+    path.write_bytes(buffer.getbuffer())
+
+
 def _save_torchscript(module: nn.Module, example: tuple, net: nn.Module, spec: InputSpec, path: Path) -> None:
     # trace, not script: torch.jit.script cannot compile the Transformer (generator expressions).
-    torch.jit.save(torch.jit.trace(module, example), str(path))
+    traced = torch.jit.trace(module, example)
+    _write(path, lambda f: torch.jit.save(traced, f))
 
 
 def _load_torchscript(path: Path, meta: dict) -> Callable:
@@ -92,7 +105,8 @@ def _load_torchscript(path: Path, meta: dict) -> Callable:
 
 
 def _save_pt2(module: nn.Module, example: tuple, net: nn.Module, spec: InputSpec, path: Path) -> None:
-    torch.export.save(torch.export.export(module, example, dynamic_shapes=dynamic_shapes(net, spec)), str(path))
+    program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes(net, spec))
+    _write(path, lambda f: torch.export.save(program, f))
 
 
 def _load_pt2(path: Path, meta: dict) -> Callable:
@@ -128,7 +142,7 @@ def _load_onnx(path: Path, meta: dict) -> Callable:
 
 
 def _save_state_dict(module: nn.Module, example: tuple, net: nn.Module, spec: InputSpec, path: Path) -> None:
-    torch.save(net.state_dict(), path)
+    _write(path, lambda f: torch.save(net.state_dict(), f))
 
 
 def _load_state_dict(path: Path, meta: dict) -> Callable:

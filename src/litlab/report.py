@@ -63,14 +63,13 @@ def as_override(key: str, value: str) -> str:
 
 
 def read_overrides(job_dir: Path) -> dict[str, str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return {}
-    from omegaconf import OmegaConf
+    """A job's overrides as key -> value (keys as given, ``+trainer.x``, ``~key``); ``ValueError`` if damaged."""
+    from litlab.resume import stored_overrides
 
-    pairs = (str(line).split("=", 1) for line in OmegaConf.load(path))
-    # Keys as given (+trainer.x, ~key): the common line and the labels paste back as overrides.
-    return {k: v for k, v in (p if len(p) == 2 else (p[0], "") for p in pairs)}
+    if not (job_dir / ".hydra" / "overrides.yaml").is_file():
+        return {}
+    # Keys as given: the common line and the labels paste back as overrides.
+    return dict((*o.split("=", 1), "")[:2] for o in stored_overrides(job_dir))
 
 
 def read_job(job_dir: Path) -> Job:

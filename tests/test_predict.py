@@ -252,6 +252,12 @@ def test_bad_split_and_token_ids_are_refused(ckpts, tmp_path):
     np.save(tmp_path / "ids.npy", np.array([[1, 2, 25]]))
     with pytest.raises(ValueError, match=r"ids\.npy: token ids span \[1, 25\], the vocabulary is \[0, 20\)"):
         predict(config("predict", tmp_path / "p2", f"ckpt_path={tmp_path / 'tokens.ckpt'}", "input=ids.npy"))
+    # A folder of sequences, one file of floats among them: refused (it was cut to integers: 1.5 -> 1).
+    (tmp_path / "seqs").mkdir()
+    np.save(tmp_path / "seqs" / "a.npy", np.array([1, 2, 3]))
+    np.save(tmp_path / "seqs" / "b.npy", np.array([1.5, 2.0]))
+    with pytest.raises(ValueError, match=r"seqs: token ids must be an integer array \(N, T\), got \(2, 3\) torch"):
+        predict(config("predict", tmp_path / "p3", f"ckpt_path={tmp_path / 'tokens.ckpt'}", "input=seqs"))
 
 
 def test_inputs_of_a_checkpoint_without_data_config_need_normalize_false(ckpts, digits, tmp_path):

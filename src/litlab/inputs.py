@@ -5,6 +5,7 @@ an optional padding ``mask`` (True = real token), optional labels, and a name pe
 (its index in the split or array, or its file name in the folder).
 """
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,11 +309,10 @@ def path_inputs(path: str | Path, spec: InputSpec, normalize: bool = True) -> In
 
 def _padded(samples: list[Tensor], spec: InputSpec, names: list[str], source: str) -> Inputs:
     """Token sequences of different lengths, right-padded with 0 and masked."""
-    length = max(len(s) for s in samples)
-    x = torch.zeros(len(samples), length, dtype=torch.long)
-    mask = torch.zeros(len(samples), length, dtype=torch.bool)
-    for i, s in enumerate(samples):
-        x[i, : len(s)], mask[i, : len(s)] = s.reshape(-1), True
+    from litlab.data.collate import pad_sequences
+
+    dtype = functools.reduce(torch.promote_types, (s.dtype for s in samples))  # a file of floats is refused
+    x, mask = pad_sequences([s.reshape(-1).to(dtype) for s in samples])
     x, mask = _check(x, mask, spec, f"input={source}")
     return Inputs(x, mask, names)
 

@@ -6,15 +6,20 @@ import torch
 from torch import Tensor
 
 
+def pad_sequences(sequences: Sequence[Tensor], pad_value: int = 0) -> tuple[Tensor, Tensor]:
+    """``[tokens (T_i,), ...]`` -> ``(x (B, T), mask (B, T))``: right-padded to the longest, mask True for tokens."""
+    lengths = torch.tensor([len(s) for s in sequences])
+    x = torch.full((len(sequences), int(lengths.max())), pad_value, dtype=sequences[0].dtype)
+    for i, tokens in enumerate(sequences):
+        x[i, : len(tokens)] = tokens
+    return x, torch.arange(x.shape[1])[None, :] < lengths[:, None]
+
+
 def pad_collate(samples: Sequence[tuple[Tensor, Tensor]], pad_value: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """``[(tokens (T_i,), y), ...]`` -> ``(x (B, T), y (B,), mask (B, T))``, padded to the batch's longest.
 
     ``mask`` is True for real tokens: the Transformer keeps padding out of attention and pooling,
     the RNN reads only the real tokens.
     """
-    lengths = torch.tensor([len(x) for x, _ in samples])
-    x = torch.full((len(samples), int(lengths.max())), pad_value, dtype=samples[0][0].dtype)
-    for i, (tokens, _) in enumerate(samples):
-        x[i, : len(tokens)] = tokens
-    mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+    x, mask = pad_sequences([tokens for tokens, _ in samples], pad_value)
     return x, torch.stack([torch.as_tensor(y) for _, y in samples]), mask

@@ -175,7 +175,7 @@ def _check_local_keys() -> None:
             raise ConfigError(f"{local}: {key}: {held[key]} where the keys of {key} go ({key}: {{<key>: <value>}})")
 
 
-#: Flags the checks follow: a multirun, and ``--config-dir`` (its options are seen through ``hydra.searchpath``).
+#: ``--config-dir``, which the checks follow (its options are seen through ``hydra.searchpath``).
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 
 

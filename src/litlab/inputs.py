@@ -155,13 +155,13 @@ def class_names(info: dict[str, Any] | None, num_classes: int) -> list[str]:
     return [str(n) for n in names] if names is not None else [str(i) for i in range(num_classes)]
 
 
-def input_spec(task: Any, info: dict[str, Any] | None):
+def input_spec(task: Any, info: dict[str, Any] | None) -> InputSpec:
     """What ``task`` takes as input, with the normalization its data applied."""
     hp = task.hparams
     return InputSpec(list(hp.input_shape), hp.get("vocab_size"), (info or {}).get("normalization"))
 
 
-def checked_spec(task: Any, info: dict[str, Any] | None, normalize: bool):
+def checked_spec(task: Any, info: dict[str, Any] | None, normalize: bool) -> InputSpec:
     """The input spec for files given on the command line, refusing to guess a missing normalization."""
     spec = input_spec(task, info)
     if normalize and not spec.tokens and info is None:

@@ -305,22 +305,26 @@ def split_sizes(n: int, sizes: Sequence[float], names: Sequence[str] = ("val", "
     return counts
 
 
-def split_tensors(tensors: Sequence[Tensor], sizes: Sequence[float], seed: int = 0) -> list[TensorDataset]:
-    """Seeded random split of aligned tensors into train, val, test ``TensorDataset``s.
+def split_indices(n: int, sizes: Sequence[float], seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """Seeded random ``(train, val, test)`` indices of ``n`` samples.
 
     ``sizes`` are the ``(val, test)`` sizes, each a fraction (float) or a count (int).
     The split uses its own seed (``data.split_seed``), not the run's, so runs of a seed sweep
     are all scored on the same test set.
     """
-    n = len(tensors[0])
     n_val, n_test = split_sizes(n, sizes)
-    if n_val == n_test == 0:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
+
+
+def split_tensors(tensors: Sequence[Tensor], sizes: Sequence[float], seed: int = 0) -> list[TensorDataset]:
+    """Aligned tensors split into train, val, test ``TensorDataset``s (``split_indices``)."""
+    n = len(tensors[0])
+    if not any(split_sizes(n, sizes)):
         # Nothing to carve out (val and test given): no permuted copy of the training arrays.
         empty = [t[:0] for t in tensors]
         return [TensorDataset(*tensors), TensorDataset(*empty), TensorDataset(*empty)]
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    parts = order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
-    return [TensorDataset(*(t[idx] for t in tensors)) for idx in parts]
+    return [TensorDataset(*(t[idx] for t in tensors)) for idx in split_indices(n, sizes, seed)]
 
 
 def _floats(value: float | Sequence[float]) -> list[float]:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from litlab.data.base import DataModule, split_sizes
+from litlab.data.base import DataModule, split_indices
 from litlab.data.files import SUFFIXES, read_sample
 from litlab.runs import write_json_atomic
 
@@ -155,10 +155,7 @@ class FolderDataModule(DataModule):
         return {"classes": classes, "splits": splits}
 
     def split(self, samples: list, sizes: tuple) -> list[list]:
-        n_val, n_test = split_sizes(len(samples), sizes)
-        order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
-        parts = order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
-        return [[samples[i] for i in part] for part in parts]
+        return [[samples[i] for i in part.tolist()] for part in split_indices(len(samples), sizes, self.split_seed)]
 
     def load(self) -> list[FolderDataset]:
         index = self.index()

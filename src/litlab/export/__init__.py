@@ -85,6 +85,8 @@ def parity_batch(cfg: DictConfig, datamodule: Any, spec: InputSpec) -> Inputs:
     if len(batch.x) < 3:
         source = f"input={cfg.input}" if cfg.input is not None else "the test split"
         raise ValueError(f"the parity check needs at least 3 real inputs; {source} has {len(batch.x)}")
+    if spec.tokens and batch.mask is None:  # token ids without a mask (arrays data, an .npy): every token is real
+        batch = Inputs(batch.x, torch.ones_like(batch.x, dtype=torch.bool), batch.names, batch.y)
     return batch
 
 
@@ -96,9 +98,8 @@ def pad_to(batch: Inputs, seq: int) -> Inputs:
             f"the parity inputs have {length} tokens, but the net's input_shape is [{seq}], the one length "
             "torch.export builds a token RNN for; give inputs of at most that many tokens"
         )
-    mask = batch.mask if batch.mask is not None else torch.ones_like(batch.x, dtype=torch.bool)
     x = torch.cat([batch.x, batch.x.new_zeros(n, seq - length)], 1)
-    mask = torch.cat([mask, mask.new_zeros(n, seq - length)], 1)
+    mask = torch.cat([batch.mask, batch.mask.new_zeros(n, seq - length)], 1)
     return Inputs(x, mask, batch.names, batch.y)
 
 

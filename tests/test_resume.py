@@ -51,6 +51,13 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+def image_steps(run_dir: Path) -> dict[str, list[int]]:
+    """The steps of each TensorBoard image of a run (the confusion matrices), purged steps dropped."""
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    acc.Reload()
+    return {tag: [e.step for e in acc.Images(tag)] for tag in acc.Tags()["images"]}
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """The uninterrupted run (in-process: same code, same config, faster)."""
@@ -77,6 +84,7 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
             assert [s for s, _ in got[tag]] == [s for s, _ in want[tag]], tag
         else:
             assert got[tag] == want[tag], tag
+    assert image_steps(resumed) == image_steps(reference)
 
 
 @pytest.mark.slow
@@ -92,6 +100,17 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, referen
     assert f"Run directory: {run_dir}" in proc.stdout
     assert not list((run_dir / "checkpoints").glob("*-v*.ckpt")), "no last-v1.ckpt beside last.ckpt"
     assert_same_run(run_dir, reference)
+
+
+@pytest.mark.slow
+def test_kill_9_after_an_epoch_end_checkpoint_then_resume_equals_uninterrupted_run(tmp_path, reference):
+    """The checkpoint of a validation: its confusion matrix and the next epoch's learning rate were purged."""
+    assert faulty(tmp_path, {"FAULT_KILL_AT_STEP": "20"}).returncode == -signal.SIGKILL
+    run_dir = only_run(tmp_path)
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 20
+    cli("litlab-train", f"ckpt_path={run_dir}", cwd=tmp_path)
+    assert_same_run(run_dir, reference)
+    assert image_steps(run_dir)["val/confusion_matrix"] == [19, 39], "beside val/acc, at the epoch's last step"
 
 
 @pytest.mark.slow

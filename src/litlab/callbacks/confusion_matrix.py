@@ -6,7 +6,7 @@ import lightning as L
 import numpy as np
 
 from litlab.callbacks.images import font
-from litlab.tensorboard import tensorboard_loggers
+from litlab.tensorboard import logged_step, tensorboard_loggers
 
 
 def draw_confusion_matrix(cm: np.ndarray, cell: int = 28) -> np.ndarray:
@@ -58,4 +58,4 @@ class ConfusionMatrixImage(L.Callback):
             cm = metric.confusion.detach().cpu().numpy().copy()  # float32 under any precision (Meters)
         for logger in tensorboard_loggers(trainer) if trainer.is_global_zero else []:
             image = draw_confusion_matrix(cm)
-            logger.experiment.add_image("val/confusion_matrix", image, trainer.global_step, dataformats="HWC")
+            logger.experiment.add_image("val/confusion_matrix", image, logged_step(trainer), dataformats="HWC")

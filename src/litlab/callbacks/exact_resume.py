@@ -39,12 +39,18 @@ class ExactResume(L.Callback):
     Lightning restores weights, optimizer, scheduler and loop counters but not the RNGs
     (dropout, augmentation) nor torchmetrics' accumulated states, which are not part of the
     ``state_dict``: without them a run resumed mid-epoch would draw other dropout masks and
-    report that epoch's train metrics over the second half only.
+    report that epoch's train metrics over the second half only. Nor the last validation's
+    metrics: until the next validation a resumed run's ``every_n_train_steps`` checkpoints had
+    no ``val/loss`` to rank by and were skipped (a run could end with no best checkpoint).
     """
+
+    def __init__(self) -> None:
+        self.callback_metrics: dict[str, torch.Tensor] = {}
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         meters = metric_states(pl_module)
-        checkpoint["litlab_resume"] = {"rng": rng_states(), "meters": meters}
+        held = {k: v.detach().cpu().clone() for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor)}
+        checkpoint["litlab_resume"] = {"rng": rng_states(), "meters": meters, "callback_metrics": held}
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             # Each rank's meters hold its own share of the epoch so far: keep them all, each rank
             # takes its own back. Every rank saves together (Lightning checkpoints on all of them).
@@ -59,12 +65,16 @@ class ExactResume(L.Callback):
         load = getattr(trainer.fit_loop, "_load_combined_loader_states", None)
         if load is not None:
             load()
+        # Here, not on load: Lightning clears the metrics after the restore and after a sanity check.
+        held = {k: v.to(pl_module.device) for k, v in self.callback_metrics.items()}
+        trainer.callback_metrics.update({k: v for k, v in held.items() if k not in trainer.callback_metrics})
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("litlab_resume")
         if state is None:
             return
         set_rng_states(state["rng"])
+        self.callback_metrics = state.get("callback_metrics", {})
         by_rank = state.get("meters_by_rank")
         own = by_rank is not None and len(by_rank) == trainer.world_size
         meters = by_rank[trainer.global_rank] if own else state["meters"]

@@ -6,6 +6,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from litlab.tensorboard import logged_step
+
 try:
     import resource
 except ImportError:  # Windows: no getrusage
@@ -34,4 +36,4 @@ class MemoryMonitor(L.Callback):
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
             values["memory/host_peak_rss_mb"] = peak / mb
         for logger in trainer.loggers:  # straight to the loggers: not a metric of the run's results
-            logger.log_metrics(values, step=trainer.global_step)
+            logger.log_metrics(values, step=logged_step(trainer, epoch_end=True))

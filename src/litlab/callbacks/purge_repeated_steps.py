@@ -1,7 +1,6 @@
 """After a resume, the loggers drop the steps the interrupted run logged past its checkpoint."""
 
 import logging
-from typing import Any
 
 import lightning as L
 
@@ -11,19 +10,15 @@ log = logging.getLogger(__name__)
 class PurgeRepeatedSteps(L.Callback):
     """Make TensorBoard and CSV drop what the dead run logged after its checkpoint; the resumed run logs it again.
 
-    At the first training batch after the restore, each TensorBoard file gets the marker that
+    As training starts after the restore, each TensorBoard file gets the marker that
     ``SummaryWriter(purge_step=s)`` writes: readers then discard earlier events at steps >= s;
-    litlab's CSVLogger removes those rows. The step is only known then: Lightning adjusts its
-    logging step while restarting the loop.
+    litlab's CSVLogger removes those rows. ``s`` is the restored ``global_step``, the step the
+    first batch logs at (after a validation-end, a mid-epoch or a mid-accumulation checkpoint
+    alike); from ``on_train_start`` on, what the resumed run logs (an epoch's learning rate,
+    logged before its first batch) stays.
     """
 
-    def __init__(self) -> None:
-        self.pending = True
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        if not self.pending:
-            return
-        self.pending = False
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:  # the other ranks' loggers hold no writer
             return
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
@@ -31,7 +26,7 @@ class PurgeRepeatedSteps(L.Callback):
         from litlab.csv_logger import CSVLogger
         from litlab.tensorboard import tensorboard_loggers
 
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        step = trainer.global_step
         for logger in tensorboard_loggers(trainer):
             writer = logger.experiment._get_file_writer()
             writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))

@@ -196,6 +196,48 @@ def test_token_ids_are_checked_against_the_vocabulary():
         module(arrays={"x": ids + 0.5, "y": y}, **tokens)
 
 
+def padded_ids(n: int = 240, length: int = 12, seed: int = 0) -> dict[str, np.ndarray]:
+    """Token ids 1..2 of random lengths, 0-padded, with their mask; y: more 1s than 2s among the real tokens."""
+    rng = np.random.default_rng(seed)
+    mask = np.arange(length)[None] < rng.integers(3, length + 1, n)[:, None]
+    x = np.where(mask, rng.integers(1, 3, (n, length)), 0)
+    return {"x": x, "y": ((x == 1).sum(1) > (x == 2).sum(1)).astype(np.int64), "mask": mask}
+
+
+def test_token_arrays_with_a_padding_mask_train_through_the_config(train_in_process, tmp_path):
+    """data.vocab_size is a key of data=arrays (it needed +), and a mask rides with the ids into every batch."""
+    np.savez(tmp_path / "ids.npz", **padded_ids())
+    metrics, _ = train_in_process(
+        "data=arrays", f"data.path={tmp_path / 'ids.npz'}", "data.input_shape=[12]", "data.vocab_size=3",
+        "data.num_classes=2", "model=transformer", "trainer.max_epochs=3", "logger=none", "callbacks=none",
+        "trainer.enable_checkpointing=false",
+    )  # fmt: skip
+    assert metrics["test/acc"] > 0.9
+    # A split given without its mask, beside one with: every token of it is real.
+    train, test = padded_ids(), padded_ids(20)
+    arrays = {"x": train["x"], "y": train["y"], "x_test": test["x"], "y_test": test["y"], "mask_test": test["mask"]}
+    dm = module(arrays=arrays, input_shape=[12], vocab_size=3)
+    assert dm.splits["train"].tensors[2].all() and dm.splits["test"].tensors[2].sum() == test["mask"].sum()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"mask": lambda a: a["mask"][:, :5]}, r"mask has shape \[240, 5\], its x \[240, 12\]: they must agree"),
+        ({"mask": lambda a: a["mask"] * 2}, r"mask holds values other than 0/1"),
+        ({"mask": lambda a: a["mask"] & False}, r"mask: sample 0 has no real token \(240 samples in all\)"),
+        ({"mask_val": lambda a: a["mask"]}, "mask_val is the mask of x_val, which it does not hold"),
+    ],
+)
+def test_bad_padding_masks_are_named(change, message):
+    arrays = padded_ids()
+    arrays.update({k: f(arrays) for k, f in change.items()})
+    with pytest.raises(ValueError, match=message):
+        module(arrays=arrays, input_shape=[12], vocab_size=3)
+    with pytest.raises(ValueError, match=r"a padding mask goes with token ids; set data\.vocab_size"):
+        module(arrays=padded_ids(), input_shape=[12])
+
+
 def test_nan_and_non_numbers_are_named_with_their_key(tmp_path):
     x, y = blobs(50)
     bad = x.copy()

@@ -1,7 +1,9 @@
 """In-memory arrays: an ``.npz``, a ``.pt`` dict, a folder of ``<key>.npy`` files, or arrays passed in code.
 
 Keys are ``x, y`` (split here, seeded) or ``x_train, y_train`` with optional ``x_val, y_val``
-and ``x_test, y_test`` (a split not given is carved from the training arrays).
+and ``x_test, y_test`` (a split not given is carved from the training arrays). Token ids
+(``data.vocab_size``) may come with a padding ``mask`` of their shape (``mask_train``, ...;
+True for real tokens, as ``pad_collate`` makes it); without one every token is real.
 """
 
 from collections.abc import Mapping
@@ -16,7 +18,7 @@ from litlab.data.base import DataModule, split_tensors
 from litlab.data.files import numeric, read_npy, read_npz
 
 SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-KEYS = ("x", "y", *SPLIT_KEYS)
+KEYS = ("x", "y", *SPLIT_KEYS, "mask", "mask_train", "mask_val", "mask_test")
 
 
 def read_arrays(path: str | Path) -> dict[str, Tensor]:
@@ -93,6 +95,12 @@ class ArraysDataModule(DataModule):
             if f"x_{split}" in arrays or f"y_{split}" in arrays:
                 given[split] = self.pair(arrays, f"_{split}", source)
         pool = self.pair(arrays, prefix, source)
+        orphans = [k for k in arrays if k.startswith("mask") and f"x{k[4:]}" not in arrays]
+        if orphans:
+            raise ValueError(f"{source}: {orphans[0]} is the mask of x{orphans[0][4:]}, which it does not hold")
+        if any(k.startswith("mask") for k in arrays):  # every split's batches are (x, y, mask) then
+            pool, *rest = (_with_mask(p) for p in (pool, *given.values()))
+            given = dict(zip(given, rest, strict=True))
         sizes = [0 if split in given else size for split, size in zip(("val", "test"), self.sizes, strict=True)]
         train, val, test = split_tensors(pool, sizes, self.split_seed)
         return [
@@ -101,12 +109,13 @@ class ArraysDataModule(DataModule):
             TensorDataset(*given["test"]) if "test" in given else test,
         ]
 
-    def pair(self, arrays: Mapping[str, Tensor], suffix: str, source: str) -> tuple[Tensor, Tensor]:
-        """``(x, y)`` of one split, typed for the task and checked against the config."""
-        xk, yk = f"x{suffix}", f"y{suffix}"
+    def pair(self, arrays: Mapping[str, Tensor], suffix: str, source: str) -> tuple[Tensor, ...]:
+        """``(x, y)`` of one split (``(x, y, mask)`` with a mask), typed for the task and checked against the config."""
+        xk, yk, mk = f"x{suffix}", f"y{suffix}", f"mask{suffix}"
         if xk not in arrays or yk not in arrays:
             raise ValueError(f"{source}: {xk!r} and {yk!r} must be given together")
         x, y = arrays[xk], arrays[yk]
+        mask = _mask(arrays[mk], x, self.vocab_size, f"{source}: {mk}") if mk in arrays else None
         if len(x) != len(y):
             raise ValueError(f"{source}: {xk} has {len(x)} samples but {yk} has {len(y)}: lengths must agree")
         if list(x.shape[1:]) != self.input_shape:
@@ -143,7 +152,7 @@ class ArraysDataModule(DataModule):
                 raise ValueError(
                     f"{source}: {yk} has {width} targets per sample but data.num_targets={self.num_targets}"
                 )
-        return x, y
+        return (x, y) if mask is None else (x, y, mask)
 
 
 def non_finite_samples(t: Tensor, rows: int = 4096) -> Tensor:
@@ -172,6 +181,26 @@ def _token_ids(x: Tensor, vocab_size: int, where: str) -> Tensor:
             " (data.vocab_size)"
         )
     return x
+
+
+def _mask(mask: Tensor, x: Tensor, vocab_size: int | None, where: str) -> Tensor:
+    """A padding mask as a bool tensor of ``x``'s shape, at least one real token per sample."""
+    if vocab_size is None:
+        raise ValueError(f"{where}: a padding mask goes with token ids; set data.vocab_size or drop the mask")
+    if mask.shape != x.shape:
+        raise ValueError(f"{where} has shape {list(mask.shape)}, its x {list(x.shape)}: they must agree")
+    if not ((mask == 0) | (mask == 1)).all():
+        raise ValueError(f"{where} holds values other than 0/1 (True marks a real token)")
+    mask = mask.bool()
+    empty = (~mask.any(1)).nonzero().flatten()
+    if len(empty):
+        raise ValueError(f"{where}: sample {int(empty[0])} has no real token ({len(empty)} samples in all)")
+    return mask
+
+
+def _with_mask(tensors: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """``(x, y, mask)``: a split given without a mask, beside one with, has every token real."""
+    return tensors if len(tensors) == 3 else (*tensors, torch.ones_like(tensors[0], dtype=torch.bool))
 
 
 def _check_finite(t: Tensor, where: str) -> None:

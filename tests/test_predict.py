@@ -241,6 +241,20 @@ def test_a_predict_into_a_directory_holding_predictions_is_refused(ckpts, tmp_pa
         assert {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files, "nothing written"
 
 
+def test_an_eval_into_a_directory_holding_an_eval_is_refused(ckpts, tmp_path):
+    """Its metrics.json and .hydra/ were replaced by the second evaluation's."""
+    from litlab.command_line import check_command_line
+    from litlab.validate import ConfigError
+
+    run_dir = tmp_path / "evaluated"
+    args = [f"ckpt_path={ckpts['mlp']}", f"hydra.run.dir={run_dir}"]
+    check_command_line(args, "eval")
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"holds the output of an earlier litlab-eval \(metrics.json\)"):
+        check_command_line(args, "eval")
+
+
 def test_bad_split_and_token_ids_are_refused(ckpts, tmp_path):
     with pytest.raises(
         ValueError, match=r"split='dev' is not a split of DigitsDataModule; choose one of \['test', 'train', 'val'\]"

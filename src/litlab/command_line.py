@@ -23,6 +23,7 @@ from litlab.validate import ConfigError, did_you_mean, meta_task
 #: Each command's check of its config's values: run here, before Hydra starts, and again by the command itself.
 VALUE_CHECKS = {
     "train": "litlab.validate.check_config",
+    "eval": "litlab.eval.check_options",
     "predict": "litlab.predict.check_options",
     "export": "litlab.export.check_options",
 }

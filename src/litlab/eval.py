@@ -13,9 +13,14 @@ from litlab.command_line import checked_command
 from litlab.config import config_dir, instantiate_all
 from litlab.jobs import one_line_errors
 from litlab.quiet import quiet_lightning
-from litlab.runs import METRICS_FILE, resolve_checkpoint, scalars, write_json_atomic
+from litlab.runs import METRICS_FILE, check_no_earlier_output, resolve_checkpoint, scalars, write_json_atomic
 
 log = logging.getLogger(__name__)
+
+
+def check_options(cfg: DictConfig) -> None:
+    """``ConfigError`` for a run directory holding an earlier evaluation, whose metrics.json this one would replace."""
+    check_no_earlier_output(cfg, [METRICS_FILE], "eval")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

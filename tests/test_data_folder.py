@@ -226,3 +226,17 @@ def test_on_device_moves_tensors_once_to_the_trainers_device():
     assert all(t.device.type == "meta" for t in dm.splits["train"].tensors)
     x, _ = next(iter(dm.train_dataloader()))
     assert x.device.type == "meta" and x.shape == (8, 1, 4, 4)
+
+
+def test_16_bit_grayscale_images_keep_their_values(tmp_path):
+    """Pillow's convert("L") clipped every value above 255: a 16-bit PNG came out black and white."""
+    from PIL import Image
+
+    from litlab.data.files import read_image
+
+    values = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
+    Image.fromarray(values).save(tmp_path / "wide.png")
+    x = read_image(tmp_path / "wide.png", 1)
+    np.testing.assert_allclose(x[0].numpy(), values / 65535, rtol=1e-6)
+    assert read_image(tmp_path / "wide.png", 3).shape == (3, 8, 8)
+    assert read_image(tmp_path / "wide.png", 1, (4, 4)).shape == (1, 4, 4)

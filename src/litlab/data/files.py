@@ -27,13 +27,19 @@ def read_image(path: Path, channels: int, size: Sequence[int] | None = None) -> 
 
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+            # 16-bit grayscale (I;16, or I as older Pillows open it): convert("L") clips every value above 255.
+            wide = image.mode.startswith("I")
+            image = image.convert("F") if wide else image.convert("L" if channels == 1 else "RGB")
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
+            array = np.asarray(image, dtype=np.float32 if wide else np.uint8)
     except (OSError, ValueError) as e:  # Pillow's UnidentifiedImageError is an OSError
         raise ValueError(f"{path} is not a readable image: corrupt or truncated? ({e})") from None
-    x = torch.from_numpy(array.copy()).float().div_(255)
+    if wide and (array.min() < 0 or array.max() > 65535):
+        raise ValueError(f"{path}: a {image.mode} image with values beyond 16 bits, which litlab does not scale")
+    x = torch.from_numpy(array.copy()).float().div_(65535 if wide else 255)
+    if wide and channels == 3:
+        return x.repeat(3, 1, 1)  # as convert("RGB") repeats a grayscale image
     return x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
 
 

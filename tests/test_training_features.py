@@ -385,6 +385,9 @@ def test_a_last_training_batch_of_one_sample_is_named_before_training(train_in_p
     train_in_process("data.batch_size=3", "debug=limit", "trainer.max_epochs=1", "logger=none")  # 5 batches of 3
     with pytest.raises(ConfigError, match=r"^data.batch_size=1: BatchNorm cannot normalize a batch of one sample"):
         train_in_process("data.batch_size=1", "logger=none")
+    # drop_last with a batch larger than the training set: 0 steps, untrained weights tested, exit 0.
+    with pytest.raises(ConfigError, match=r"^data.batch_size=2000 with data.drop_last=true: the 1258 training sam"):
+        train_in_process("data.batch_size=2000", "data.drop_last=true", "logger=none")
 
 
 def test_debug_overfit_trains_data_read_through_a_dataloader(train_in_process):

@@ -199,8 +199,24 @@ class DataModule(L.LightningDataModule):
         return None if taken >= total else taken
 
     def train_dataloader(self) -> TensorLoader | DataLoader:
+        self._check_full_batch()
         self._check_last_batch()
         return self._loader("train")
+
+    def _check_full_batch(self) -> None:
+        """``ConfigError`` where ``drop_last`` drops every training batch: the run would train 0 steps, and pass."""
+        from litlab.validate import ConfigError
+
+        dataset, world = self.splits["train"], self.trainer.world_size if self.trainer else 1
+        if not self.drop_last or isinstance(dataset, IterableDataset):
+            return
+        per_rank = math.ceil(len(dataset) / world)
+        if per_rank < self.batch_size:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} with data.drop_last=true: the {per_rank} training samples"
+                f"{' of each rank' if world > 1 else ''} make no full batch, so nothing would train: "
+                "give a smaller data.batch_size or data.drop_last=false"
+            )
 
     def _check_last_batch(self) -> None:
         """``ConfigError`` for a last training batch of one sample where the model batch-normalizes.

@@ -460,7 +460,7 @@ def test_eval_changes_keys_of_the_stored_data_config(tmp_path):
     shutil.move(tmp_path / "blobs.npz", tmp_path / "moved" / "blobs.npz")
 
     ckpt = f"ckpt_path={tmp_path / 'train'}"
-    with pytest.raises(FileNotFoundError, match=r"blobs\.npz"):
+    with pytest.raises(FileNotFoundError, match=r"blobs\.npz: .*if the data moved, give \+data\.path=<where it is"):
         evaluate(config("eval", tmp_path / "eval0", ckpt))
     moved = f"+data.path={tmp_path / 'moved' / 'blobs.npz'}"
     tested = evaluate(config("eval", tmp_path / "eval1", ckpt, moved, "+data.eval_batch_size=7"))

@@ -29,7 +29,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import instantiate
 
     from litlab.callbacks.progress_bar import with_progress_bar
-    from litlab.inputs import check_data_fits, data_config
+    from litlab.inputs import check_data_fits, data_config, moved_data_hint
     from litlab.tasks import load_task
 
     imports_done()
@@ -47,7 +47,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(data_cfg)
     bar = with_progress_bar([], cfg.trainer)
     trainer = instantiate(cfg.trainer, callbacks=bar, logger=instantiate_all(cfg.get("logger")) or False)
-    trainer.test(task, datamodule=datamodule)
+    with moved_data_hint(cfg):
+        trainer.test(task, datamodule=datamodule)
     metrics = scalars(trainer.callback_metrics)
     write_json_atomic(f"{run_dir}/{METRICS_FILE}", {"checkpoint": ckpt_path, "run_dir": run_dir, "metrics": metrics})
     print(f"Run directory: {run_dir}")

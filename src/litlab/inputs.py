@@ -5,6 +5,7 @@ an optional padding ``mask`` (True = real token), optional labels, and a name pe
 (its index in the split or array, or its file name in the folder).
 """
 
+import contextlib
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -184,8 +185,24 @@ def data_and_info(cfg: DictConfig, ckpt_path: str, task: Any, splits: bool = Fal
     stored = stored_data_info(ckpt_path)
     if cfg.input is not None and stored is not None and cfg.get("data") is None and not splits:
         return None, stored
-    datamodule = load_datamodule(data_cfg)
+    with moved_data_hint(cfg):
+        datamodule = load_datamodule(data_cfg)
     return datamodule, data_info(datamodule) if datamodule is not None else None
+
+
+@contextlib.contextmanager
+def moved_data_hint(cfg: DictConfig) -> Iterator[None]:
+    """A file the checkpoint's stored data config names but that is gone is refused with how to give its new place."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        given = cfg.get("data")
+        key, _, _ = str(e).partition("=")
+        if (given and "_target_" in given) or not key.startswith("data.") or " " in key:
+            raise
+        raise FileNotFoundError(
+            f"{e} (where the checkpoint's run read it; if the data moved, give +{key}=<where it is now>)"
+        ) from None
 
 
 def split_batches(datamodule: Any, split: str, batch_size: int) -> Iterator[Inputs]:

@@ -64,6 +64,31 @@ def test_a_run_stopped_during_validation_saves_the_raw_weights_as_raw():
     assert torch.equal(net.layer.weight, raw)
 
 
+def test_the_average_of_a_frozen_tensor_is_that_tensor_exactly():
+    """model.freeze with EMA: Lightning's decay * a + (1 - decay) * a moved frozen weights and BatchNorm stats."""
+    import lightning as L
+
+    from litlab.callbacks import EMA
+
+    class Net(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.frozen, self.trained = torch.nn.BatchNorm1d(64), torch.nn.Linear(64, 64)
+
+    net, ema = Net(), EMA(decay=0.999)
+    with torch.no_grad():
+        net.frozen.weight.normal_(), net.frozen.running_var.uniform_(0.5, 2)
+    ema.setup(None, net, "fit")
+    for _ in range(20):
+        with torch.no_grad():
+            net.trained.weight.add_(0.01)
+        ema._average_model.update_parameters(net)
+    average = ema._average_model.module
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        assert torch.equal(getattr(average.frozen, name), getattr(net.frozen, name)), name
+    assert not torch.equal(average.trained.weight, net.trained.weight), "the trained layer is averaged"
+
+
 def test_validation_gives_a_float32_average_of_bf16_weights_back_unrounded():
     """bf16-true: the average is copied before Lightning casts the module, and stays float32."""
     import lightning as L

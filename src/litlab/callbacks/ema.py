@@ -1,9 +1,11 @@
 """An exponential moving average of the weights, which validation, checkpoints and the test use."""
 
+from functools import partial
 from itertools import chain
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
@@ -24,11 +26,19 @@ class EMA(EMAWeightAveraging):
       the CPU).
     - Under ``bf16-true`` and ``16-true`` the average stays float32 (it is copied before Lightning
       casts the module): validation's swap no longer rounds it to the weights' dtype.
+    - The update is torch's ``lerp``: ``decay * a + (1 - decay) * a`` is not ``a`` in floating
+      point, so Lightning's formula moved frozen weights and BatchNorm statistics
+      (``model.freeze``) by rounding; ``lerp`` leaves them exact.
     """
 
     swapped = False
     #: While swapped: the average's own tensors of a wider dtype than the weights, by position.
     set_aside: dict[int, Tensor]
+
+    def __init__(self, decay: float = 0.999, **kwargs: Any) -> None:
+        super().__init__(decay=decay, **kwargs)
+        # The AveragedModel's arguments (Lightning's own attribute).
+        self._kwargs["avg_fn"] = partial(_lerp, weight=1 - decay)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning builds the average in setup, before the strategy moves the module to its device:
@@ -79,3 +89,11 @@ class EMA(EMAWeightAveraging):
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+@torch.no_grad()
+def _lerp(average: Tensor, current: Tensor, num_averaged: Tensor, weight: float) -> Tensor:
+    """``average`` moved ``weight`` of the way to ``current``: exactly ``average`` where the two are equal."""
+    if not average.is_floating_point():  # BatchNorm's batch count
+        return average * (1 - weight) + current * weight
+    return average.lerp(current.to(average.dtype), weight)

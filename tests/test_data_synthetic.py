@@ -137,6 +137,15 @@ def test_sequence_labels_follow_the_rule(kind):
 
 
 @pytest.mark.slow
+def test_longer_sequences_size_the_transformer_with_them():
+    """data.max_len=64 failed in the first batch: "sequence length 64 exceeds model.net.max_len=32"."""
+    from litlab.command_line import check_command_line
+    from litlab.tasks import build_task
+
+    cfg = check_command_line(["data=sequences", "model=transformer", "data.max_len=48"])
+    assert build_task(cfg).net.max_len == 48
+
+
 def test_sequences_transformer_learns_majority(train_in_process):
     metrics, _ = train_in_process(
         "data=sequences", "model=transformer", "model.net.d_model=32", "model.net.n_heads=2", "trainer.max_epochs=4",

@@ -15,15 +15,17 @@ TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classifier, MultiLabel
 
 def build_task(cfg: DictConfig) -> Task:
     """The LightningModule for ``cfg.data.task``, sized by the data config."""
-    from omegaconf import OmegaConf
+    from omegaconf import Container
 
     from litlab.config import to_plain
 
     if cfg.data.task not in TASKS:
         raise ValueError(f"data.task={cfg.data.task!r} is not a task; choose one of {sorted(TASKS)}")
     task_cls = TASKS[cfg.data.task]
+    # Resolved where they sit: an interpolation in the data config (input_shape: ["${data.max_len}"]) resolves.
     io = {k: cfg.data[k] for k in task_cls.data_keys if cfg.data.get(k) is not None}
-    return task_cls(**to_plain(cfg.model), **to_plain(OmegaConf.create(io)))
+    io = {k: to_plain(v) if isinstance(v, Container) else v for k, v in io.items()}
+    return task_cls(**to_plain(cfg.model), **io)
 
 
 def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Task:

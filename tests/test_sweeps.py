@@ -301,3 +301,41 @@ def test_report_common_overrides_paste_back(tmp_path):
         (job / "metrics.json").write_text(json.dumps({"metrics": {"val/loss_best": 1.0 + n}}))
     text = report(tmp_path, plot=False).markdown()
     assert "Common to all jobs: +trainer.num_nodes=1 ~callbacks.ema\n" in text
+
+
+def test_report_names_damaged_files_and_covers_the_other_jobs(tmp_path, capsys):
+    """A curve table without steps, a binary error.txt: a traceback (KeyError 'step', a codec error), no report."""
+    from omegaconf import OmegaConf
+
+    tables = {
+        "0_seed=1": "epoch,step,val/loss\n0,4,1.75\n1,9,1.5\n",
+        "1_seed=2": "epoch,val/loss\n0,1.75\n",  # no step column
+        "2_seed=3": "epoch,step,val/loss\n0,4,1.75\n1,nine,1.5\n",
+        "3_seed=4": "",
+    }
+    for n, (name, table) in enumerate(tables.items()):
+        job = tmp_path / name
+        (job / ".hydra").mkdir(parents=True)
+        (job / "csv").mkdir()
+        OmegaConf.save(OmegaConf.create([f"seed={n + 1}"]), job / ".hydra" / "overrides.yaml")
+        (job / "csv" / "metrics.csv").write_text(table)
+        if n < 3:
+            (job / "metrics.json").write_text(json.dumps({"metrics": {"val/loss_best": 1.0 + n}}))
+    (tmp_path / "3_seed=4" / "error.txt").write_bytes(b"\x80\x04\x95binary\xff")
+    assert report_main([str(tmp_path), "--no-plot"]) == 0
+    assert "| 3 | seed=4 | unreadable | error.txt: not UTF-8 text (byte 0) |" in capsys.readouterr().out
+    result = report(tmp_path, plot=False)
+    result.read_curves()  # as report() does with its plot, before report.md (the plot itself is slow)
+    assert result.curves[tmp_path / "0_seed=1"] == ([4, 9], [1.75, 1.5]), "the other jobs' curves are drawn"
+    text = result.markdown()
+    assert "4 jobs (3 completed, 1 unreadable)" in text
+    assert f"job 1: {tmp_path}/1_seed=2/csv/metrics.csv: no step column (columns: epoch, val/loss)" in text
+    assert f"job 2: {tmp_path}/2_seed=3/csv/metrics.csv: line 3: step='nine', val/loss='1.5'" in text
+
+    # A damaged sweep-level file: one line naming it, exit 2, the report written before kept as it was.
+    before = (tmp_path / "report.md").read_text()
+    (tmp_path / "multirun.yaml").write_text("hydra: [unclosed\n")
+    assert report_main([str(tmp_path), "--no-plot"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"litlab-report: {tmp_path}/multirun.yaml: not readable YAML (") and err.count("\n") == 1
+    assert (tmp_path / "report.md").read_text() == before

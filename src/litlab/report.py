@@ -88,10 +88,26 @@ def read_job(job_dir: Path) -> Job:
     status = summary.get("status", "completed") if summary else "failed" if error_file.is_file() else "running"
     error = summary.get("error", "")
     if status != "completed" and not error and error_file.is_file():
-        lines = error_file.read_text().strip().splitlines()
+        try:
+            lines = error_file.read_text().strip().splitlines()
+        except (OSError, ValueError) as e:  # not UTF-8 text (UnicodeDecodeError), unreadable
+            return Job(job_dir, overrides, "unreadable", _numbers(summary), f"{ERROR_FILE}: {_reason(e)}")
         error = lines[-1] if lines else ""
-    metrics = {k: float(v) for k, v in summary.get("metrics", {}).items() if isinstance(v, int | float)}
-    return Job(job_dir, overrides, status, metrics, error)
+    return Job(job_dir, overrides, status, _numbers(summary), error)
+
+
+def _numbers(summary: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a ``metrics.json`` (a NaN is written as null: left out)."""
+    return {k: float(v) for k, v in summary.get("metrics", {}).items() if isinstance(v, int | float)}
+
+
+def _reason(error: Exception) -> str:
+    """One line on why a file could not be read, without the path (the caller names the file)."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {error.start})"
+    if isinstance(error, OSError):
+        return error.strerror or type(error).__name__
+    return " ".join(str(error).split())
 
 
 def read_sweep(sweep_dir: Path) -> list[Job]:
@@ -111,11 +127,16 @@ def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return {}
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     import litlab.config  # noqa: F401  (registers the resolvers the stored config uses: best_of)
 
-    cfg = OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # a YAML error of any kind, or bytes that are not text
+        raise ValueError(f"{path}: not readable YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(f"{path}: not a Hydra config (a mapping of keys), but a {type(cfg).__name__}")
     keys = {"metric": "optimized_metric", "monitor": "callbacks.model_checkpoint.monitor"}
     keys["mode"] = "callbacks.model_checkpoint.mode"
     return {k: OmegaConf.select(cfg, v, default=None, throw_on_resolution_failure=False) for k, v in keys.items()}
@@ -154,6 +175,10 @@ class Report:
     jobs: list[Job]
     metric: str
     mode: str
+    #: Each job's curve of ``curve_tag()`` (``read_curves``): None until read.
+    curves: dict[Path, tuple[list[int], list[float]]] | None = None
+    #: Files of a job that could not be read for the plot, each naming the job and the file.
+    unread: list[str] = field(default_factory=list)
 
     @property
     def swept(self) -> list[str]:
@@ -218,6 +243,8 @@ class Report:
         if failed:
             rows = [[j.tag, self.label(j), j.status, j.error] for j in failed]
             out += ["", "## Failed jobs", "", table(["#", "overrides", "status", "error"], rows)]
+        if self.unread:
+            out += ["", "## Files not read (their curves are not plotted)", "", *(f"- {u}" for u in self.unread)]
         return "\n".join(out) + "\n"
 
     def write_csv(self, path: Path) -> None:
@@ -234,6 +261,16 @@ class Report:
     def curve_tag(self) -> str:
         name = self.metric.removesuffix("_best")
         return name if name.startswith("val/") else "val/loss"
+
+    def read_curves(self) -> None:
+        """Every job's curve; a damaged file is named in ``unread``, and the other jobs' curves still drawn."""
+        self.curves, tag = {}, self.curve_tag()
+        for job in self.jobs:
+            try:
+                self.curves[job.path] = read_curve(job.path, tag)
+            except ValueError as e:
+                self.curves[job.path] = [], []
+                self.unread.append(f"job {job.tag}: {e}")
 
     def plot(self, path: Path) -> None:
         """Validation curve of every job, and the metric against each swept numeric parameter."""
@@ -252,9 +289,12 @@ class Report:
             squeeze=False,
             width_ratios=[7] + [4] * len(numeric),
         )
+        if self.curves is None:
+            self.read_curves()
+        assert self.curves is not None
         ax, tag, drawn = axes[0][0], self.curve_tag(), False
         for job in self.jobs:
-            steps, values = read_curve(job.path, tag)
+            steps, values = self.curves[job.path]
             label = self.label(job)
             # Long labels (Optuna trials) would swamp the plot: the job number points to the table.
             if job.number >= 0:
@@ -295,9 +335,10 @@ def read_curve(job_dir: Path, tag: str) -> tuple[list[int], list[float]]:
 
     table = job_dir / "csv" / "metrics.csv"  # Lightning's CSVLogger, as conf/logger/csv.yaml places it
     if not list(job_dir.glob("events.out.tfevents.*")) and table.is_file():
-        with open(table, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get(tag)]
-        return [int(r["step"]) for r in rows], [float(r[tag]) for r in rows]
+        try:
+            return _csv_curve(table, tag)
+        except (OSError, ValueError, csv.Error) as e:  # UnicodeDecodeError too: the file is named
+            raise ValueError(f"{table}: {_reason(e)}") from None
 
     acc = EventAccumulator(str(job_dir), size_guidance={"scalars": 0, "images": 1, "tensors": 1})
     acc.Reload()
@@ -305,6 +346,26 @@ def read_curve(job_dir: Path, tag: str) -> tuple[list[int], list[float]]:
         return [], []
     events = acc.Scalars(tag)
     return [e.step for e in events], [e.value for e in events]
+
+
+def _csv_curve(table: Path, tag: str) -> tuple[list[int], list[float]]:
+    """``tag`` against ``step`` from a CSVLogger table; ``ValueError`` saying what in it is wrong."""
+    steps: list[int] = []
+    values: list[float] = []
+    with open(table, newline="") as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            if not row.get(tag):
+                continue
+            if "step" not in (reader.fieldnames or []):
+                raise ValueError(f"no step column (columns: {', '.join(map(str, reader.fieldnames or []))})")
+            try:
+                steps.append(int(row["step"] or ""))
+                values.append(float(row[tag]))
+            except ValueError:
+                got = f"step={row['step']!r}, {tag}={row[tag]!r}"
+                raise ValueError(f"line {reader.line_num}: {got}, not an integer step and a number") from None
+    return steps, values
 
 
 def report(sweep_dir: Path, metric: str | None = None, mode: str | None = None, plot: bool = True) -> Report:
@@ -321,6 +382,8 @@ def report(sweep_dir: Path, metric: str | None = None, mode: str | None = None, 
         raise ValueError(f"--metric {metric}: no job has it; choose one of {', '.join(known)}")
     metric = metric or settings.get("metric") or "val/loss_best"
     result = Report(sweep_dir, jobs, metric, mode or direction(metric, settings))
+    if plot:  # before report.md, which names a file that could not be read
+        result.read_curves()
     (sweep_dir / "report.md").write_text(result.markdown() + "\n![curves and parameters](report.png)\n")
     result.write_csv(sweep_dir / "report.csv")
     if plot:

@@ -3,6 +3,7 @@
 FAULT_KILL_AT_STEP=k     SIGKILL this process as training step k starts.
 FAULT_SIGNAL_AT_STEP=k:SIG  send SIG (TERM, USR1, INT) to this process as step k starts.
 FAULT_KILL_IN_SAVE=n     SIGKILL in the middle of the n-th write of last.ckpt.
+FAULT_SIGNAL_IN_TEST=SIG  send SIG to this process as the final test's first batch starts.
 """
 
 import io
@@ -16,6 +17,7 @@ from litlab.tasks.base import Task
 from litlab.train import main
 
 training_step = Task.training_step
+test_step = Task.test_step
 
 
 def faulty_training_step(self, batch, batch_idx):
@@ -26,6 +28,12 @@ def faulty_training_step(self, batch, batch_idx):
         self._signalled = True
         os.kill(os.getpid(), getattr(signal, f"SIG{sig}"))
     return training_step(self, batch, batch_idx)
+
+
+def faulty_test_step(self, batch, batch_idx):
+    if os.environ.get("FAULT_SIGNAL_IN_TEST") and batch_idx == 0:
+        os.kill(os.getpid(), getattr(signal, f"SIG{os.environ['FAULT_SIGNAL_IN_TEST']}"))
+    return test_step(self, batch, batch_idx)
 
 
 saves = 0
@@ -49,6 +57,7 @@ def faulty_save(obj, f, *args, **kwargs):
 
 
 Task.training_step = faulty_training_step
+Task.test_step = faulty_test_step
 litlab.checkpoint.torch.save = faulty_save  # the module's torch is the torch module: patch only for this process
 
 if __name__ == "__main__":

@@ -155,6 +155,54 @@ def test_ctrl_c_is_recorded_as_interrupted_and_the_run_resumes_exactly(tmp_path,
     assert not (run_dir / "error.txt").exists(), "the completed run keeps no stale error record"
 
 
+def test_ctrl_c_during_the_final_test_keeps_the_training_record_and_says_how_to_finish(tmp_path, monkeypatch, capsys):
+    """It was recorded as failed (SystemExit: 1), without best_checkpoint, and "nothing to resume" was printed."""
+    from litlab.jobs import run_job
+    from litlab.tasks.base import Task
+    from litlab.train import train
+
+    def interrupted(self, batch, batch_idx):
+        raise KeyboardInterrupt
+
+    overrides = [*FAST, f"paths.root_dir={tmp_path}", "debug=limit", "trainer.max_epochs=1"]
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(Task, "test_step", interrupted)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # one_line_errors makes it exit 130
+            run_job(train, compose_cfg(overrides, run_dir))
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores any further Ctrl-C once it has one
+    record = read_metrics(run_dir)
+    assert record["status"] == "interrupted" and record["interrupted_in"] == "test", record
+    assert record["error"] == "KeyboardInterrupt: during the test; the checkpoints of training are kept"
+    assert Path(record["best_checkpoint"]).is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert record["steps"] == 5 and "val/loss_best" in record["metrics"]
+    err = capsys.readouterr().err
+    assert "Interrupted during the test, after training to step 5; the checkpoints are kept (best: " in err
+    assert f"Resume with: litlab-train ckpt_path={run_dir} (it runs the test)" in err
+    assert "nothing to resume" not in err
+
+    monkeypatch.undo()  # the resume the hint prints: nothing left to train, the test runs
+    metrics = train(compose_cfg([*overrides, f"ckpt_path={run_dir}"], run_dir))
+    assert "test/loss" in metrics and "status" not in read_metrics(run_dir)
+
+
+@pytest.mark.slow
+def test_a_real_ctrl_c_during_the_final_test_exits_130_and_the_run_finishes_on_resume(tmp_path):
+    proc = faulty(tmp_path, {"FAULT_SIGNAL_IN_TEST": "INT"})
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    run_dir = only_run(tmp_path)
+    assert f"Resume with: litlab-train ckpt_path={run_dir} (it runs the test)" in proc.stderr
+    assert "Traceback" not in proc.stderr and "nothing to resume" not in proc.stderr
+    record = read_metrics(run_dir)
+    assert record["status"] == "interrupted" and record["interrupted_in"] == "test"
+    assert Path(record["best_checkpoint"]).is_file()
+    resumed = cli("litlab-train", f"ckpt_path={run_dir}", cwd=tmp_path)
+    assert "test/loss" in resumed.stdout and "test/loss" in read_metrics(run_dir)["metrics"]
+    assert "status" not in read_metrics(run_dir) and not (run_dir / "error.txt").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", ["TERM", "USR1"])
 def test_preempted_run_resumes_exactly(tmp_path, reference, sig):

@@ -6,6 +6,7 @@ answer before they load.
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -20,6 +21,9 @@ from litlab.resources import use_resources
 from litlab.runs import METRICS_FILE, read_summary, resolve_checkpoint, scalars, write_json_atomic
 from litlab.seed import run_seed
 from litlab.validate import check_config
+
+if TYPE_CHECKING:
+    import lightning as L
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +103,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.warning(f"no best checkpoint by {checkpoint.monitor}: {why}{tested}")
     if cfg.test:
         # The best checkpoint when one was kept, else the weights as they are now.
-        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        try:
+            trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        except SystemExit:
+            if not preemption.interrupted:
+                raise
+            # Training's record stands (its checkpoints, its metrics); run_job adds the interruption.
+            if trainer.is_global_zero:
+                interrupted = {"status": "interrupted", "interrupted_in": "test"}
+                write_json_atomic(
+                    f"{run_dir}/{METRICS_FILE}", {**summary(trainer, cfg, run_dir, best, metrics), **interrupted}
+                )
+            raise KeyboardInterrupt("during the test; the checkpoints of training are kept") from None
         metrics.update(scalars(trainer.callback_metrics))
         if not sum(trainer.num_test_batches):
             off = trainer.limit_test_batches == 0
@@ -107,22 +122,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.warning(f"no test metrics: {why}")
 
     if trainer.is_global_zero:
-        # A resumed run that had nothing left to train logs no train/val metrics: keep the earlier ones.
-        earlier = {k: v for k, v in (read_summary(run_dir).get("metrics") or {}).items() if v is not None}  # null: NaN
-        metrics = {**earlier, **metrics}
-        summary = {
-            "run_dir": run_dir,
-            "best_checkpoint": best or None,
-            "epochs": trainer.current_epoch,
-            "steps": trainer.global_step,
-            "seed": cfg.seed,
-            "metrics": metrics,
-        }
-        write_json_atomic(f"{run_dir}/{METRICS_FILE}", summary)
+        record = summary(trainer, cfg, run_dir, best, metrics)
+        metrics = record["metrics"]
+        write_json_atomic(f"{run_dir}/{METRICS_FILE}", record)
         Path(run_dir, ERROR_FILE).unlink(missing_ok=True)  # of an earlier attempt this run resumed
         log_hparams(trainer, cfg, metrics)
         print("\n".join([f"  {k:<24} {v:.4f}" for k, v in metrics.items()] + [f"Run directory: {run_dir}"]))
     return metrics
+
+
+def summary(
+    trainer: "L.Trainer", cfg: DictConfig, run_dir: str, best: str, metrics: dict[str, float]
+) -> dict[str, Any]:
+    """The run's ``metrics.json``: where its checkpoints are, how far it trained, ``metrics``."""
+    # A resumed run that had nothing left to train logs no train/val metrics: keep the earlier ones.
+    earlier = {k: v for k, v in (read_summary(run_dir).get("metrics") or {}).items() if v is not None}  # null: NaN
+    return {
+        "run_dir": run_dir,
+        "best_checkpoint": best or None,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "seed": cfg.seed,
+        "metrics": {**earlier, **metrics},
+    }
 
 
 @entry_point

@@ -80,6 +80,9 @@ class Preemption(L.Callback):
         if isinstance(exception, KeyboardInterrupt):
             # No checkpoint now: Ctrl-C may land mid-step. The newest one resumes exactly.
             self.interrupted = True
+            if trainer.testing:
+                self._tell_test_interrupted(trainer)
+                return
             newest = getattr(trainer.checkpoint_callback, "last_model_path", "")
             if newest:
                 self._tell(trainer, f"Interrupted at step {trainer.global_step}; newest checkpoint: {newest}.")
@@ -92,10 +95,27 @@ class Preemption(L.Callback):
                 f"Stopped by a termination signal at step {trainer.global_step}; checkpoint saved to {self.saved}.",
             )
 
-    def _tell(self, trainer: L.Trainer, what: str) -> None:
+    def _tell_test_interrupted(self, trainer: L.Trainer) -> None:
+        """Ctrl-C in the test after training: the checkpoints stand; a resume has nothing left to train, and tests.
+
+        (The checkpoint callback's ``last_model_path`` is empty by then: the file is looked for.)
+        """
+        trained = f", after training to step {trainer.global_step}" if trainer.global_step else ""
+        what = f"Interrupted during the test{trained}"
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        if self._path(trainer).is_file():
+            kept = f"best: {best}" if best else f"newest: {self._path(trainer)}"
+            self._tell(trainer, f"{what}; the checkpoints are kept ({kept}).", then=" (it runs the test)")
+        elif trainer.is_global_zero:
+            # No last.ckpt to resume from (train=false, or save_last off): test the best checkpoint by itself.
+            hint = f" Test it with: litlab-eval ckpt_path={as_argument(best)}" if best else ""
+            tell(log, f"{what}; best checkpoint: {best}.{hint}" if best else f"{what}: nothing to resume.")
+
+    def _tell(self, trainer: L.Trainer, what: str, then: str = "") -> None:
         """What happened and how to resume, on stderr and in the log (rank 0 only)."""
         if trainer.is_global_zero:
-            tell(log, f"{what} Resume with: litlab-train {config_dir_flag()}ckpt_path={as_argument(self.run_dir)}")
+            resume = f"litlab-train {config_dir_flag()}ckpt_path={as_argument(self.run_dir)}"
+            tell(log, f"{what} Resume with: {resume}{then}")
 
 
 def config_dir_flag() -> str:

@@ -1,6 +1,9 @@
 """A bad command line fails before anything is built: one line naming the key and what is allowed."""
 
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 from conftest import cli
@@ -367,3 +370,39 @@ def test_every_boolean_of_the_shipped_configs_is_checked():
     cfg.data._target_ = "litlab.data.DigitsDataModule"
     with pytest.raises(ConfigError, match=r"^data.shuffle=by_length: must be true or false$"):
         check_rules(cfg, boolean_rules(cfg))
+
+
+@pytest.mark.parametrize("command", ["train", "predict"])
+def test_ctrl_c_during_the_start_up_checks_exits_130_without_a_traceback(monkeypatch, command):
+    """The checks before Hydra starts (~2 s) were outside the try block: a KeyboardInterrupt traceback."""
+    import litlab.command_line as command_line
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command_line, "check_command_line", interrupted)
+    monkeypatch.setattr(sys, "argv", [f"litlab-{command}", "seed=1"])
+    wrap = command_line.validated if command == "train" else command_line.checked_command(command)
+    with pytest.raises(SystemExit) as exit:
+        wrap(lambda: pytest.fail("the command started"))()
+    assert exit.value.code == 130 and exit.value.__cause__ is None and exit.value.__suppress_context__
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C is a KeyboardInterrupt again"
+
+
+def test_ctrl_c_in_the_start_up_imports_exits_130_there_and_then():
+    """A KeyboardInterrupt cut a numpy import short, a library swallowed it: exit 1, an AttributeError traceback."""
+    code = (
+        "import os, signal, time\n"
+        "from litlab.command_line import ctrl_c_exits_at_once\n"
+        "with ctrl_c_exits_at_once():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(30)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, not a background job
+    )
+    assert (proc.returncode, proc.stderr) == (130, "")

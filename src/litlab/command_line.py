@@ -374,6 +374,45 @@ def check_own_run_dir(argv: list[str], command: str) -> None:
         )
 
 
+def quiet_ctrl_c(main: Callable[[], Any]) -> Callable[[], Any]:
+    """Ctrl-C exits 130 (the shell's code for it) without a traceback, in the start-up checks too."""
+
+    @functools.wraps(main)
+    def wrapper() -> Any:
+        try:
+            return main()
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def ctrl_c_exits_at_once() -> Iterator[None]:
+    """Ctrl-C while the start-up checks run (they write nothing) ends the process with 130 there and then.
+
+    Not as a ``KeyboardInterrupt``: one raised in the middle of the imports the checks make (torch,
+    numpy) can be swallowed by a library's import, and the process went on with numpy half loaded,
+    to fail later with an unrelated traceback (AttributeError on ``numpy._core``, exit 1).
+    """
+    import os
+    import signal
+    import threading
+
+    def exit_130(signum: int, frame: Any) -> None:
+        os._exit(130)
+
+    ignored = signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None)  # a background job's: left so
+    if ignored or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, exit_130)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextlib.contextmanager
 def exit_2_on_config_error() -> Iterator[None]:
     """A ``ConfigError`` becomes one line on stderr and exit code 2, before Hydra makes a run directory."""
@@ -393,9 +432,10 @@ def checked_command(command: str) -> Callable[[Callable[[], Any]], Callable[[], 
 
     def wrap(main: Callable[[], Any]) -> Callable[[], Any]:
         @functools.wraps(main)
+        @quiet_ctrl_c
         def wrapper() -> Any:
             _, overrides = _split_argv(sys.argv[1:])
-            with exit_2_on_config_error():
+            with ctrl_c_exits_at_once(), exit_2_on_config_error():
                 check_own_run_dir(sys.argv[1:], command)
                 if overrides is not None:
                     check_creatable(check_command_line(overrides, command))
@@ -415,12 +455,14 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
     import os
 
     @functools.wraps(main)
+    @quiet_ctrl_c
     def wrapper() -> Any:
         argv = sys.argv[1:]
-        flags, overrides = _split_argv(argv)
+        with ctrl_c_exits_at_once():
+            flags, overrides = _split_argv(argv)  # imports torch (litlab.resume)
         # DDP's child ranks re-run the entry point with the parent's (already checked) overrides.
         if overrides is not None and "LOCAL_RANK" not in os.environ:
-            with exit_2_on_config_error():
+            with ctrl_c_exits_at_once(), exit_2_on_config_error():
                 check_own_run_dir(overrides, "train")
                 multirun = any(a in ("-m", "--multirun") for a in argv)
                 resumed = overrides if multirun else _resumed(overrides)
@@ -433,9 +475,6 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                     _check_sweep_dir(cfg)
                 elif cfg.get("ckpt_path") is None:
                     _check_run_dir(cfg)
-        try:
-            return main()
-        except KeyboardInterrupt:  # a sweep's (a single run exits 130 itself): the job said how to resume
-            raise SystemExit(130) from None
+        return main()  # a sweep's Ctrl-C comes back (a single run exits 130 itself): the job said how to resume
 
     return wrapper

@@ -505,6 +505,10 @@ def test_folder_class_names_label_predictions_and_exports(tmp_path):
     train(compose_cfg([*overrides, *data, *loader], tmp_path / "train"))
     header, rows, _ = run_predict(tmp_path / "p", f"ckpt_path={tmp_path / 'train'}", f"input={tmp_path / 'imgs'}")
     assert header[3:5] == ["prob_cat", "prob_dog"] and {r[2] for r in rows} <= {"cat", "dog"}
+    # A split of the folder: its rows are named by their files too (they had only an index).
+    header, rows, _ = run_predict(tmp_path / "s", f"ckpt_path={tmp_path / 'train'}", "split=test")
+    assert header[0] == "file" and len(rows) == 4 and all(r[0].endswith(".png") for r in rows)
+    assert all(r[0].split("/")[0] == ["cat", "dog"][int(r[-1])] for r in rows), "the file's folder is its target"
     meta = export(config("export", tmp_path / "e", f"ckpt_path={tmp_path / 'train'}", "format=state_dict"))
     assert meta["classes"] == ["cat", "dog"]
 

@@ -221,11 +221,14 @@ def split_batches(datamodule: Any, split: str, batch_size: int) -> Iterator[Inpu
         batches = (tuple(t[i : i + batch_size] for t in tensors) for i in range(0, len(dataset), batch_size))
     else:
         batches = iter(DataLoader(dataset, batch_size, shuffle=False, collate_fn=datamodule.collate_fn))
+    # A folder's samples are named by their files (a transform wraps the folder's dataset), others by their row.
+    files = getattr(dataset, "files", None) or getattr(getattr(dataset, "dataset", None), "files", None)
     start = 0
     for x, y, *mask in batches:
         # As the model sees them in testing: after the data's batch transforms (CIFAR's scale and normalize).
         x = datamodule.batch_transform(x, train=False)
-        yield Inputs(x, mask[0] if mask else None, list(range(start, start + len(x))), y)
+        names = files[start : start + len(x)] if files else list(range(start, start + len(x)))
+        yield Inputs(x, mask[0] if mask else None, names, y)
         start += len(x)
 
 

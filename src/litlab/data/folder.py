@@ -84,6 +84,11 @@ class FolderDataset(Dataset):
     def labels(self) -> Tensor:
         return torch.tensor([label for _, label in self.samples])
 
+    @property
+    def files(self) -> list[str]:
+        """Each sample's file, relative to ``root``: what predictions on the split are named by."""
+        return [file for file, _ in self.samples]
+
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         file, label = self.samples[i]
         return read_checked(self.root / file, self.input_shape), torch.tensor(label)

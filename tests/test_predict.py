@@ -65,7 +65,7 @@ def test_predict_the_train_split_keeps_its_stored_order(ckpts, digits, tmp_path)
     assert table["target"].tolist() == digits.splits["train"].tensors[1].tolist()
 
 
-def test_predict_an_array_file_and_a_folder_of_images(ckpts, digits, tmp_path):
+def test_predict_an_array_file_and_a_folder_of_images(ckpts, digits, tmp_path, caplog):
     """Both hold inputs scaled to [0, 1]; predict normalizes them as the training data was."""
     x = digits.splits["test"].tensors[0][:20]
     mean, std = digits.normalization["mean"][0], digits.normalization["std"][0]
@@ -81,6 +81,11 @@ def test_predict_an_array_file_and_a_folder_of_images(ckpts, digits, tmp_path):
     header, rows, table = run_predict(tmp_path / "b", ckpt, f"input={tmp_path / 'inputs.npy'}")
     assert header[:3] == ["index", "class", "label"] and "target" not in header and len(rows) == 20
     np.testing.assert_allclose(table["probs"], split["probs"][:20], atol=1e-5)
+    assert "values span" not in caplog.text
+    # Raw pixel values (the digits' 0-16) are predicted on, with a warning that names them (accepted silently).
+    np.save(tmp_path / "raw.npy", (x01 * 16).numpy())
+    run_predict(tmp_path / "raw", ckpt, f"input={tmp_path / 'raw.npy'}")
+    assert f"input={tmp_path / 'raw.npy'}: values span [0, 16], but the training data's normalization" in caplog.text
 
     header, rows, table = run_predict(tmp_path / "c", ckpt, f"input={tmp_path / 'images'}")
     assert header[0] == "file" and [r[0] for r in rows] == sorted(r[0] for r in rows)

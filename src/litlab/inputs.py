@@ -7,6 +7,7 @@ an optional padding ``mask`` (True = real token), optional labels, and a name pe
 
 import contextlib
 import functools
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +51,21 @@ class InputSpec:
     def tokens(self) -> bool:
         return self.vocab_size is not None
 
-    def normalize(self, x: Tensor) -> Tensor:
-        """``(x - mean) / std`` per channel for inputs scaled to [0, 1]; token ids pass through."""
+    def normalize(self, x: Tensor, source: str = "the inputs") -> Tensor:
+        """``(x - mean) / std`` per channel for inputs scaled to [0, 1]; token ids pass through.
+
+        Inputs outside [0, 1] are normalized all the same (a warning names them): raw pixel values
+        (0-16, 0-255) gave confident predictions far worse than the same images scaled.
+        """
         if self.tokens or not self.normalization:
             return x
+        low, high = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
+        if low < -1e-3 or high > 1 + 1e-3:
+            logging.getLogger(__name__).warning(
+                f"{source}: values span [{low:g}, {high:g}], but the training data's normalization is for inputs "
+                "scaled to [0, 1] (images divided by their maximum, 255 for 8 bits); give normalize=false for "
+                "inputs already normalized"
+            )
         shape = (-1,) + (1,) * (len(self.input_shape) - 1)
         mean = torch.tensor(self.normalization["mean"]).view(shape)
         std = torch.tensor(self.normalization["std"]).view(shape)
@@ -316,14 +328,15 @@ def path_inputs(path: str | Path, spec: InputSpec, normalize: bool = True) -> In
         if len(shapes) > 1:
             raise ValueError(f"input={path}: samples differ in shape (shape: an example file): {shapes}")
         x, _ = _check(torch.stack(samples), None, spec, f"input={path}")
-        return Inputs(spec.normalize(x) if normalize else x, None, [str(p.relative_to(path)) for p in files])
+        x = spec.normalize(x, f"input={path}") if normalize else x
+        return Inputs(x, None, [str(p.relative_to(path)) for p in files])
     if not path.is_file():
         raise FileNotFoundError(f"input={path}: no such folder or file")
     if path.suffix not in ARRAY_SUFFIXES:
         raise ValueError(f"input={path}: an input file must be one of {ARRAY_SUFFIXES}, or give a folder of images")
     x, mask = _check(*_read_array_file(path), spec, f"input={path}")
     if normalize:
-        x = spec.normalize(x)
+        x = spec.normalize(x, f"input={path}")
     return Inputs(x, mask, list(range(len(x))))
 
 

@@ -231,10 +231,47 @@ def test_bad_override_is_one_line_naming_key_and_choices(overrides, message):
         ["trainer.val_check_interval=0.25", "callbacks.early_stopping.min_delta=0.01", "data.prefetch_factor=4"],
         ["trainer.val_check_interval=100", "callbacks.early_stopping.min_delta=-0.01"],
         ["model=transformer", "model.net.dropout=0.5"],
+        ["seed=7", "hydra.run.dir=${paths.log_dir}/a${seed}", "+tag=${model.optimizer.name}"],
     ],
 )
 def test_good_command_lines_pass(overrides):
     check_command_line(overrides)
+
+
+BAD_INTERPOLATIONS = {  # each a raw OmegaConf traceback (exit 1), naming some other key that read it
+    "a misspelled key": (
+        "train",
+        ["model.optimizer.lr=${model.optimizer.lrr}"],
+        "model.optimizer.lr=${model.optimizer.lrr}: the interpolation does not resolve (no key model.optimizer.lrr; "
+        "did you mean model.optimizer.lr?)",
+    ),
+    "a key that reads itself": (
+        "train",
+        ["seed=${seed}"],
+        "seed=${seed}: the interpolation does not resolve (Recursive interpolation detected)",
+    ),
+    "an unset environment variable": (
+        "train",
+        ["task_name=${oc.env:LITLAB_UNSET_VARIABLE}"],
+        "task_name=${oc.env:LITLAB_UNSET_VARIABLE}: the interpolation does not resolve (Environment variable",
+    ),
+    "an added key": ("train", ["+foo=${nope}"], "foo=${nope}: the interpolation does not resolve (no key nope)"),
+    "the run directory": (
+        "train",
+        ["hydra.run.dir=${paths.log_dir}/${nope}"],
+        "hydra.run.dir=${paths.log_dir}/${nope}: the interpolation does not resolve (no key nope)",
+    ),
+    "predict's": ("predict", ["ckpt_path=X", "batch_size=${nope}"], "batch_size=${nope}: the interpolation does not"),
+    "export's": ("export", ["ckpt_path=X", "atol=${nope}"], "atol=${nope}: the interpolation does not resolve"),
+}
+
+
+@pytest.mark.parametrize("command,overrides,message", BAD_INTERPOLATIONS.values(), ids=BAD_INTERPOLATIONS.keys())
+def test_an_interpolation_that_does_not_resolve_is_named(command, overrides, message):
+    with pytest.raises(ConfigError) as e:
+        check_command_line(overrides, command)
+    assert str(e.value).startswith(message), str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_cli_exits_2_with_one_line_and_leaves_no_run_directory(tmp_path):

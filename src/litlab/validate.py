@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from litlab.config import config_dir
+from litlab.config import config_dir, key_paths
 
 _ABSENT = object()
 
@@ -441,12 +441,49 @@ def _check_task(cfg: DictConfig) -> None:
         raise ConfigError(str(e) if not path or str(e).startswith(where) else f"ckpt_path: {e}") from None
 
 
+def _interpolated(node: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
+    """Each ``(dotted key, parent, key in parent)`` of ``node`` whose value is an interpolation (``${...}``)."""
+    keys = range(len(node)) if isinstance(node, ListConfig) else list(node)
+    for key in keys:
+        child = node._get_node(key)
+        path = f"{prefix}[{key}]" if isinstance(node, ListConfig) else f"{prefix}.{key}" if prefix else str(key)
+        if child is not None and child._is_interpolation():
+            yield path, node, key
+        elif isinstance(child, DictConfig | ListConfig) and not child._is_none() and not child._is_missing():
+            yield from _interpolated(child, path)
+
+
+def check_interpolations(cfg: DictConfig) -> None:
+    """``ConfigError`` for the first ``${...}`` that does not resolve: a misspelled key, one that refers to itself,
+    an unset environment variable (OmegaConf's own error is a traceback naming some other key that reads it).
+
+    The keys the command line set come first: ``seed=${seed}`` is named as itself, not as ``data.seed``.
+    """
+    from omegaconf.errors import GrammarParseError, InterpolationResolutionError
+
+    overrides = OmegaConf.select(cfg, "hydra.overrides.task", throw_on_resolution_failure=False) or []
+    given = [str(overrides._get_node(i)._value()).split("=", 1)[0].lstrip("+~") for i in range(len(overrides))]
+    found = sorted(_interpolated(cfg, ""), key=lambda f: f[0] not in given)
+    for key, parent, name in found:
+        try:
+            parent[name]
+        except (InterpolationResolutionError, GrammarParseError) as e:
+            reason = " ".join(str(e).splitlines()[0].split())
+            reason = re.sub(r"^\w+ raised while resolving interpolation: ", "", reason).strip('"')
+            wrong = re.fullmatch(r"Interpolation key '(.+)' not found", reason)
+            if wrong:
+                reason = f"no key {wrong[1]}{did_you_mean(wrong[1], key_paths(cfg))}"
+            raw = parent._get_node(name)._value()
+            raise ConfigError(f"{key}={raw}: the interpolation does not resolve ({reason})") from None
+
+
 def missing_value(key: str) -> ConfigError:
     return ConfigError(f"{key}: needs a value (it is ???); give it as {key}=...")
 
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value in ``cfg`` that cannot work."""
+    check_interpolations(cfg)
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
     if missing:
         raise missing_value(missing[0])

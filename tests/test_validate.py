@@ -443,3 +443,16 @@ def test_ctrl_c_in_the_start_up_imports_exits_130_there_and_then():
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, not a background job
     )
     assert (proc.returncode, proc.stderr) == (130, "")
+
+
+@pytest.mark.parametrize("record", ["", "hydra:\n  job:\n    config_name: train\na: [b\n", "[train]\n"])
+def test_a_run_directory_with_a_damaged_record_is_refused(tmp_path, record):
+    """A damaged hydra.yaml gave yaml's traceback; an empty one passed as a free directory, and litlab-predict
+    then wrote over the train run's .hydra/overrides.yaml."""
+    from litlab.command_line import check_own_run_dir
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "hydra.yaml").write_text(record)
+    damaged = rf"^hydra.run.dir={tmp_path} holds a run whose record \(.hydra/hydra.yaml\) is damaged: .*choose another"
+    with pytest.raises(ConfigError, match=damaged):
+        check_own_run_dir([f"hydra.run.dir={tmp_path}"], "predict")

@@ -367,8 +367,13 @@ def check_own_run_dir(argv: list[str], command: str) -> None:
     record = Path(run_dir, ".hydra", "hydra.yaml") if run_dir else None
     if record is None or not record.is_file():
         return
-    held = OmegaConf.select(OmegaConf.load(record), "hydra.job.config_name")  # not job.name: users rename jobs
-    if held is not None and held != command:
+    held = _recorded_command(record)
+    if held is None:  # an empty file too: taken for a free directory, another command's record was overwritten
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} holds a run whose record (.hydra/hydra.yaml) is damaged: which command wrote "
+            f"it is unknown, and litlab-{command} could write over that run's files: choose another directory"
+        )
+    if held != command:
         raise ConfigError(
             f"hydra.run.dir={run_dir} holds a litlab-{held} run; litlab-{command} would write its own config and "
             "metrics.json over that run's record: choose another directory"
@@ -412,6 +417,18 @@ def ctrl_c_exits_at_once() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _recorded_command(record: Path) -> str | None:
+    """The command (config name) a run's ``.hydra/hydra.yaml`` records; None if it is damaged or empty."""
+    import yaml
+
+    try:
+        held = OmegaConf.load(record)
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8, or not a config OmegaConf takes
+        return None
+    name = OmegaConf.select(held, "hydra.job.config_name") if isinstance(held, DictConfig) else None  # not job.name
+    return name if isinstance(name, str) and name else None
 
 
 @contextlib.contextmanager

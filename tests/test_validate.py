@@ -124,7 +124,7 @@ BAD = {
     "no checkpoint to resume": (["ckpt_path=last"], "ckpt_path=last: no checkpoints/last.ckpt under"),
     "every_n_train_steps negative": (
         ["callbacks.model_checkpoint.every_n_train_steps=-5"],
-        "callbacks.model_checkpoint.every_n_train_steps=-5: must be an integer >= 1 or null",
+        "callbacks.model_checkpoint.every_n_train_steps=-5: must be an integer >= 1, or 0 or null for no",
     ),
     "bad override syntax": (["trainer.max_epochs=[1"], "trainer.max_epochs=[1"),
     "group set to null": (
@@ -190,6 +190,70 @@ BAD = {
         "trainer.deterministic=maybe: must be true, false",
     ),
     "a boolean that may be null": (["data.pin_memory=3"], "data.pin_memory=3: must be true, false or null"),
+    # Each failed after the run directory was made (torch's, numpy's or Lightning's error, some after an
+    # epoch), or was taken silently.
+    "split seed not a number": (["data.split_seed=abc"], "data.split_seed=abc: must be an integer in [0, 2**64 - 1]"),
+    "seed numpy cannot take": (["seed=99999999999"], "seed=99999999999: must be an integer in [0, 2**32 - 1]"),
+    "save_top_k not a number": (
+        ["callbacks.model_checkpoint.save_top_k=abc"],
+        "callbacks.model_checkpoint.save_top_k=abc: must be an integer >= 1, 0 for none or -1 for every one",
+    ),
+    "negative momentum": (
+        ["model/optimizer=sgd", "model.optimizer.momentum=-1"],
+        "model.optimizer.momentum=-1: must be a finite number >= 0",
+    ),
+    "nesterov without momentum": (
+        ["model/optimizer=sgd", "model.optimizer.momentum=0"],
+        "model.optimizer.momentum=0: Nesterov momentum needs a momentum > 0",
+    ),
+    "label smoothing above 1": (["+model.label_smoothing=2"], "model.label_smoothing=2: must be a number in [0, 1)"),
+    "onecycle warmup past the end": (
+        ["model/scheduler=onecycle", "model.scheduler.pct_start=1.5"],
+        "model.scheduler.pct_start=1.5: must be a number in [0, 1)",
+    ),
+    "plateau factor raising the lr": (
+        ["model/scheduler=plateau", "model.scheduler.factor=2"],
+        "model.scheduler.factor=2: must be a number in (0, 1)",
+    ),
+    "one beta": (["+model.optimizer.betas=[0.9]"], "model.optimizer.betas=[0.9]: must be two numbers in [0, 1)"),
+    "val split of more than all": (
+        ["data.val_split=1.5"],
+        "data.val_split=1.5: must be a fraction in [0, 1) or a count >= 0 (an integer)",
+    ),
+    "confusion matrix every 0 epochs": (
+        ["callbacks.confusion_matrix.every_n_epochs=0"],
+        "callbacks.confusion_matrix.every_n_epochs=0: must be an integer >= 1",
+    ),
+    "checkpoint name read as a dict": (
+        ["callbacks.model_checkpoint.filename={epoch:zz}"],
+        "callbacks.model_checkpoint.filename={'epoch': 'zz'}: must be a string of {metric:format} fields, quoted",
+    ),
+    "checkpoint name with a bad format": (
+        ["callbacks.model_checkpoint.filename='{epoch:zz}'"],
+        "callbacks.model_checkpoint.filename={epoch:zz}: must be a string",
+    ),
+    "negative refresh rate": (
+        ["callbacks.progress_bar.refresh_rate=-1"],
+        "callbacks.progress_bar.refresh_rate=-1: must be an integer >= 0",
+    ),
+    "negative redraw interval": (
+        ["callbacks.progress_bar.min_interval=-1"],
+        "callbacks.progress_bar.min_interval=-1: must be a finite number of seconds >= 0",
+    ),
+    "negative sample count": (
+        ["callbacks.misclassified.max_samples=-1"],
+        "callbacks.misclassified.max_samples=-1: must be an integer >= 0",
+    ),
+    "ema from a negative step": (
+        ["callbacks=[default,ema]", "callbacks.ema.update_starting_at_step=-1"],
+        "callbacks.ema.update_starting_at_step=-1: must be an integer >= 0, or null",
+    ),
+    "negative sanity steps": (
+        ["+trainer.num_sanity_val_steps=-5"],
+        "trainer.num_sanity_val_steps=-5: must be an integer >= 0, -1 for all of validation, or null",
+    ),
+    "teacher of width 0": (["data=synthetic", "data.hidden=0"], "data.hidden=0: must be an integer >= 1"),
+    "task name leaving the log directory": (["task_name=../../escape"], "task_name=../../escape: must be a name"),
     "matmul precision": (
         ["float32_matmul_precision=tf32"],
         "float32_matmul_precision=tf32: must be highest, high or medium",
@@ -232,6 +296,15 @@ def test_bad_override_is_one_line_naming_key_and_choices(overrides, message):
         ["trainer.val_check_interval=100", "callbacks.early_stopping.min_delta=-0.01"],
         ["model=transformer", "model.net.dropout=0.5"],
         ["seed=7", "hydra.run.dir=${paths.log_dir}/a${seed}", "+tag=${model.optimizer.name}"],
+        [
+            "callbacks.model_checkpoint.every_n_train_steps=0",
+            "callbacks.model_checkpoint.save_top_k=-1",
+            "callbacks.model_checkpoint.filename='{epoch:03d}-{val/loss:.4f}'",
+            "+trainer.num_sanity_val_steps=-1",
+            "seed=4294967295",
+            "task_name=5",
+        ],
+        ["data=mnist", "data.val_split=5000", "model/scheduler=onecycle", "model.scheduler.pct_start=0"],
     ],
 )
 def test_good_command_lines_pass(overrides):
@@ -264,10 +337,18 @@ BAD_INTERPOLATIONS = {  # each a raw OmegaConf traceback (exit 1), naming some o
     "predict's": ("predict", ["ckpt_path=X", "batch_size=${nope}"], "batch_size=${nope}: the interpolation does not"),
     "export's": ("export", ["ckpt_path=X", "atol=${nope}"], "atol=${nope}: the interpolation does not resolve"),
 }
+BAD_ANY_COMMAND = {
+    **BAD_INTERPOLATIONS,
+    "predict's run name outside paths.log_dir": (
+        "predict",
+        ["ckpt_path=X", "task_name=a/b"],
+        "task_name=a/b: must be a name without /",
+    ),
+}
 
 
-@pytest.mark.parametrize("command,overrides,message", BAD_INTERPOLATIONS.values(), ids=BAD_INTERPOLATIONS.keys())
-def test_an_interpolation_that_does_not_resolve_is_named(command, overrides, message):
+@pytest.mark.parametrize("command,overrides,message", BAD_ANY_COMMAND.values(), ids=BAD_ANY_COMMAND.keys())
+def test_a_bad_value_of_any_command_is_named(command, overrides, message):
     with pytest.raises(ConfigError) as e:
         check_command_line(overrides, command)
     assert str(e.value).startswith(message), str(e.value)

@@ -33,15 +33,17 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 # ---- rules on values: (key, check, what is allowed) -------------------------------------------
 
 
-def integer(lo: int, allow: tuple = ()) -> Callable[[Any], bool]:
-    return lambda v: v in allow or (isinstance(v, int) and not isinstance(v, bool) and v >= lo)
+def integer(lo: int, allow: tuple = (), hi: float = float("inf")) -> Callable[[Any], bool]:
+    return lambda v: v in allow or (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi)
 
 
-def number(lo: float, allow_none: bool = False) -> Callable[[Any], bool]:
+def number(lo: float, allow_none: bool = False, below: float = float("inf")) -> Callable[[Any], bool]:
+    """A real number in ``[lo, below)`` (finite), or null where ``allow_none``."""
+
     def ok(v: Any) -> bool:
         if v is None:
             return allow_none
-        return isinstance(v, Real) and not isinstance(v, bool) and lo <= v < float("inf")
+        return isinstance(v, Real) and not isinstance(v, bool) and lo <= v < below
 
     return ok
 
@@ -63,6 +65,38 @@ def _val_check_interval(v: Any) -> bool:
     return v is None or integer(1)(v)
 
 
+def _split_size(v: Any) -> bool:
+    """A share of the samples (a float in [0, 1)) or a count of them (an integer), as ``split_sizes`` takes."""
+    return integer(0)(v) or (isinstance(v, float) and 0 <= v < 1)
+
+
+def _run_name(v: Any) -> bool:
+    """A name of one directory under ``paths.log_dir``: ``../x`` or ``a/b`` would put the runs elsewhere."""
+    return (
+        isinstance(v, str | int)
+        and not isinstance(v, bool)
+        and str(v) not in ("", ".", "..")
+        and not any(sep in str(v) for sep in "/\\")
+    )
+
+
+def _checkpoint_filename(v: Any) -> bool:
+    """Lightning's checkpoint name: a string whose ``{metric:format}`` fields format a number."""
+    import string
+
+    if v is None:
+        return True
+    if not isinstance(v, str):  # {epoch:03d} unquoted: Hydra reads {...} as a dict
+        return False
+    try:
+        for _, field, spec, _ in string.Formatter().parse(v):
+            if field is not None:
+                format(0, spec or "")
+    except ValueError:
+        return False
+    return True
+
+
 #: A rule: a key's check, and what it allows (for the message).
 Rules = dict[str, tuple[Callable[[Any], bool], str]]
 
@@ -75,12 +109,22 @@ def check_rules(cfg: DictConfig, rules: Rules) -> None:
             raise ConfigError(f"{key}={value}: must be {allowed}")
 
 
+#: Keys of every command's config whose value must satisfy a check.
+COMMON_RULES: Rules = {
+    "task_name": (_run_name, "a name without / or \\ and not . or .. (its runs go under paths.log_dir/<task_name>)"),
+}
+
 #: litlab-train's keys whose value must satisfy a check.
 RULES: Rules = {
+    **COMMON_RULES,
     "trainer.max_epochs": (integer(1, (-1, None)), "an integer >= 1, or -1 for no limit"),
     "trainer.min_epochs": (integer(0, (None,)), "an integer >= 0"),
     "trainer.max_steps": (integer(1, (-1,)), "an integer >= 1, or -1 for no limit"),
     "trainer.log_every_n_steps": (integer(1), "an integer >= 1"),
+    "trainer.num_sanity_val_steps": (
+        integer(0, (-1, None)),
+        "an integer >= 0, -1 for all of validation, or null (Lightning's 2)",
+    ),
     "trainer.accumulate_grad_batches": (integer(1), "an integer >= 1"),
     "trainer.check_val_every_n_epoch": (integer(1, (None,)), "an integer >= 1 or null"),
     "trainer.gradient_clip_val": (number(0, allow_none=True), "a finite number >= 0 or null"),
@@ -91,6 +135,10 @@ RULES: Rules = {
     "data.batch_size": (integer(1), "an integer >= 1"),
     "data.eval_batch_size": (integer(1, (None,)), "an integer >= 1 or null"),
     "data.num_workers": (integer(0), "an integer >= 0"),
+    "data.val_split": (_split_size, "a fraction in [0, 1) or a count >= 0 (an integer)"),
+    "data.test_split": (_split_size, "a fraction in [0, 1) or a count >= 0 (an integer)"),
+    "data.split_seed": (integer(0, hi=2**64 - 1), "an integer in [0, 2**64 - 1] (torch's seeds)"),
+    "data.hidden": (integer(1), "an integer >= 1 (the width of the teacher network)"),
     "data.prefetch_factor": (integer(1, (None,)), "an integer >= 1 or null"),  # 0: the workers load nothing ahead
     # The data's sizes size the net: torch's own error would name neither the key nor the value.
     "data.input_shape": (lambda v: isinstance(v, ListConfig) and all(map(integer(1), v)), "a list of integers >= 1"),
@@ -105,14 +153,40 @@ RULES: Rules = {
         "a number in [0, 1) (the share of the steps that warm up)",
     ),
     "model.scheduler.min_lr_ratio": (lambda v: number(0)(v) and v <= 1, "a number in [0, 1]"),
-    "seed": (integer(0, (None,)), "an integer >= 0 or null"),
+    # onecycle: 1 leaves its annealing phase no steps (torch divides by zero); 0 starts at the peak.
+    "model.scheduler.pct_start": (number(0, below=1), "a number in [0, 1) (the share of the steps that warm up)"),
+    "model.scheduler.factor": (  # plateau: >= 1 never lowers the lr, <= 0 zeroes or negates it
+        lambda v: number(0, below=1)(v) and v > 0,
+        "a number in (0, 1) (what the lr is multiplied by)",
+    ),
+    "model.optimizer.momentum": (number(0), "a finite number >= 0"),
+    "model.optimizer.betas": (
+        lambda v: isinstance(v, ListConfig) and len(v) == 2 and all(map(number(0, below=1), v)),
+        "two numbers in [0, 1): [beta1, beta2]",
+    ),
+    "model.label_smoothing": (number(0, below=1), "a number in [0, 1) (1 would make every target uniform)"),
+    "seed": (integer(0, (None,), hi=2**32 - 1), "an integer in [0, 2**32 - 1] (numpy's seeds) or null"),
     "threads": (integer(1, (None,)), "an integer >= 1 or null"),
     "float32_matmul_precision": (lambda v: v in ("highest", "high", "medium"), "highest, high or medium"),
-    "callbacks.model_checkpoint.every_n_train_steps": (integer(1, (None, 0)), "an integer >= 1 or null"),
+    "callbacks.model_checkpoint.every_n_train_steps": (
+        integer(0, (None,)),
+        "an integer >= 1, or 0 or null for no checkpoints by steps",
+    ),
+    "callbacks.model_checkpoint.save_top_k": (integer(-1), "an integer >= 1, 0 for none or -1 for every one"),
+    "callbacks.model_checkpoint.filename": (
+        _checkpoint_filename,
+        "a string of {metric:format} fields, quoted: 'callbacks.model_checkpoint.filename=\"{epoch:03d}\"' "
+        "(unquoted, Hydra reads {...} as a dict)",
+    ),
+    "callbacks.confusion_matrix.every_n_epochs": (integer(1), "an integer >= 1"),
+    "callbacks.misclassified.max_samples": (integer(0), "an integer >= 0"),
+    "callbacks.progress_bar.refresh_rate": (integer(0), "an integer >= 0 (0 turns the bar off)"),
+    "callbacks.progress_bar.min_interval": (number(0), "a finite number of seconds >= 0"),
     "callbacks.early_stopping.patience": (integer(0), "an integer >= 0"),
     "callbacks.early_stopping.min_delta": (number(-float("inf")), "a finite number"),
     "callbacks.ema.decay": (lambda v: number(0)(v) and v < 1, "a number in [0, 1): 1 would never move"),
     "callbacks.ema.update_every_n_steps": (integer(1), "an integer >= 1"),
+    "callbacks.ema.update_starting_at_step": (integer(0, (None,)), "an integer >= 0, or null for the first step"),
     # Booleans that take more than true and false (every other shipped boolean: ``boolean_rules``).
     "data.pin_memory": (optional(boolean), "true, false or null (pinned when training on a CUDA GPU)"),
     "trainer.deterministic": (optional(boolean, "warn"), "true, false, warn or null"),
@@ -494,6 +568,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             "model.class_weights=balanced: needs the training labels, which a stream (data.streaming=true) "
             "does not list; give the weights as a list"
+        )
+    if OmegaConf.select(cfg, "model.optimizer.nesterov") and OmegaConf.select(cfg, "model.optimizer.momentum") == 0:
+        raise ConfigError(  # torch's SGD refuses it once training starts
+            "model.optimizer.momentum=0: Nesterov momentum needs a momentum > 0; "
+            "give one, or model.optimizer.nesterov=false"
         )
     if "precision" in cfg.get("trainer", {}):
         _check_precision(cfg.trainer.precision)

@@ -537,3 +537,20 @@ def test_a_run_directory_with_a_damaged_record_is_refused(tmp_path, record):
     damaged = rf"^hydra.run.dir={tmp_path} holds a run whose record \(.hydra/hydra.yaml\) is damaged: .*choose another"
     with pytest.raises(ConfigError, match=damaged):
         check_own_run_dir([f"hydra.run.dir={tmp_path}"], "predict")
+
+
+def test_a_checkpoint_folder_of_another_run_is_refused(tmp_path, monkeypatch):
+    """dirpath=<another run>/checkpoints: the fresh run replaced that run's last.ckpt; the default dirpath
+    (inside the new run's directory) passes wherever the command is started."""
+    from litlab.command_line import _check_checkpoint_dir
+
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "other" / "checkpoints"
+    other.mkdir(parents=True)
+    (other / "last.ckpt").write_bytes(b"")
+    (tmp_path / "checkpoints").mkdir()  # beside the command: what the default dirpath reads as before Hydra starts
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    _check_checkpoint_dir(check_command_line([]))
+    _check_checkpoint_dir(check_command_line(["callbacks.model_checkpoint.dirpath=${hydra:runtime.output_dir}/c"]))
+    with pytest.raises(ConfigError, match=f"^callbacks.model_checkpoint.dirpath={other} holds checkpoints of another"):
+        _check_checkpoint_dir(check_command_line([f"callbacks.model_checkpoint.dirpath={other}"]))

@@ -294,6 +294,38 @@ def _check_run_dir(cfg: DictConfig) -> None:
         raise ConfigError(str(e) if str(e).startswith(where) else f"{where}, but {e}") from None
 
 
+def _check_checkpoint_dir(cfg: DictConfig) -> None:
+    """A fresh run's ``callbacks.model_checkpoint.dirpath`` outside its run directory holds no checkpoints.
+
+    Another run's would be overwritten (``last.ckpt``, the best one). Resolved as the job will, with
+    ``hydra:runtime.output_dir`` the run directory (the default dirpath is inside it). A run directory
+    with a record resumes the same run (``_check_run_dir``): its checkpoints, wherever they are, are its own.
+    """
+    import copy
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    run_dir = Path(str(cfg.hydra.run.dir)).resolve()
+    if OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") is None or (run_dir / ".hydra").is_dir():
+        return
+    job = copy.deepcopy(cfg)
+    with read_write(job.hydra), open_dict(job.hydra):
+        job.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(job)
+    try:
+        dirpath = Path(str(job.callbacks.model_checkpoint.dirpath)).resolve()
+    finally:
+        HydraConfig.instance().set_config(cfg)
+    held = sorted(p.name for p in dirpath.glob("*.ckpt")) if dirpath.is_dir() else []
+    if held and not dirpath.is_relative_to(run_dir):
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise ConfigError(
+            f"callbacks.model_checkpoint.dirpath={dirpath} holds checkpoints of another run ({shown}), which this "
+            "run would overwrite: choose an empty folder, or resume that run with ckpt_path=<its checkpoint or run>"
+        )
+
+
 def _check_sweep_dir(cfg: DictConfig) -> None:
     """A ``hydra.sweep.dir`` holding an earlier sweep is refused: its multirun.yaml and jobs would be overwritten."""
     sweep_dir = OmegaConf.select(cfg, "hydra.sweep.dir")
@@ -494,6 +526,7 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                     _check_sweep_dir(cfg)
                 elif cfg.get("ckpt_path") is None:
                     _check_run_dir(cfg)
+                    _check_checkpoint_dir(cfg)
         return main()  # a sweep's Ctrl-C comes back (a single run exits 130 itself): the job said how to resume
 
     return wrapper

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import cli
+from conftest import cli, cli_each
 from omegaconf import OmegaConf
 from PIL import Image
 from trained import Checkpoints, config, saving_as_if_on_gpu
@@ -379,23 +379,45 @@ def test_predict_options_that_cannot_work_are_named(option, message):
         check_options(OmegaConf.merge(defaults, OmegaConf.from_dotlist([option])))
 
 
-@pytest.mark.parametrize(
-    "command,args,message",
-    [
-        ("litlab-predict", ["ckpt_path=x.ckpt", "splt=val"], "splt: no such key; did you mean split?"),
-        ("litlab-predict", ["ckpt_path=x.ckpt", "+splt=val"], "+splt: litlab-predict reads no such key; did you"),
-        ("litlab-eval", ["ckpt=x.ckpt"], "ckpt: no such key; did you mean ckpt_path?"),
-        ("litlab-export", ["ckpt_path=x.ckpt", "data=digts"], "data=digts: no such option; did you mean digits?"),
-        ("litlab-export", ["ckpt_path=x.ckpt", "format=tflite"], "format='tflite' is not a format; choose one of"),
-        ("litlab-predict", ["ckpt_path=x.ckpt", "batch_size=0"], "batch_size=0: must be an integer >= 1"),
-    ],
-)
-def test_bad_keys_options_and_values_are_refused_before_a_run_directory_exists(tmp_path, command, args, message):
-    proc = cli(command, *args, cwd=tmp_path, check=False)
-    assert proc.returncode == 2
+BAD_COMMAND_LINES = {
+    "predict: a misspelled key": (
+        ["litlab-predict", "ckpt_path=x.ckpt", "splt=val"],
+        "splt: no such key; did you mean split?",
+    ),
+    "predict: an added key": (
+        ["litlab-predict", "ckpt_path=x.ckpt", "+splt=val"],
+        "+splt: litlab-predict reads no such key; did you",
+    ),
+    "eval: a misspelled key": (["litlab-eval", "ckpt=x.ckpt"], "ckpt: no such key; did you mean ckpt_path?"),
+    "export: a misspelled option": (
+        ["litlab-export", "ckpt_path=x.ckpt", "data=digts"],
+        "data=digts: no such option; did you mean digits?",
+    ),
+    "export: an unknown format": (
+        ["litlab-export", "ckpt_path=x.ckpt", "format=tflite"],
+        "format='tflite' is not a format; choose one of",
+    ),
+    "predict: a bad value": (
+        ["litlab-predict", "ckpt_path=x.ckpt", "batch_size=0"],
+        "batch_size=0: must be an integer >= 1",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+    """Every command line of BAD_COMMAND_LINES, each in a directory of its own (one process for all)."""
+    return cli_each({name: line for name, (line, _) in BAD_COMMAND_LINES.items()}, tmp_path_factory.mktemp("refused"))
+
+
+@pytest.mark.parametrize("case", BAD_COMMAND_LINES)
+def test_bad_keys_options_and_values_are_refused_before_a_run_directory_exists(refused, case):
+    proc, cwd = refused[case]
+    message = BAD_COMMAND_LINES[case][1]
+    assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"litlab: error: {message}"), line
-    assert not (tmp_path / "logs").exists()
+    assert not (cwd / "logs").exists()
 
 
 def test_predictions_see_the_batches_the_test_saw(tmp_path):

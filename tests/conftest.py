@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def cli(*args: str, cwd: Path, timeout: float = 240, check: bool = True) -> subp
     return proc
 
 
-# One interpreter for many command lines that a console script refuses before Hydra starts: each
+# One interpreter for many command lines that end before a Hydra job starts (refused, or --help): each
 # is run as its script runs it (``sys.exit(main())`` with that argv, in its own working directory),
 # its output and exit status kept apart. A process each spent ~4 s importing, ~0.5 s checking.
 _EACH = """
@@ -75,17 +76,21 @@ json.dump(results, open(results_file, "w"))
 """
 
 
-def cli_each(cases: dict[str, tuple[str, ...]], work: Path) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+def cli_each(
+    cases: dict[str, tuple[str, ...]], work: Path, prepare: Callable[[Path], None] | None = None
+) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
     """``{name: (command, *args)}`` each run as ``cli(command, *args, cwd=..., check=False)`` runs it, in one process.
 
-    Each command line gets an empty working directory of its own under ``work``; returns
-    ``{name: (completed process, its working directory)}``. Only for command lines refused before
-    Hydra starts (a bad key, option or run directory): one that got past the checks would run its
-    Hydra job inside that process, beside the next ones.
+    Each command line gets a working directory of its own under ``work``, empty but for what
+    ``prepare(cwd)`` puts there; returns ``{name: (completed process, its working directory)}``.
+    Only for command lines that end before Hydra runs a job (``--help``, or refused by litlab's
+    checks): one that got past them would run its job inside that process, beside the next ones.
     """
     dirs = {name: work / f"case{i}" for i, name in enumerate(cases)}
     for cwd in dirs.values():
         cwd.mkdir(parents=True)
+        if prepare is not None:
+            prepare(cwd)
     spec, out = work / "cases.json", work / "results.json"
     spec.write_text(json.dumps([[line[0], list(line[1:]), str(dirs[name])] for name, line in cases.items()]))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -98,6 +103,16 @@ def cli_each(cases: dict[str, tuple[str, ...]], work: Path) -> dict[str, tuple[s
         name: (subprocess.CompletedProcess(list(line), r["returncode"], r["stdout"], r["stderr"]), dirs[name])
         for (name, line), r in zip(cases.items(), results, strict=True)
     }
+
+
+@pytest.fixture(scope="session")
+def help_texts(tmp_path_factory) -> dict[str, str]:
+    """What ``--help`` prints for litlab-train, litlab-predict and litlab-export (one process for the three)."""
+    commands = ("litlab-train", "litlab-predict", "litlab-export")
+    ran = cli_each({command: (command, "--help") for command in commands}, tmp_path_factory.mktemp("help"))
+    for command, (proc, _) in ran.items():
+        assert proc.returncode == 0, (command, proc.stderr[-3000:])
+    return {command: proc.stdout for command, (proc, _) in ran.items()}
 
 
 def compose_cfg(overrides: list[str], run_dir: Path, config_name: str = "train") -> DictConfig:

@@ -286,8 +286,8 @@ def test_cli_exports_a_gpu_checkpoint_on_cpu_with_no_unexplained_warning(ckpts, 
     assert "expected: 'torchvision is not installed" in text
 
 
-def test_cli_help_lists_the_export_options(tmp_path):
-    out = cli("litlab-export", "--help", cwd=tmp_path).stdout
+def test_cli_help_lists_the_export_options(help_texts):
+    out = help_texts["litlab-export"]
     assert "litlab-export" in out and "format: torchscript" in out and "parity_samples: 64" in out
 
 

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, cli_each
 from omegaconf import OmegaConf
 
 MLP_SIZES = {"[64]", "[256]", "[64,64]", "[256,256]", "[64,64,64]", "[256,256,256]"}
@@ -51,25 +51,37 @@ def test_optuna_search_is_reproducible_with_its_seed(tmp_path):
     assert any(o.startswith("model.net.channels=") for o in runs[0]["trials"][0]["overrides"])
 
 
-@pytest.mark.parametrize(
-    "override,message",
-    [
-        # Sweeps of the command line, which only the sweeper sees (they were a traceback, exit 1).
-        ("data.batch_size=glob(*)", "data.batch_size=glob(*): an Optuna search takes choice(), range() or interval()"),
-        (
-            "model.optimizer.lr=tag(log,interval(-1,1))",
-            "model.optimizer.lr=tag(log,interval(-1,1)): Optuna cannot sample it: `low > 0` must hold for `log=True`",
-        ),
-        # Settings, checked before Hydra starts (they were Hydra's "Error in call to target", exit 1).
-        ("hydra.sweeper.n_trials=abc", "hydra.sweeper.n_trials=abc: must be an integer >= 1"),
-    ],
-    ids=["glob", "log-scale-from-below-0", "n_trials-not-a-number"],
-)
-def test_optuna_bad_search_is_one_line_and_exit_2(tmp_path, override, message):
-    proc = cli("litlab-train", "-m", "hparams_search=optuna", override, cwd=tmp_path, check=False)
-    assert proc.returncode == 2
+BAD_SEARCHES = {
+    # Sweeps of the command line, which only the sweeper sees (they were a traceback, exit 1).
+    "glob": (
+        "data.batch_size=glob(*)",
+        "data.batch_size=glob(*): an Optuna search takes choice(), range() or interval()",
+    ),
+    "log-scale-from-below-0": (
+        "model.optimizer.lr=tag(log,interval(-1,1))",
+        "model.optimizer.lr=tag(log,interval(-1,1)): Optuna cannot sample it: `low > 0` must hold for `log=True`",
+    ),
+    # Settings, checked before Hydra starts (they were Hydra's "Error in call to target", exit 1).
+    "n_trials-not-a-number": ("hydra.sweeper.n_trials=abc", "hydra.sweeper.n_trials=abc: must be an integer >= 1"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_searches(tmp_path_factory):
+    """Each search of BAD_SEARCHES started by litlab-train -m in a directory of its own (one process for all)."""
+    lines = {
+        name: ("litlab-train", "-m", "hparams_search=optuna", override) for name, (override, _) in BAD_SEARCHES.items()
+    }
+    return cli_each(lines, tmp_path_factory.mktemp("bad_searches"))
+
+
+@pytest.mark.parametrize("case", BAD_SEARCHES)
+def test_optuna_bad_search_is_one_line_and_exit_2(bad_searches, case):
+    proc, cwd = bad_searches[case]
+    message = BAD_SEARCHES[case][1]
+    assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"litlab: error: {message}") and proc.stderr.count("\n") == 1, proc.stderr
-    assert not (tmp_path / "logs").exists()
+    assert not (cwd / "logs").exists()
 
 
 @pytest.mark.slow

@@ -134,8 +134,8 @@ def test_cli_predicts_from_a_gpu_checkpoint(ckpts, tmp_path):
     assert np.load(run_dir / "predictions.npy")["probs"].shape == (359, 10)
 
 
-def test_cli_help_lists_the_predict_options(tmp_path):
-    out = cli("litlab-predict", "--help", cwd=tmp_path).stdout
+def test_cli_help_lists_the_predict_options(help_texts):
+    out = help_texts["litlab-predict"]
     assert "litlab-predict" in out and "split: test" in out and "device: cpu" in out
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, FAST, PYTHON, cli, read_metrics
+from conftest import BIN, FAST, PYTHON, cli, cli_each, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import litlab
@@ -132,8 +132,8 @@ def test_models_reach_accuracy_on_digits(train_in_process, model, threshold):
     assert metrics["test/acc"] >= threshold
 
 
-def test_help_lists_groups_and_options(tmp_path):
-    out = cli("litlab-train", "--help", cwd=tmp_path).stdout
+def test_help_lists_groups_and_options(help_texts):
+    out = help_texts["litlab-train"]
     assert "litlab-train" in out
     for line in (
         "model: cnn, mlp, rnn, transformer",
@@ -316,12 +316,21 @@ def test_no_validation_is_told_apart_from_no_validation_data(train_in_process, c
     assert "no best checkpoint" not in caplog.text
 
 
+@pytest.fixture(scope="module")
+def blocked_run_dirs(tmp_path_factory):
+    """litlab-train and litlab-eval told to run in taken/run, where taken is a file (one process for both)."""
+    lines = {
+        "litlab-train": ("litlab-train", "hydra.run.dir=taken/run"),
+        "litlab-eval": ("litlab-eval", "ckpt_path=nowhere.ckpt", "hydra.run.dir=taken/run"),
+    }
+    return cli_each(lines, tmp_path_factory.mktemp("blocked"), prepare=lambda cwd: (cwd / "taken").write_text("a file"))
+
+
 @pytest.mark.parametrize("command", ["litlab-train", "litlab-eval"])
-def test_a_run_directory_that_cannot_be_made_is_refused_in_one_line(tmp_path, command):
+def test_a_run_directory_that_cannot_be_made_is_refused_in_one_line(blocked_run_dirs, command):
     """Hydra's own mkdir failed with a traceback (a file in the way; a read-only folder, for non-root users)."""
-    (tmp_path / "taken").write_text("a file")
-    args = ["ckpt_path=nowhere.ckpt"] if command == "litlab-eval" else []
-    proc = cli(command, *args, "hydra.run.dir=taken/run", cwd=tmp_path, check=False)
+    proc, cwd = blocked_run_dirs[command]
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "litlab: error: hydra.run.dir=taken/run: taken is a file, not a directory"
     ], proc.stderr
+    assert (cwd / "taken").read_text() == "a file"

@@ -105,6 +105,36 @@ def cli_each(
     }
 
 
+def cli_at_once(
+    cases: dict[str, tuple[str, ...]], work: Path, timeout: float = 240
+) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """``{name: (command, *args)}`` each run as ``cli(command, *args, cwd=..., check=False)`` runs it, all at once.
+
+    For command lines that run a job (which ``cli_each`` cannot share a process for): the suite
+    itself runs on one core (one thread: OMP_NUM_THREADS=1), so the second one is otherwise idle.
+    Each gets an empty working directory of its own under ``work``; returns
+    ``{name: (completed process, its working directory)}``.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started = {}
+    for i, (name, line) in enumerate(cases.items()):
+        cwd = work / f"case{i}"
+        cwd.mkdir(parents=True)
+        command = [str(BIN / line[0]), *line[1:]]
+        popen = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        started[name] = (command, popen, cwd)
+    ran = {}
+    for name, (command, popen, cwd) in started.items():
+        try:
+            stdout, stderr = popen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for _, other, _ in started.values():
+                other.kill()
+            raise
+        ran[name] = (subprocess.CompletedProcess(command, popen.returncode, stdout, stderr), cwd)
+    return ran
+
+
 @pytest.fixture(scope="session")
 def help_texts(tmp_path_factory) -> dict[str, str]:
     """What ``--help`` prints for litlab-train, litlab-predict and litlab-export (one process for the three)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, FAST, PYTHON, cli, cli_each, read_metrics
+from conftest import BIN, FAST, PYTHON, cli, cli_at_once, cli_each, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import litlab
@@ -147,11 +147,23 @@ def test_help_lists_groups_and_options(help_texts):
     assert f"(launchers: {', '.join(launchers)})" in out  # Hydra's own groups are not listed above
 
 
-@pytest.mark.parametrize("option,log_file", [("stdout", False), ("disabled", False), ("default", True)])
-def test_hydra_job_logging_options_replace_litlab_s(tmp_path, option, log_file):
+JOB_LOGGING = {"stdout": False, "disabled": False, "default": True}  # the option, and whether it keeps train.log
+
+
+@pytest.fixture(scope="module")
+def job_logging_runs(tmp_path_factory):
+    """A fast_dev_run with each of JOB_LOGGING's options, the three processes started at once."""
+    run = ("litlab-train", *FAST, "debug=fast_dev_run", "logger=none")
+    return cli_at_once({o: (*run, f"hydra/job_logging={o}") for o in JOB_LOGGING}, tmp_path_factory.mktemp("logging"))
+
+
+@pytest.mark.parametrize("option", JOB_LOGGING)
+def test_hydra_job_logging_options_replace_litlab_s(job_logging_runs, option):
     """Hydra's own job_logging options work: litlab's settings live in an option of their own."""
-    proc = cli("litlab-train", *FAST, "debug=fast_dev_run", "logger=none", f"hydra/job_logging={option}", cwd=tmp_path)
-    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    proc, cwd = job_logging_runs[option]
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    log_file = JOB_LOGGING[option]
+    (run_dir,) = (cwd / "logs" / "train" / "runs").iterdir()
     assert (run_dir / "train.log").exists() == log_file
     assert ("GPU available" in proc.stdout) == (option != "disabled")
 

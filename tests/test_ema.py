@@ -1,7 +1,10 @@
 """callbacks=[default,ema]: the averaged weights are validated, checkpointed, tested; runs resume exactly."""
 
 import torch
-from conftest import FAST, cli, compose_cfg, cuda, read_metrics
+from conftest import FAST, compose_cfg, cuda, read_metrics
+from trained import config
+
+from litlab.eval import evaluate
 
 EMA = [
     "callbacks=[default,ema]",
@@ -22,9 +25,8 @@ def test_the_average_is_checkpointed_and_tested(train_in_process, tmp_path):
     assert averaged.keys() == raw.keys()
     assert not torch.equal(averaged["net.head.weight"], raw["net.head.weight"])
     # litlab-eval reads the checkpoint's state_dict: the run's own test saw the same weights.
-    cli("litlab-eval", f"ckpt_path={best}", *FAST, cwd=tmp_path)
-    (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
-    assert read_metrics(eval_dir)["metrics"]["test/loss"] == metrics["test/loss"]
+    evaluate(config("eval", tmp_path / "eval", f"ckpt_path={best}", *FAST))
+    assert read_metrics(tmp_path / "eval")["metrics"]["test/loss"] == metrics["test/loss"]
 
 
 def test_a_resumed_run_goes_on_with_its_average(train_in_process):

@@ -10,8 +10,10 @@ import pytest
 import torch
 from conftest import BIN, FAST, PYTHON, cli, cli_at_once, cli_each, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from trained import config
 
 import litlab
+from litlab.eval import evaluate
 from litlab.tasks import Classifier, load_task
 
 
@@ -121,9 +123,9 @@ def test_eval_reads_a_checkpoint_with_the_old_split_keys(default_run, tmp_path):
     data = ckpt["config"]["data"]
     data["val_fraction"], data["test_fraction"] = data.pop("val_split"), data.pop("test_split")
     torch.save(ckpt, tmp_path / "old.ckpt")
-    cli("litlab-eval", f"ckpt_path={tmp_path / 'old.ckpt'}", *FAST, cwd=tmp_path)
-    (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
-    assert read_metrics(eval_dir)["metrics"]["test/acc"] == pytest.approx(m["metrics"]["test/acc"])
+    # In this process: the console script's own run is test_eval_reproduces_test_metrics.
+    evaluate(config("eval", tmp_path / "eval", f"ckpt_path={tmp_path / 'old.ckpt'}", *FAST))
+    assert read_metrics(tmp_path / "eval")["metrics"]["test/acc"] == pytest.approx(m["metrics"]["test/acc"])
 
 
 @pytest.mark.parametrize("model,threshold", [("cnn", 0.97), ("transformer", 0.93)])

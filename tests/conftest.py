@@ -106,20 +106,22 @@ def cli_each(
 
 
 def cli_at_once(
-    cases: dict[str, tuple[str, ...]], work: Path, timeout: float = 240
+    cases: dict[str, tuple[str, ...]], work: Path, prepare: Callable[[Path], None] | None = None, timeout: float = 240
 ) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
     """``{name: (command, *args)}`` each run as ``cli(command, *args, cwd=..., check=False)`` runs it, all at once.
 
     For command lines that run a job (which ``cli_each`` cannot share a process for): the suite
     itself runs on one core (one thread: OMP_NUM_THREADS=1), so the second one is otherwise idle.
-    Each gets an empty working directory of its own under ``work``; returns
-    ``{name: (completed process, its working directory)}``.
+    Each gets a working directory of its own under ``work``, empty but for what ``prepare(cwd)``
+    puts there; returns ``{name: (completed process, its working directory)}``.
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started = {}
     for i, (name, line) in enumerate(cases.items()):
         cwd = work / f"case{i}"
         cwd.mkdir(parents=True)
+        if prepare is not None:
+            prepare(cwd)
         command = [str(BIN / line[0]), *line[1:]]
         popen = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         started[name] = (command, popen, cwd)

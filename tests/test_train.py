@@ -193,27 +193,46 @@ def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path):
     assert len(list((tmp_path / "logs" / "train" / "runs").iterdir())) == 2
 
 
-@pytest.mark.parametrize("how", ["--config-dir", "hydra.searchpath"])
-def test_user_config_dir_adds_an_experiment(tmp_path, how):
-    (tmp_path / "my_conf" / "experiment").mkdir(parents=True)
-    (tmp_path / "my_conf" / "experiment" / "tiny.yaml").write_text(
+def user_conf(cwd: Path) -> None:
+    """A user's config dir, my_conf, with an experiment of its own."""
+    (cwd / "my_conf" / "experiment").mkdir(parents=True)
+    (cwd / "my_conf" / "experiment" / "tiny.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /model: cnn\ntask_name: tiny\nmodel:\n  net:\n    channels: [4]\n"
     )
-    where = (
-        ["--config-dir", "my_conf"] if how == "--config-dir" else [f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]"]
-    )
-    cli("litlab-train", *where, "experiment=tiny", *FAST, "debug=limit", "trainer.max_epochs=1", cwd=tmp_path)
-    (run_dir,) = (tmp_path / "logs" / "tiny" / "runs").iterdir()
+
+
+@pytest.fixture(scope="module")
+def user_conf_runs(tmp_path_factory):
+    """experiment=tiny of a user's my_conf, named by --config-dir or by hydra.searchpath, and a misspelled key
+    beside --config-dir: the three processes started at once, each in a directory holding my_conf."""
+    work = tmp_path_factory.mktemp("user_conf")
+    user_conf(work)  # for hydra.searchpath, which takes an absolute path
+    tiny = ("experiment=tiny", *FAST, "debug=limit", "trainer.max_epochs=1")
+    lines = {
+        "--config-dir": ("litlab-train", "--config-dir", "my_conf", *tiny),
+        "hydra.searchpath": ("litlab-train", f"hydra.searchpath=[file://{work / 'my_conf'}]", *tiny),
+        "misspelled": ("litlab-train", "--config-dir", "my_conf", "experiment=tiny", "model.net.chanels=[8]"),
+    }
+    return cli_at_once(lines, work, prepare=user_conf)
+
+
+@pytest.mark.parametrize("how", ["--config-dir", "hydra.searchpath"])
+def test_user_config_dir_adds_an_experiment(user_conf_runs, how):
+    proc, cwd = user_conf_runs[how]
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    (run_dir,) = (cwd / "logs" / "tiny" / "runs").iterdir()
     cfg = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "channels:\n    - 4" in cfg and "arch: cnn" in cfg
     if how != "--config-dir":
         return
     # The command line is checked with the user's options, before Hydra starts ...
-    proc = cli("litlab-train", *where, "experiment=tiny", "model.net.chanels=[8]", cwd=tmp_path, check=False)
+    proc, refused_in = user_conf_runs["misspelled"]
     assert proc.returncode == 2 and "model.net.chanels: no such key; did you mean model.net.channels?" in proc.stderr
+    assert not (refused_in / "logs").exists()
     # ... and a resume goes on in the run's own directory (it used to start a new one).
-    cli("litlab-train", *where, "experiment=tiny", "ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path)
-    assert list((tmp_path / "logs" / "tiny" / "runs").iterdir()) == [run_dir]
+    where = ["--config-dir", "my_conf"]
+    cli("litlab-train", *where, "experiment=tiny", "ckpt_path=last", "trainer.max_epochs=2", cwd=cwd)
+    assert list((cwd / "logs" / "tiny" / "runs").iterdir()) == [run_dir]
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 10
 
 

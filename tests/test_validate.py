@@ -554,3 +554,18 @@ def test_a_checkpoint_folder_of_another_run_is_refused(tmp_path, monkeypatch):
     _check_checkpoint_dir(check_command_line(["callbacks.model_checkpoint.dirpath=${hydra:runtime.output_dir}/c"]))
     with pytest.raises(ConfigError, match=f"^callbacks.model_checkpoint.dirpath={other} holds checkpoints of another"):
         _check_checkpoint_dir(check_command_line([f"callbacks.model_checkpoint.dirpath={other}"]))
+
+
+def test_a_run_directory_in_use_by_another_run_is_refused(tmp_path, monkeypatch):
+    """Two runs started at once in one directory both passed the checks, then wrote among each other's files."""
+    import os
+
+    import litlab.command_line as command_line
+
+    monkeypatch.setattr(command_line, "_held", [])
+    command_line._hold_run_dir(str(tmp_path / "run"))  # the first run: it holds the directory while it lives
+    with pytest.raises(ConfigError, match=r"hydra.run.dir=.*/run is in use by another litlab-train running there"):
+        command_line._hold_run_dir(str(tmp_path / "run"))
+    os.close(command_line._held.pop())  # the first run ends
+    command_line._hold_run_dir(str(tmp_path / "run"))
+    os.close(command_line._held.pop())

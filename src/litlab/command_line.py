@@ -10,6 +10,7 @@ others. ``--config-dir`` is followed (as ``hydra.searchpath``); other Hydra flag
 import contextlib
 import functools
 import itertools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -381,9 +382,41 @@ def _run_dir_argument(argv: list[str], config_name: str = "train") -> str | None
             return value
 
 
+#: The run directory this process holds (an open descriptor keeps the lock until the process exits).
+_held: list[int] = []
+
+
+def _hold_run_dir(run_dir: str | None) -> None:
+    """Lock a ``hydra.run.dir`` given on the command line; ``ConfigError`` if another process holds it.
+
+    Two runs started at once in one directory both passed the checks (neither had written its
+    record yet) and wrote their configs, metrics and checkpoints among each other's. A default
+    run directory is new (timestamped), and a DDP rank's is its parent's: neither is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks
+        return
+    if not run_dir:
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)  # Hydra makes it next; the checks have passed
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} is in use by another litlab-train running there now: "
+            "wait for it to end, or choose another hydra.run.dir"
+        ) from None
+    except OSError:  # a file system without locks (some network mounts): run unlocked, as before
+        os.close(fd)
+        return
+    _held.append(fd)
+
+
 def check_creatable(cfg: DictConfig, multirun: bool = False) -> None:
     """``ConfigError`` if the run (or sweep) directory cannot be made: Hydra would fail with a traceback."""
-    import os
 
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     path = Path(str(OmegaConf.select(cfg, key)))
@@ -434,7 +467,6 @@ def ctrl_c_exits_at_once() -> Iterator[None]:
     numpy) can be swallowed by a library's import, and the process went on with numpy half loaded,
     to fail later with an unrelated traceback (AttributeError on ``numpy._core``, exit 1).
     """
-    import os
     import signal
     import threading
 
@@ -503,7 +535,6 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
     A single run given ``ckpt_path`` also gets the overrides that resume it in its own run
     directory (``litlab.resume``).
     """
-    import os
 
     @functools.wraps(main)
     @quiet_ctrl_c
@@ -527,6 +558,8 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                 elif cfg.get("ckpt_path") is None:
                     _check_run_dir(cfg)
                     _check_checkpoint_dir(cfg)
+                if not multirun:
+                    _hold_run_dir(_run_dir_argument(resumed))
         return main()  # a sweep's Ctrl-C comes back (a single run exits 130 itself): the job said how to resume
 
     return wrapper

@@ -356,6 +356,7 @@ def test_eval_without_ckpt_path_is_one_line(tmp_path):
     proc = cli("litlab-eval", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "litlab: error: ckpt_path: needs a value (it is ???); give it as ckpt_path=..."
+    assert not (tmp_path / "logs").exists(), "refused before Hydra makes a run directory"
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.config import config_dir, key_paths
-from litlab.validate import COMMON_RULES, ConfigError, check_interpolations, check_rules, did_you_mean, meta_task
+from litlab.validate import (
+    COMMON_RULES,
+    ConfigError,
+    check_interpolations,
+    check_missing,
+    check_rules,
+    did_you_mean,
+    meta_task,
+)
 
 #: Each command's check of its config's values: run here, before Hydra starts, and again by the command itself.
 VALUE_CHECKS = {
@@ -134,6 +142,7 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
         def checked(overrides: list[str]) -> DictConfig:
             cfg = _compose(overrides, config_name)
             check_interpolations(cfg)  # every command's (train's check_config runs these too)
+            check_missing(cfg)
             check_rules(cfg, COMMON_RULES)
             if config_name in VALUE_CHECKS:
                 get_method(VALUE_CHECKS[config_name])(cfg)

@@ -555,12 +555,17 @@ def missing_value(key: str) -> ConfigError:
     return ConfigError(f"{key}: needs a value (it is ???); give it as {key}=...")
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` for the first value in ``cfg`` that cannot work."""
-    check_interpolations(cfg)
+def check_missing(cfg: DictConfig) -> None:
+    """``ConfigError`` for the first key still ``???`` (a value the command needs and was not given)."""
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
     if missing:
         raise missing_value(missing[0])
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` for the first value in ``cfg`` that cannot work."""
+    check_interpolations(cfg)
+    check_missing(cfg)
     check_rules(cfg, {**boolean_rules(cfg), **RULES})
     if cfg.get("train") is False and cfg.get("test") is False:
         raise ConfigError("train=false test=false: the run would do nothing; keep one of them true")

@@ -13,7 +13,7 @@ from litlab.command_line import checked_command
 from litlab.config import config_dir, instantiate_all
 from litlab.jobs import one_line_errors
 from litlab.quiet import quiet_lightning
-from litlab.runs import METRICS_FILE, check_no_earlier_output, resolve_checkpoint, scalars, write_json_atomic
+from litlab.runs import METRICS_FILE, check_no_earlier_output, inference_checkpoint, scalars, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     imports_done()
     quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
-    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
+    ckpt_path = inference_checkpoint(cfg)
     data_cfg = data_config(cfg, ckpt_path, alternative="")
     if cfg.print_config:
         print(OmegaConf.to_yaml(data_cfg, resolve=True))

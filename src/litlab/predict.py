@@ -20,7 +20,7 @@ from litlab.collector import entry_point, imports_done
 from litlab.command_line import checked_command
 from litlab.config import config_dir
 from litlab.jobs import one_line_errors
-from litlab.runs import atomic_file, check_no_earlier_output, resolve_checkpoint
+from litlab.runs import atomic_file, check_no_earlier_output, inference_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def predict(cfg: DictConfig) -> Path:
     imports_done()
     check_options(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
+    ckpt_path = inference_checkpoint(cfg)
     # map_location: a checkpoint written on a GPU loads on a machine without one.
     task = load_task(ckpt_path, map_location="cpu").to(cfg.device).eval()
     datamodule, info = data_and_info(cfg, ckpt_path, task)

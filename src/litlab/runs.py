@@ -137,6 +137,15 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+def inference_checkpoint(cfg: Mapping[str, Any]) -> str:
+    """The checkpoint eval, predict and export take: ``ckpt_path``, a run directory's best, or ``last``.
+
+    ``last`` is the ``last.ckpt`` of the newest run of ``task_name=train`` (these commands have
+    their own task names).
+    """
+    return resolve_checkpoint(cfg["ckpt_path"], f"{cfg['paths']['log_dir']}/train", best=True)
+
+
 def resolve_checkpoint(
     ckpt_path: str | Path | None, log_dir: str | Path | None, best: bool = False, key: str = "ckpt_path"
 ) -> str | None:

@@ -34,7 +34,7 @@ from litlab.export.formats import (
 from litlab.export.warnings_explained import explained_warnings
 from litlab.inputs import Inputs, InputSpec
 from litlab.jobs import one_line_errors
-from litlab.runs import check_no_earlier_output, resolve_checkpoint, write_json_atomic
+from litlab.runs import check_no_earlier_output, inference_checkpoint, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def export(cfg: DictConfig) -> dict:
     fmt = FORMATS[cfg.format]
     require(fmt.packages, cfg.format)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    ckpt_path = resolve_checkpoint(cfg.ckpt_path, f"{cfg.paths.log_dir}/train", best=True)
+    ckpt_path = inference_checkpoint(cfg)
     task = load_task(ckpt_path, map_location="cpu").eval()
     datamodule, info = data_and_info(cfg, ckpt_path, task, splits=cfg.quantize is not None)
     spec = checked_spec(task, info, cfg.normalize) if cfg.input is not None else input_spec(task, info)

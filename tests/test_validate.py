@@ -389,7 +389,8 @@ def test_a_run_directory_given_through_an_interpolation_is_the_run_it_names(tmp_
     """hydra.run.dir='${paths.log_dir}/...' names the same run as its resolved path, for every check of it."""
     from omegaconf import OmegaConf
 
-    from litlab.command_line import _resumed, check_own_run_dir
+    from litlab.command_line import _resumed
+    from litlab.run_dirs import check_own_run_dir
 
     run_dir = tmp_path / "logs" / "train" / "runs" / "a"
     (run_dir / "checkpoints").mkdir(parents=True)
@@ -530,7 +531,7 @@ def test_ctrl_c_in_the_start_up_imports_exits_130_there_and_then():
 def test_a_run_directory_with_a_damaged_record_is_refused(tmp_path, record):
     """A damaged hydra.yaml gave yaml's traceback; an empty one passed as a free directory, and litlab-predict
     then wrote over the train run's .hydra/overrides.yaml."""
-    from litlab.command_line import check_own_run_dir
+    from litlab.run_dirs import check_own_run_dir
 
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "hydra.yaml").write_text(record)
@@ -542,7 +543,7 @@ def test_a_run_directory_with_a_damaged_record_is_refused(tmp_path, record):
 def test_a_checkpoint_folder_of_another_run_is_refused(tmp_path, monkeypatch):
     """dirpath=<another run>/checkpoints: the fresh run replaced that run's last.ckpt; the default dirpath
     (inside the new run's directory) passes wherever the command is started."""
-    from litlab.command_line import _check_checkpoint_dir
+    from litlab.run_dirs import check_checkpoint_dir
 
     monkeypatch.chdir(tmp_path)
     other = tmp_path / "other" / "checkpoints"
@@ -550,22 +551,22 @@ def test_a_checkpoint_folder_of_another_run_is_refused(tmp_path, monkeypatch):
     (other / "last.ckpt").write_bytes(b"")
     (tmp_path / "checkpoints").mkdir()  # beside the command: what the default dirpath reads as before Hydra starts
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
-    _check_checkpoint_dir(check_command_line([]))
-    _check_checkpoint_dir(check_command_line(["callbacks.model_checkpoint.dirpath=${hydra:runtime.output_dir}/c"]))
+    check_checkpoint_dir(check_command_line([]))
+    check_checkpoint_dir(check_command_line(["callbacks.model_checkpoint.dirpath=${hydra:runtime.output_dir}/c"]))
     with pytest.raises(ConfigError, match=f"^callbacks.model_checkpoint.dirpath={other} holds checkpoints of another"):
-        _check_checkpoint_dir(check_command_line([f"callbacks.model_checkpoint.dirpath={other}"]))
+        check_checkpoint_dir(check_command_line([f"callbacks.model_checkpoint.dirpath={other}"]))
 
 
 def test_a_run_directory_in_use_by_another_run_is_refused(tmp_path, monkeypatch):
     """Two runs started at once in one directory both passed the checks, then wrote among each other's files."""
     import os
 
-    import litlab.command_line as command_line
+    import litlab.run_dirs as run_dirs
 
-    monkeypatch.setattr(command_line, "_held", [])
-    command_line._hold_run_dir(str(tmp_path / "run"))  # the first run: it holds the directory while it lives
+    monkeypatch.setattr(run_dirs, "_held", [])
+    run_dirs.hold_run_dir(str(tmp_path / "run"))  # the first run: it holds the directory while it lives
     with pytest.raises(ConfigError, match=r"hydra.run.dir=.*/run is in use by another litlab-train running there"):
-        command_line._hold_run_dir(str(tmp_path / "run"))
-    os.close(command_line._held.pop())  # the first run ends
-    command_line._hold_run_dir(str(tmp_path / "run"))
-    os.close(command_line._held.pop())
+        run_dirs.hold_run_dir(str(tmp_path / "run"))
+    os.close(run_dirs._held.pop())  # the first run ends
+    run_dirs.hold_run_dir(str(tmp_path / "run"))
+    os.close(run_dirs._held.pop())

@@ -18,7 +18,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.config import config_dir, key_paths
+from litlab.config import compose_as_job, config_dir, key_paths
+from litlab.run_dirs import (
+    check_checkpoint_dir,
+    check_creatable,
+    check_own_run_dir,
+    check_run_dir,
+    check_sweep_dir,
+    hold_run_dir,
+    run_dir_argument,
+)
 from litlab.validate import (
     COMMON_RULES,
     ConfigError,
@@ -26,7 +35,6 @@ from litlab.validate import (
     check_missing,
     check_rules,
     did_you_mean,
-    meta_task,
 )
 
 #: Each command's check of its config's values: run here, before Hydra starts, and again by the command itself.
@@ -140,7 +148,7 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
                 raise ConfigError(f"{key}: no such key{did_you_mean(key, keys)} (to add a new key: +{key}=...)")
 
         def checked(overrides: list[str]) -> DictConfig:
-            cfg = _compose(overrides, config_name)
+            cfg = compose_as_job(overrides, config_name)
             check_interpolations(cfg)  # every command's (train's check_config runs these too)
             check_missing(cfg)
             check_rules(cfg, COMMON_RULES)
@@ -221,24 +229,6 @@ def _split_argv(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return flags, overrides if checked else None
 
 
-def _compose(overrides: list[str], config_name: str = "train") -> DictConfig:
-    """The config ``overrides`` compose to, interpolations resolvable; within ``initialize_config_dir``."""
-    from hydra import compose
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import HydraException
-    from omegaconf import open_dict
-
-    try:
-        cfg = compose(config_name, overrides=[f for f in overrides if f], return_hydra_config=True)
-    except HydraException as e:
-        raise ConfigError(str(e).strip().splitlines()[0]) from None
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = cfg.hydra.runtime.cwd  # only paths.log_dir is read from here on
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
-
-
 #: The keys that say where a checkpoint is (``ckpt_path=last`` looks under paths.log_dir/task_name).
 LOCATING = ("ckpt_path", "task_name", "paths", "experiment", "hydra")
 
@@ -262,7 +252,7 @@ def _resumed(args: list[str]) -> list[str]:
         where = [a for a in args if override_key(a).startswith(LOCATING)]
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             try:
-                cfg = _compose(where)
+                cfg = compose_as_job(where)
             except Exception:  # any: the check of the command line itself names what is wrong
                 return args
             try:
@@ -272,187 +262,13 @@ def _resumed(args: list[str]) -> list[str]:
     try:
         if checkpoint is not None:
             return resume_overrides(args, checkpoint)
-        run_dir = _run_dir_argument(args)
+        run_dir = run_dir_argument(args)
         # A run started in a run's directory resumes it (as a requeued job does): with its config.
         if run_dir and requeued_checkpoint(run_dir) and Path(run_dir, ".hydra", "overrides.yaml").is_file():
             return with_run_overrides(args, run_dir)
     except ValueError as e:  # a damaged record
         raise ConfigError(str(e)) from None
     return args
-
-
-def _check_run_dir(cfg: DictConfig) -> None:
-    """A ``hydra.run.dir`` holding a run's ``last.ckpt`` resumes it (a requeued job does): it must fit."""
-    from litlab.checkpoint import load_checkpoint
-    from litlab.resume import check_not_past, check_resumable, requeued_checkpoint
-
-    run_dir = OmegaConf.select(cfg, "hydra.run.dir")
-    last = run_dir and requeued_checkpoint(run_dir)
-    if not last:
-        return _check_no_record(cfg, run_dir) if run_dir else None
-    where = f"hydra.run.dir={run_dir} holds a run, which a run started there resumes (as a requeued job does)"
-    if cfg.get("train") is False:
-        raise ConfigError(
-            f"{where}; with train=false it would test the initial weights over that run's record: "
-            "to test it use litlab-eval ckpt_path=<that run>"
-        )
-    try:
-        checkpoint = load_checkpoint(last, mmap=True)
-        check_resumable(checkpoint, meta_task(cfg), where, fix="choose another hydra.run.dir")
-        check_not_past(checkpoint, cfg.get("trainer", {}), where)
-    except ValueError as e:
-        raise ConfigError(str(e) if str(e).startswith(where) else f"{where}, but {e}") from None
-
-
-def _check_checkpoint_dir(cfg: DictConfig) -> None:
-    """A fresh run's ``callbacks.model_checkpoint.dirpath`` outside its run directory holds no checkpoints.
-
-    Another run's would be overwritten (``last.ckpt``, the best one). Resolved as the job will, with
-    ``hydra:runtime.output_dir`` the run directory (the default dirpath is inside it). A run directory
-    with a record resumes the same run (``_check_run_dir``): its checkpoints, wherever they are, are its own.
-    """
-    import copy
-
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
-
-    run_dir = Path(str(cfg.hydra.run.dir)).resolve()
-    if OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") is None or (run_dir / ".hydra").is_dir():
-        return
-    job = copy.deepcopy(cfg)
-    with read_write(job.hydra), open_dict(job.hydra):
-        job.hydra.runtime.output_dir = str(run_dir)
-    HydraConfig.instance().set_config(job)
-    try:
-        dirpath = Path(str(job.callbacks.model_checkpoint.dirpath)).resolve()
-    finally:
-        HydraConfig.instance().set_config(cfg)
-    held = sorted(p.name for p in dirpath.glob("*.ckpt")) if dirpath.is_dir() else []
-    if held and not dirpath.is_relative_to(run_dir):
-        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
-        raise ConfigError(
-            f"callbacks.model_checkpoint.dirpath={dirpath} holds checkpoints of another run ({shown}), which this "
-            "run would overwrite: choose an empty folder, or resume that run with ckpt_path=<its checkpoint or run>"
-        )
-
-
-def _check_sweep_dir(cfg: DictConfig) -> None:
-    """A ``hydra.sweep.dir`` holding an earlier sweep is refused: its multirun.yaml and jobs would be overwritten."""
-    sweep_dir = OmegaConf.select(cfg, "hydra.sweep.dir")
-    if sweep_dir and Path(sweep_dir, "multirun.yaml").is_file():
-        raise ConfigError(
-            f"hydra.sweep.dir={sweep_dir} holds an earlier sweep (multirun.yaml), whose record and jobs this one "
-            "would overwrite: choose another hydra.sweep.dir (a job of it resumes with ckpt_path=<its directory>)"
-        )
-
-
-def _check_no_record(cfg: DictConfig, run_dir: str) -> None:
-    """A run directory holding a record but no ``last.ckpt`` is taken only by the same run, unfinished.
-
-    (A requeued job killed before its first checkpoint starts again there.) Any other run would
-    write its config, metrics and TensorBoard events over and among that run's.
-    """
-    from litlab.resume import stored_overrides
-    from litlab.runs import LAST_CHECKPOINT, finished, read_summary
-
-    if not Path(run_dir, ".hydra", "overrides.yaml").is_file():
-        return
-    try:
-        held = stored_overrides(run_dir)
-    except ValueError as e:
-        raise ConfigError(f"hydra.run.dir={run_dir} holds a run, but {e}") from None
-    if sorted(held) != sorted(cfg.hydra.overrides.task):  # the same run, whatever the order typed
-        raise ConfigError(
-            f"hydra.run.dir={run_dir} holds another run ({' '.join(held) or 'no overrides'}), whose record this "
-            "one would overwrite: choose another hydra.run.dir"
-        )
-    if finished(read_summary(run_dir)):
-        raise ConfigError(
-            f"hydra.run.dir={run_dir} holds this run, finished and without {LAST_CHECKPOINT} to go on from: "
-            "choose another hydra.run.dir to run it again"
-        )
-
-
-def _run_dir_argument(argv: list[str], config_name: str = "train") -> str | None:
-    """The ``hydra.run.dir`` given on the command line, its interpolations (``${paths.log_dir}``) resolved."""
-    from hydra import initialize_config_dir
-
-    from litlab.resume import override_key
-
-    value = next((a.split("=", 1)[1] for a in argv if "=" in a and override_key(a) == "hydra.run.dir"), None)
-    value = value.strip("'\"") if value else None
-    if not value or "${" not in value:
-        return value
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        try:  # with every override: the interpolation may read any key (s${seed})
-            cfg = _compose([a for a in argv if a not in ("-m", "--multirun")], config_name)
-            return str(OmegaConf.select(cfg, "hydra.run.dir"))
-        except Exception:  # any: the check of the command line itself names what is wrong
-            return value
-
-
-#: The run directory this process holds (an open descriptor keeps the lock until the process exits).
-_held: list[int] = []
-
-
-def _hold_run_dir(run_dir: str | None) -> None:
-    """Lock a ``hydra.run.dir`` given on the command line; ``ConfigError`` if another process holds it.
-
-    Two runs started at once in one directory both passed the checks (neither had written its
-    record yet) and wrote their configs, metrics and checkpoints among each other's. A default
-    run directory is new (timestamped), and a DDP rank's is its parent's: neither is locked.
-    """
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks
-        return
-    if not run_dir:
-        return
-    Path(run_dir).mkdir(parents=True, exist_ok=True)  # Hydra makes it next; the checks have passed
-    fd = os.open(run_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ConfigError(
-            f"hydra.run.dir={run_dir} is in use by another litlab-train running there now: "
-            "wait for it to end, or choose another hydra.run.dir"
-        ) from None
-    except OSError:  # a file system without locks (some network mounts): run unlocked, as before
-        os.close(fd)
-        return
-    _held.append(fd)
-
-
-def check_creatable(cfg: DictConfig, multirun: bool = False) -> None:
-    """``ConfigError`` if the run (or sweep) directory cannot be made: Hydra would fail with a traceback."""
-
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    path = Path(str(OmegaConf.select(cfg, key)))
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"{key}={path}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={path}: cannot be written here ({existing} is not writable for this user)")
-
-
-def check_own_run_dir(argv: list[str], command: str) -> None:
-    """``ConfigError`` if ``hydra.run.dir`` holds a run of another command, whose record this one would overwrite."""
-    run_dir = _run_dir_argument(argv, command)
-    record = Path(run_dir, ".hydra", "hydra.yaml") if run_dir else None
-    if record is None or not record.is_file():
-        return
-    held = _recorded_command(record)
-    if held is None:  # an empty file too: taken for a free directory, another command's record was overwritten
-        raise ConfigError(
-            f"hydra.run.dir={run_dir} holds a run whose record (.hydra/hydra.yaml) is damaged: which command wrote "
-            f"it is unknown, and litlab-{command} could write over that run's files: choose another directory"
-        )
-    if held != command:
-        raise ConfigError(
-            f"hydra.run.dir={run_dir} holds a litlab-{held} run; litlab-{command} would write its own config and "
-            "metrics.json over that run's record: choose another directory"
-        )
 
 
 def quiet_ctrl_c(main: Callable[[], Any]) -> Callable[[], Any]:
@@ -491,18 +307,6 @@ def ctrl_c_exits_at_once() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _recorded_command(record: Path) -> str | None:
-    """The command (config name) a run's ``.hydra/hydra.yaml`` records; None if it is damaged or empty."""
-    import yaml
-
-    try:
-        held = OmegaConf.load(record)
-    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8, or not a config OmegaConf takes
-        return None
-    name = OmegaConf.select(held, "hydra.job.config_name") if isinstance(held, DictConfig) else None  # not job.name
-    return name if isinstance(name, str) and name else None
 
 
 @contextlib.contextmanager
@@ -563,12 +367,12 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                     derived = set(overrides) - set(argv)
                     sys.argv[1:] = [*flags, *(o for o in resumed if o not in derived)]
                 if multirun:
-                    _check_sweep_dir(cfg)
+                    check_sweep_dir(cfg)
                 elif cfg.get("ckpt_path") is None:
-                    _check_run_dir(cfg)
-                    _check_checkpoint_dir(cfg)
+                    check_run_dir(cfg)
+                    check_checkpoint_dir(cfg)
                 if not multirun:
-                    _hold_run_dir(_run_dir_argument(resumed))
+                    hold_run_dir(run_dir_argument(resumed))
         return main()  # a sweep's Ctrl-C comes back (a single run exits 130 itself): the job said how to resume
 
     return wrapper

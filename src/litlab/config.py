@@ -51,3 +51,27 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     from hydra.utils import instantiate
 
     return [instantiate(c) for c in (group or {}).values() if c is not None]
+
+
+def compose_as_job(overrides: list[str], config_name: str = "train") -> DictConfig:
+    """The config ``overrides`` compose to, interpolations resolvable; within ``initialize_config_dir``.
+
+    As the job will see it, ``hydra:`` interpolations included (a run directory's are the cwd's);
+    ``ConfigError`` for what Hydra refuses.
+    """
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+
+    from litlab.validate import ConfigError
+
+    try:
+        cfg = compose(config_name, overrides=[f for f in overrides if f], return_hydra_config=True)
+    except HydraException as e:
+        raise ConfigError(str(e).strip().splitlines()[0]) from None
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = cfg.hydra.runtime.cwd  # only paths.log_dir is read from here on
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg

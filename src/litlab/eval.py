@@ -13,7 +13,8 @@ from litlab.command_line import checked_command
 from litlab.config import config_dir, instantiate_all
 from litlab.jobs import one_line_errors
 from litlab.quiet import quiet_lightning
-from litlab.runs import METRICS_FILE, check_no_earlier_output, inference_checkpoint, scalars, write_json_atomic
+from litlab.run_dirs import check_no_earlier_output
+from litlab.runs import METRICS_FILE, inference_checkpoint, scalars, write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from litlab.collector import entry_point, imports_done
 from litlab.command_line import checked_command
 from litlab.config import config_dir
 from litlab.jobs import one_line_errors
-from litlab.runs import atomic_file, check_no_earlier_output, inference_checkpoint
+from litlab.run_dirs import check_no_earlier_output
+from litlab.runs import atomic_file, inference_checkpoint
 
 log = logging.getLogger(__name__)
 

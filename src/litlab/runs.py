@@ -1,10 +1,10 @@
-"""The run directory: finding checkpoints in it, and its metrics.json."""
+"""A run directory's files: its checkpoints, its metrics.json, and writing them whole (``atomic_file``)."""
 
 import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -75,26 +75,6 @@ def _finite(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [_finite(v) for v in data]
     return data
-
-
-def check_no_earlier_output(cfg: Mapping[str, Any], outputs: Iterable[str], command: str) -> None:
-    """``ConfigError`` if ``hydra.run.dir`` already holds one of this command's ``outputs`` (file names).
-
-    A default run directory is new (timestamped); one given on the command line may hold an
-    earlier run's files, which this run would replace, or, if it failed, leave beside its own
-    failed record. Checked on the config composed before Hydra starts: in the job it has no hydra node.
-    """
-    from omegaconf import OmegaConf
-
-    from litlab.validate import ConfigError
-
-    run_dir = OmegaConf.select(cfg, "hydra.run.dir")
-    held = [name for name in outputs if run_dir and Path(str(run_dir), name).exists()]
-    if held:
-        raise ConfigError(
-            f"hydra.run.dir={run_dir} holds the output of an earlier litlab-{command} ({', '.join(held)}), "
-            "which this one would replace: choose another directory"
-        )
 
 
 STAGE_PREFIXES = ("train/", "val/", "test/")

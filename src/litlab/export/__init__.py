@@ -34,7 +34,8 @@ from litlab.export.formats import (
 from litlab.export.warnings_explained import explained_warnings
 from litlab.inputs import Inputs, InputSpec
 from litlab.jobs import one_line_errors
-from litlab.runs import check_no_earlier_output, inference_checkpoint, write_json_atomic
+from litlab.run_dirs import check_no_earlier_output
+from litlab.runs import inference_checkpoint, write_json_atomic
 
 log = logging.getLogger(__name__)
 

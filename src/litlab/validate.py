@@ -362,12 +362,13 @@ def _check_fused_clipping(cfg: DictConfig) -> None:
 
 def _check_data(cfg: DictConfig) -> None:
     """The data's transforms build and fit its inputs; ``data.classes`` names each class once."""
-    from litlab.data.base import check_args
+    from litlab.data.base import checked_transforms
 
     data = cfg.get("data") or {}
     keys = ("classes", "num_classes", "num_labels", "vocab_size", "transforms", "batch_transforms")
     try:
-        check_args(**{k: OmegaConf.to_object(v) if OmegaConf.is_config(v) else v for k in keys if (v := data.get(k))})
+        given = {k: OmegaConf.to_object(v) if OmegaConf.is_config(v) else v for k in keys if (v := data.get(k))}
+        checked_transforms(**given)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

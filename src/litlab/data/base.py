@@ -63,7 +63,7 @@ class DataModule(L.LightningDataModule):
         self.num_classes, self.num_targets, self.vocab_size = num_classes, num_targets, vocab_size
         self.num_labels = num_labels
         # Per sample (in the loader's workers) and per batch (on the device, after transfer).
-        self.transforms, self.batch_transforms = check_args(
+        self.transforms, self.batch_transforms = checked_transforms(
             classes, num_classes, num_labels, vocab_size, transforms, batch_transforms
         )
         #: Names of the classes (or labels), in output order; None: their numbers. Predictions and exports show them.
@@ -253,7 +253,7 @@ class DataModule(L.LightningDataModule):
         return self._loader("test")
 
 
-def check_args(
+def checked_transforms(
     classes: Sequence[str] | None = None,
     num_classes: int | None = None,
     num_labels: int | None = None,

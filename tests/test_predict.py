@@ -255,7 +255,9 @@ def test_an_eval_into_a_directory_holding_an_eval_is_refused(ckpts, tmp_path):
     args = [f"ckpt_path={ckpts['mlp']}", f"hydra.run.dir={run_dir}"]
     check_command_line(args, "eval")
     run_dir.mkdir()
-    (run_dir / "metrics.json").write_text("{}")
+    (run_dir / "metrics.json").write_text('{"status": "failed", "error": "FileNotFoundError: data.path=..."}')
+    check_command_line(args, "eval")  # a failed one's record: the mended command line runs again there
+    (run_dir / "metrics.json").write_text('{"checkpoint": "x.ckpt", "metrics": {"test/acc": 0.9}}')
     with pytest.raises(ConfigError, match=r"holds the output of an earlier litlab-eval \(metrics.json\)"):
         check_command_line(args, "eval")
 

@@ -105,14 +105,14 @@ def test_eval_tests_at_the_precision_the_run_trained_at(tmp_path):
     (eval_dir,) = (tmp_path / "logs" / "eval" / "runs").iterdir()
     held, again = read_metrics(run_dir)["metrics"], read_metrics(eval_dir)["metrics"]
     assert again["test/loss"] == pytest.approx(held["test/loss"], rel=1e-6)
-    # float16 autocast needs a GPU: without one such a run is tested at 32-true, not Lightning's bfloat16.
+    # float16 autocast needs a GPU: without one such a run is tested at bf16-mixed, as Lightning trained it here.
     from litlab.eval import trained_precision
 
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert trained_precision(str(run_dir / "checkpoints" / "last.ckpt")) == "bf16-mixed"
     ckpt["config"]["trainer"]["precision"] = "16-mixed"
     torch.save(ckpt, tmp_path / "fp16.ckpt")
-    assert trained_precision(str(tmp_path / "fp16.ckpt")) == ("16-mixed" if torch.cuda.is_available() else "32-true")
+    assert trained_precision(str(tmp_path / "fp16.ckpt")) == ("16-mixed" if torch.cuda.is_available() else "bf16-mixed")
 
 
 def test_eval_reads_a_checkpoint_with_the_old_split_keys(default_run, tmp_path):

@@ -14,14 +14,19 @@ from litlab.config import config_dir, instantiate_all
 from litlab.jobs import one_line_errors
 from litlab.quiet import quiet_lightning
 from litlab.run_dirs import check_no_earlier_output
-from litlab.runs import METRICS_FILE, inference_checkpoint, scalars, write_json_atomic
+from litlab.runs import METRICS_FILE, finished, inference_checkpoint, read_summary, scalars, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
 def check_options(cfg: DictConfig) -> None:
-    """``ConfigError`` for a run directory holding an earlier evaluation, whose metrics.json this one would replace."""
-    check_no_earlier_output(cfg, [METRICS_FILE], "eval")
+    """``ConfigError`` for a run directory holding an earlier evaluation, whose metrics.json this one would replace.
+
+    A failed one's record is no output: the same command line, mended, runs again there.
+    """
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir")
+    if run_dir and finished(read_summary(run_dir)):
+        check_no_earlier_output(cfg, [METRICS_FILE], "eval")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -59,8 +64,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 def trained_precision(ckpt_path: str) -> str:
     """The precision the checkpoint's run trained and tested at, so that a test repeats the run's numbers.
 
-    float16 autocast needs a GPU: without one such a run is tested at 32-true (Lightning would
-    take bfloat16, which rounds more than either).
+    float16 autocast needs a GPU: without one a ``16-mixed`` run is tested at ``bf16-mixed``, what
+    Lightning takes instead, and so what such a run trained at on a machine like this one.
     """
     import torch
 
@@ -68,8 +73,8 @@ def trained_precision(ckpt_path: str) -> str:
 
     held = str((checkpoint_config(ckpt_path).get("trainer") or {}).get("precision") or "32-true")
     if held in ("16-mixed", "16") and not torch.cuda.is_available():
-        log.info(f"Testing at 32-true: the run trained at {held}, which needs a GPU")
-        return "32-true"
+        log.info(f"Testing at bf16-mixed: the run's {held} takes float16 autocast, which needs a GPU")
+        return "bf16-mixed"
     return held
 
 

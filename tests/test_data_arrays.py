@@ -227,6 +227,7 @@ def test_token_arrays_with_a_padding_mask_train_through_the_config(train_in_proc
         ({"mask": lambda a: a["mask"] * 2}, r"mask holds values other than 0/1"),
         ({"mask": lambda a: a["mask"] & False}, r"mask: sample 0 has no real token \(240 samples in all\)"),
         ({"mask_val": lambda a: a["mask"]}, "mask_val is the mask of x_val, which it does not hold"),
+        ({"mask": lambda a: a["mask"][:, ::-1].copy()}, r"mask: sample 0 has a real token after padding"),
     ],
 )
 def test_bad_padding_masks_are_named(change, message):

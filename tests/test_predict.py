@@ -273,6 +273,10 @@ def test_bad_split_and_token_ids_are_refused(ckpts, tmp_path):
     np.save(tmp_path / "ids.npy", np.array([[1, 2, 25]]))
     with pytest.raises(ValueError, match=r"ids\.npy: token ids span \[1, 25\], the vocabulary is \[0, 20\)"):
         predict(config("predict", tmp_path / "p2", f"ckpt_path={tmp_path / 'tokens.ckpt'}", "input=ids.npy"))
+    # A mask with padding before a real token: the RNN reads the first mask.sum() tokens (it was read wrong).
+    np.savez(tmp_path / "left.npz", x=np.array([[0, 1, 2]]), mask=np.array([[False, True, True]]))
+    with pytest.raises(ValueError, match=r"left\.npz: mask: sample 0 has a real token after padding"):
+        predict(config("predict", tmp_path / "p4", f"ckpt_path={tmp_path / 'tokens.ckpt'}", "input=left.npz"))
     # A folder of sequences, one file of floats among them: refused (it was cut to integers: 1.5 -> 1).
     (tmp_path / "seqs").mkdir()
     np.save(tmp_path / "seqs" / "a.npy", np.array([1, 2, 3]))

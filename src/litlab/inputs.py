@@ -273,13 +273,15 @@ def _check(x: Tensor, mask: Tensor | None, spec: InputSpec, source: str) -> tupl
     if spec.tokens:
         if x.dim() != 2 or x.is_floating_point():
             raise ValueError(f"{source}: token ids must be an integer array (N, T), got {tuple(x.shape)} {x.dtype}")
-        if mask is not None and mask.shape != x.shape:
-            raise ValueError(f"{source}: mask shape {tuple(mask.shape)} differs from x shape {tuple(x.shape)}")
+        if mask is not None:
+            from litlab.data.collate import checked_mask
+
+            mask = checked_mask(mask, x, f"{source}: mask")
         if len(x) and (x.min() < 0 or x.max() >= spec.vocab_size):
             raise ValueError(
                 f"{source}: token ids span [{int(x.min())}, {int(x.max())}], the vocabulary is [0, {spec.vocab_size})"
             )
-        return x.long(), None if mask is None else mask.bool()
+        return x.long(), mask
     _refuse_8bit(x, source)
     if tuple(x.shape[1:]) != tuple(spec.input_shape):
         expected = ", ".join(map(str, ["N", *spec.input_shape]))

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from litlab.data.base import DataModule, split_tensors
+from litlab.data.collate import checked_mask
 from litlab.data.files import numeric, read_npy, read_npz
 
 SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -184,18 +185,10 @@ def _token_ids(x: Tensor, vocab_size: int, where: str) -> Tensor:
 
 
 def _mask(mask: Tensor, x: Tensor, vocab_size: int | None, where: str) -> Tensor:
-    """A padding mask as a bool tensor of ``x``'s shape, at least one real token per sample."""
+    """A padding mask as a bool tensor of ``x``'s shape (``checked_mask``), for token ids only."""
     if vocab_size is None:
         raise ValueError(f"{where}: a padding mask goes with token ids; set data.vocab_size or drop the mask")
-    if mask.shape != x.shape:
-        raise ValueError(f"{where} has shape {list(mask.shape)}, its x {list(x.shape)}: they must agree")
-    if not ((mask == 0) | (mask == 1)).all():
-        raise ValueError(f"{where} holds values other than 0/1 (True marks a real token)")
-    mask = mask.bool()
-    empty = (~mask.any(1)).nonzero().flatten()
-    if len(empty):
-        raise ValueError(f"{where}: sample {int(empty[0])} has no real token ({len(empty)} samples in all)")
-    return mask
+    return checked_mask(mask, x, where)
 
 
 def _with_mask(tensors: tuple[Tensor, ...]) -> tuple[Tensor, ...]:

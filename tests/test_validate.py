@@ -563,10 +563,14 @@ def test_a_run_directory_in_use_by_another_run_is_refused(tmp_path, monkeypatch)
 
     import litlab.run_dirs as run_dirs
 
-    monkeypatch.setattr(run_dirs, "_held", [])
-    run_dirs.hold_run_dir(str(tmp_path / "run"))  # the first run: it holds the directory while it lives
-    with pytest.raises(ConfigError, match=r"hydra.run.dir=.*/run is in use by another litlab-train running there"):
-        run_dirs.hold_run_dir(str(tmp_path / "run"))
-    os.close(run_dirs._held.pop())  # the first run ends
-    run_dirs.hold_run_dir(str(tmp_path / "run"))
-    os.close(run_dirs._held.pop())
+    monkeypatch.setattr(run_dirs, "_held", {})
+    run, resume = str(tmp_path / "run"), str(tmp_path / "run" / ".." / "run")
+    with run_dirs.holding_run_dir(run):  # a job in its run directory (a default, timestamped one too)
+        assert not run_dirs.hold_run_dir(resume), "held by this process already"
+        fd = run_dirs._held.pop(str((tmp_path / "run").resolve()))  # as if held by another process
+        with pytest.raises(ConfigError, match=r"hydra.run.dir=.*run is in use by another litlab-train running there"):
+            run_dirs.hold_run_dir(resume)
+        run_dirs._held[str((tmp_path / "run").resolve())] = fd
+    assert run_dirs._held == {}, "released when the job ends (a sweep runs many in one process)"
+    assert run_dirs.hold_run_dir(resume)  # the first run has ended
+    os.close(run_dirs._held.popitem()[1])

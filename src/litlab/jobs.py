@@ -163,10 +163,13 @@ def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[Dic
 
 def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> float | None:
     """Call ``train(cfg)`` as one job; returns ``cfg.optimized_metric`` for a sweeper."""
+    from litlab.run_dirs import holding_run_dir
+
     hydra = HydraConfig.get()
     run_dir, sweep = Path(hydra.runtime.output_dir), hydra.mode == RunMode.MULTIRUN
     try:
-        metrics = train(cfg)
+        with holding_run_dir(run_dir):
+            metrics = train(cfg)
     except SystemExit as error:
         # A clean exit (preemption: checkpoint saved, resume hint printed) is no failure.
         if error.code not in (None, 0):

@@ -6,8 +6,9 @@ over it: each check here refuses that with one line (``ConfigError``, exit 2) be
 written. A requeued job, or a resume, goes on in its own run's directory.
 """
 
+import contextlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,37 +128,53 @@ def run_dir_argument(argv: list[str], config_name: str = "train") -> str | None:
             return value
 
 
-#: The run directory this process holds (an open descriptor keeps the lock until the process exits).
-_held: list[int] = []
+#: The run directories this process holds, by path: an open descriptor keeps each lock until closed.
+_held: dict[str, int] = {}
 
 
-def hold_run_dir(run_dir: str | None) -> None:
-    """Lock a ``hydra.run.dir`` given on the command line; ``ConfigError`` if another process holds it.
+def hold_run_dir(run_dir: str | None, strict: bool = True) -> bool:
+    """Lock ``run_dir`` for this process; whether it was newly locked here.
 
-    Two runs started at once in one directory both passed the checks (neither had written its
-    record yet) and wrote their configs, metrics and checkpoints among each other's. A default
-    run directory is new (timestamped), and a DDP rank's is its parent's: neither is locked.
+    ``ConfigError`` (with ``strict``) if another process holds it: two runs started at once in one
+    directory both passed the checks (neither had written its record yet) and wrote their
+    configs, metrics and checkpoints among each other's.
     """
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks
-        return
-    if not run_dir:
-        return
+        return False
+    if not run_dir or str(Path(run_dir).resolve()) in _held:
+        return False
     Path(run_dir).mkdir(parents=True, exist_ok=True)  # Hydra makes it next; the checks have passed
     fd = os.open(run_dir, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError as e:  # BlockingIOError: held; another OSError: a file system without locks (some network mounts)
         os.close(fd)
-        raise ConfigError(
-            f"hydra.run.dir={run_dir} is in use by another litlab-train running there now: "
-            "wait for it to end, or choose another hydra.run.dir"
-        ) from None
-    except OSError:  # a file system without locks (some network mounts): run unlocked, as before
-        os.close(fd)
-        return
-    _held.append(fd)
+        if strict and isinstance(e, BlockingIOError):
+            raise ConfigError(
+                f"hydra.run.dir={run_dir} is in use by another litlab-train running there now: "
+                "wait for it to end, or choose another hydra.run.dir"
+            ) from None
+        return False
+    _held[str(Path(run_dir).resolve())] = fd
+    return True
+
+
+@contextlib.contextmanager
+def holding_run_dir(run_dir: str | Path) -> Iterator[None]:
+    """Hold a job's own run directory while it runs: a resume of it started meanwhile is refused.
+
+    The job's first process only (a DDP rank's directory is its parent's). A directory given on the
+    command line is held from before Hydra starts (``hold_run_dir``), until the process ends.
+    """
+    first = all(int(os.environ.get(k) or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+    held = first and hold_run_dir(str(run_dir), strict=False)
+    try:
+        yield
+    finally:
+        if held:
+            os.close(_held.pop(str(Path(run_dir).resolve())))
 
 
 def check_creatable(cfg: DictConfig, multirun: bool = False) -> None:

@@ -255,7 +255,7 @@ def test_nan_and_non_numbers_are_named_with_their_key(tmp_path):
 def test_a_split_too_small_to_hold_a_sample_is_refused():
     """3 samples with val_split=0.1: no val metrics and no best checkpoint, silently."""
     x, y = blobs(3)
-    with pytest.raises(ValueError, match=r"val split 0.1 of 3 samples is 0 samples"):
+    with pytest.raises(ValueError, match=r"^data.val_split=0.1 of 3 samples is 0 samples"):
         module(arrays={"x": x, "y": y})
 
 

@@ -302,22 +302,22 @@ def upgrade_data_config(data: Mapping[str, Any]) -> dict[str, Any]:
     return {RENAMED_KEYS.get(k, k): v for k, v in data.items()}
 
 
-def split_sizes(n: int, sizes: Sequence[float], names: Sequence[str] = ("val", "test")) -> list[int]:
+def split_sizes(
+    n: int, sizes: Sequence[float], names: Sequence[str] = ("data.val_split", "data.test_split")
+) -> list[int]:
     """Sample counts from sizes that are fractions (floats in ``[0, 1)``) or counts (integers)."""
     counts = []
     for name, size in zip(names, sizes, strict=True):
         if isinstance(size, bool) or not isinstance(size, Real) or size < 0:
-            raise ValueError(f"{name} split {size!r} must be a fraction in [0, 1) or a count >= 0")
+            raise ValueError(f"{name}={size!r}: must be a fraction in [0, 1) or a count >= 0")
         if not isinstance(size, Integral) and size >= 1:
-            raise ValueError(f"{name} split {size!r} must be a fraction in [0, 1); give a count as an integer")
+            raise ValueError(f"{name}={size!r}: must be a fraction in [0, 1); give a count as an integer")
         counts.append(int(size) if isinstance(size, Integral) else round(size * n))
         if size > 0 and counts[-1] == 0:  # the run would have no val metrics (or no test), and say nothing
-            raise ValueError(
-                f"{name} split {size!r} of {n} samples is 0 samples: give more data, or a count (1 or more)"
-            )
+            raise ValueError(f"{name}={size!r} of {n} samples is 0 samples: give more data, or a count (1 or more)")
     if sum(counts) >= n:
-        asked = dict(zip(names, sizes, strict=True))
-        raise ValueError(f"split {asked} takes {sum(counts)} of {n} samples and leaves no training samples")
+        asked = ", ".join(f"{name}={size!r}" for name, size in zip(names, sizes, strict=True))
+        raise ValueError(f"the split ({asked}) takes {sum(counts)} of {n} samples and leaves no training samples")
     return counts
 
 

@@ -216,6 +216,10 @@ BAD = {
         "model.scheduler.factor=2: must be a number in (0, 1)",
     ),
     "one beta": (["+model.optimizer.betas=[0.9]"], "model.optimizer.betas=[0.9]: must be two numbers in [0, 1)"),
+    "synthetic data seed": (
+        ["data=synthetic", "data.data_seed=-1"],
+        "data.data_seed=-1: must be an integer in [0, 2**40]",
+    ),
     "val split of more than all": (
         ["data.val_split=1.5"],
         "data.val_split=1.5: must be a fraction in [0, 1) or a count >= 0 (an integer)",

@@ -138,6 +138,8 @@ RULES: Rules = {
     "data.val_split": (_split_size, "a fraction in [0, 1) or a count >= 0 (an integer)"),
     "data.test_split": (_split_size, "a fraction in [0, 1) or a count >= 0 (an integer)"),
     "data.split_seed": (integer(0, hi=2**64 - 1), "an integer in [0, 2**64 - 1] (torch's seeds)"),
+    # Sample i of synthetic data draws from data_seed * 1_000_003 + i, inside torch's seeds.
+    "data.data_seed": (integer(0, hi=2**40), "an integer in [0, 2**40]"),
     "data.hidden": (integer(1), "an integer >= 1 (the width of the teacher network)"),
     "data.prefetch_factor": (integer(1, (None,)), "an integer >= 1 or null"),  # 0: the workers load nothing ahead
     # The data's sizes size the net: torch's own error would name neither the key nor the value.

@@ -108,6 +108,17 @@ def test_predict_token_sequences_with_padding(tmp_path):
         np.testing.assert_allclose(table["probs"], task(x, mask).softmax(-1).numpy(), atol=1e-6)
 
 
+def test_ckpt_path_last_finds_an_experiment_s_run(ckpts, tmp_path):
+    """`last` looked under task_name=train only: an experiment's run (task_name=digits_cnn) was not found."""
+    import shutil
+
+    (tmp_path / "logs" / "digits_cnn" / "runs" / "r" / "checkpoints").mkdir(parents=True)
+    shutil.copy(ckpts["mlp"], tmp_path / "logs" / "digits_cnn" / "runs" / "r" / "checkpoints" / "last.ckpt")
+    _, _, table = run_predict(tmp_path, "ckpt_path=last", "split=val")
+    _, _, reference = run_predict(tmp_path / "ref", f"ckpt_path={ckpts['mlp']}", "split=val")
+    np.testing.assert_array_equal(table, reference)
+
+
 def test_gpu_checkpoint_predicts_on_cpu(ckpts, tmp_path):
     gpu_ckpt = tmp_path / "gpu.ckpt"
     checkpoint = torch.load(ckpts["mlp"], weights_only=True)  # (trains it on first use: not while saving as on a GPU)

@@ -120,10 +120,10 @@ def best_checkpoint(run_dir: Path) -> Path | None:
 def inference_checkpoint(cfg: Mapping[str, Any]) -> str:
     """The checkpoint eval, predict and export take: ``ckpt_path``, a run directory's best, or ``last``.
 
-    ``last`` is the ``last.ckpt`` of the newest run of ``task_name=train`` (these commands have
-    their own task names).
+    ``last`` is the newest ``last.ckpt`` under ``paths.log_dir``, whichever ``task_name`` (an
+    experiment's) trained it: these commands have task names of their own.
     """
-    return resolve_checkpoint(cfg["ckpt_path"], f"{cfg['paths']['log_dir']}/train", best=True)
+    return resolve_checkpoint(cfg["ckpt_path"], cfg["paths"]["log_dir"], best=True)
 
 
 def resolve_checkpoint(

@@ -28,16 +28,9 @@ from litlab.run_dirs import (
     hold_run_dir,
     run_dir_argument,
 )
-from litlab.validate import (
-    COMMON_RULES,
-    ConfigError,
-    check_interpolations,
-    check_missing,
-    check_rules,
-    did_you_mean,
-)
+from litlab.validate import ConfigError, did_you_mean
 
-#: Each command's check of its config's values: run here, before Hydra starts, and again by the command itself.
+#: Each command's check of its config's values (``validate.check_common`` first): run here, before Hydra starts.
 VALUE_CHECKS = {
     "train": "litlab.validate.check_config",
     "eval": "litlab.eval.check_options",
@@ -149,11 +142,7 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
 
         def checked(overrides: list[str]) -> DictConfig:
             cfg = compose_as_job(overrides, config_name)
-            check_interpolations(cfg)  # every command's (train's check_config runs these too)
-            check_missing(cfg)
-            check_rules(cfg, COMMON_RULES)
-            if config_name in VALUE_CHECKS:
-                get_method(VALUE_CHECKS[config_name])(cfg)
+            get_method(VALUE_CHECKS[config_name])(cfg)
             return cfg
 
         # Each later value of a sweep too, with the others at their first: a bad one would

@@ -24,6 +24,9 @@ def check_options(cfg: DictConfig) -> None:
 
     A failed one's record is no output: the same command line, mended, runs again there.
     """
+    from litlab.validate import check_common
+
+    check_common(cfg)
     run_dir = OmegaConf.select(cfg, "hydra.run.dir")
     if run_dir and finished(read_summary(run_dir)):
         check_no_earlier_output(cfg, [METRICS_FILE], "eval")

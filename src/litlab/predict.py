@@ -105,8 +105,9 @@ def check_options(cfg: DictConfig) -> None:
     checked against the data's splits), and for a ``hydra.run.dir`` holding earlier predictions."""
     import torch
 
-    from litlab.validate import ConfigError, boolean, check_rules, integer
+    from litlab.validate import ConfigError, boolean, check_common, check_rules, integer
 
+    check_common(cfg)
     check_rules(cfg, {"batch_size": (integer(1), "an integer >= 1"), "normalize": (boolean, "true or false")})
     try:
         device = torch.device(cfg.device)

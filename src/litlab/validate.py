@@ -114,9 +114,8 @@ COMMON_RULES: Rules = {
     "task_name": (_run_name, "a name without / or \\ and not . or .. (its runs go under paths.log_dir/<task_name>)"),
 }
 
-#: litlab-train's keys whose value must satisfy a check.
+#: litlab-train's keys whose value must satisfy a check (beside ``COMMON_RULES``).
 RULES: Rules = {
-    **COMMON_RULES,
     "trainer.max_epochs": (integer(1, (-1, None)), "an integer >= 1, or -1 for no limit"),
     "trainer.min_epochs": (integer(0, (None,)), "an integer >= 0"),
     "trainer.max_steps": (integer(1, (-1,)), "an integer >= 1, or -1 for no limit"),
@@ -565,10 +564,17 @@ def check_missing(cfg: DictConfig) -> None:
         raise missing_value(missing[0])
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` for the first value in ``cfg`` that cannot work."""
+def check_common(cfg: DictConfig) -> None:
+    """``ConfigError`` for what every command's config needs: ``${...}`` that resolve, no ``???`` left,
+    ``COMMON_RULES``. Each command's value check (``command_line.VALUE_CHECKS``) starts with it."""
     check_interpolations(cfg)
     check_missing(cfg)
+    check_rules(cfg, COMMON_RULES)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` for the first value in ``cfg`` that cannot work."""
+    check_common(cfg)
     check_rules(cfg, {**boolean_rules(cfg), **RULES})
     if cfg.get("train") is False and cfg.get("test") is False:
         raise ConfigError("train=false test=false: the run would do nothing; keep one of them true")

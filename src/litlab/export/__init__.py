@@ -47,8 +47,9 @@ SIDECAR = "model.json"
 def check_options(cfg: DictConfig) -> None:
     """``ConfigError`` for a ``format``, ``quantize``, tolerance or ``parity_samples`` that cannot work, and for a
     ``hydra.run.dir`` holding an earlier export."""
-    from litlab.validate import ConfigError, boolean, check_rules, integer, number
+    from litlab.validate import ConfigError, boolean, check_common, check_rules, integer, number
 
+    check_common(cfg)
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format!r} is not a format; choose one of {sorted(FORMATS)}")
     if cfg.quantize is not None:

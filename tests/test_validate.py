@@ -578,3 +578,32 @@ def test_a_run_directory_in_use_by_another_run_is_refused(tmp_path, monkeypatch)
     assert run_dirs._held == {}, "released when the job ends (a sweep runs many in one process)"
     assert run_dirs.hold_run_dir(resume)  # the first run has ended
     os.close(run_dirs._held.popitem()[1])
+
+
+@pytest.mark.parametrize(
+    ("rank", "checked"),
+    [
+        ({}, True),
+        ({"RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({"RANK": "1", "LOCAL_RANK": "1"}, False),
+        ({"LOCAL_RANK": "1"}, False),
+        ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, False),
+    ],
+)
+def test_the_first_process_of_a_job_checks_the_command_line(monkeypatch, rank, checked):
+    """Under torchrun every rank has LOCAL_RANK: rank 0 ran unchecked when its presence meant a DDP child."""
+    import litlab.command_line as command_line
+
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {**rank, "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "7"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sys, "argv", ["litlab-train", "data.batch_size=0"])
+    started = []
+    if checked:
+        with pytest.raises(SystemExit) as exit:
+            command_line.validated(lambda: pytest.fail("the command started"))()
+        assert exit.value.code == 2
+    else:
+        command_line.validated(lambda: started.append(True))()
+        assert started, "another rank runs with the overrides rank 0 checked"

@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.config import compose_as_job, config_dir, key_paths
+from litlab.distributed import other_rank
 from litlab.run_dirs import (
     check_checkpoint_dir,
     check_creatable,
@@ -344,8 +345,9 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
         argv = sys.argv[1:]
         with ctrl_c_exits_at_once():
             flags, overrides = _split_argv(argv)  # imports torch (litlab.resume)
-        # DDP's child ranks re-run the entry point with the parent's (already checked) overrides.
-        if overrides is not None and "LOCAL_RANK" not in os.environ:
+        # DDP's other ranks run the entry point too: the first process checks (Lightning's children
+        # get its already checked overrides; under torchrun rank 0 checks for all).
+        if overrides is not None and other_rank() is None:
             with ctrl_c_exits_at_once(), exit_2_on_config_error():
                 check_own_run_dir(overrides, "train")
                 multirun = any(a in ("-m", "--multirun") for a in argv)

@@ -15,6 +15,16 @@ from hydra.utils import get_original_cwd, to_absolute_path
 from omegaconf import OmegaConf
 
 
+def other_rank() -> str | None:
+    """This process's rank when it is not a job's first process, else None.
+
+    Lightning's DDP children (``LOCAL_RANK``), another node (``NODE_RANK``), torchrun's and SLURM's
+    other ranks (``RANK``, ``SLURM_PROCID``): the first process alone checks, records and locks.
+    """
+    keys = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
+    return next((os.environ[k] for k in keys if os.environ.get(k, "0") not in ("", "0")), None)
+
+
 def child_command(local_rank: int) -> tuple[list[str], str]:
     """The command and working directory for DDP rank ``local_rank`` of the current Hydra job."""
     import __main__

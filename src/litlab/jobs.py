@@ -22,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
+from litlab.distributed import other_rank
 from litlab.runs import CHECKPOINTS, METRICS_FILE, finished, read_summary, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -33,20 +34,15 @@ ERROR_FILE = "error.txt"
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 
 
-def _other_rank() -> str | None:
-    """This process's DDP rank when it is not rank 0 (Lightning's rank variables), else None."""
-    return next((os.environ[k] for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(k, "0") != "0"), None)
-
-
 def error_file(run_dir: Path) -> Path:
     """Where this process writes its traceback: ``error.txt``, or ``error-rank<N>.txt`` on another DDP rank."""
-    rank = _other_rank()
+    rank = other_rank()
     return run_dir / (ERROR_FILE if rank is None else f"error-rank{rank}.txt")
 
 
 def _is_rank_zero() -> bool:
     # Under DDP every rank runs the job; one record is enough.
-    return _other_rank() is None
+    return other_rank() is None
 
 
 class NotEchoed(logging.Filter):

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.config import compose_as_job, config_dir
+from litlab.distributed import other_rank
 from litlab.validate import ConfigError, meta_task
 
 
@@ -168,8 +169,7 @@ def holding_run_dir(run_dir: str | Path) -> Iterator[None]:
     The job's first process only (a DDP rank's directory is its parent's). A directory given on the
     command line is held from before Hydra starts (``hold_run_dir``), until the process ends.
     """
-    first = all(int(os.environ.get(k) or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
-    held = first and hold_run_dir(str(run_dir), strict=False)
+    held = other_rank() is None and hold_run_dir(str(run_dir), strict=False)
     try:
         yield
     finally:

@@ -607,3 +607,23 @@ def test_the_first_process_of_a_job_checks_the_command_line(monkeypatch, rank, c
     else:
         command_line.validated(lambda: started.append(True))()
         assert started, "another rank runs with the overrides rank 0 checked"
+
+
+@pytest.mark.parametrize(
+    ("dirpath", "refused"), [(None, False), ("${paths.output_dir}/weights", False), ("{tmp}/checkpoints", True)]
+)
+def test_a_sweep_gives_each_job_a_checkpoint_folder_of_its_own(tmp_path, monkeypatch, dirpath, refused):
+    """One folder for every job: each job's last.ckpt replaced the others', and each tested another's best."""
+    import litlab.command_line as command_line
+
+    monkeypatch.chdir(tmp_path)
+    given = [] if dirpath is None else ["callbacks.model_checkpoint.dirpath=" + dirpath.replace("{tmp}", str(tmp_path))]
+    monkeypatch.setattr(sys, "argv", ["litlab-train", "-m", "seed=1,2", *given])
+    started = []
+    if refused:
+        with pytest.raises(SystemExit) as exit:
+            command_line.validated(lambda: pytest.fail("the sweep started"))()
+        assert exit.value.code == 2
+    else:
+        command_line.validated(lambda: started.append(True))()
+        assert started

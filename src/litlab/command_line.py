@@ -25,6 +25,7 @@ from litlab.run_dirs import (
     check_creatable,
     check_own_run_dir,
     check_run_dir,
+    check_sweep_checkpoint_dir,
     check_sweep_dir,
     hold_run_dir,
     run_dir_argument,
@@ -359,6 +360,7 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                     sys.argv[1:] = [*flags, *(o for o in resumed if o not in derived)]
                 if multirun:
                     check_sweep_dir(cfg)
+                    check_sweep_checkpoint_dir(cfg)
                 elif cfg.get("ckpt_path") is None:
                     check_run_dir(cfg)
                     check_checkpoint_dir(cfg)

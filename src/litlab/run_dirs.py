@@ -45,26 +45,13 @@ def check_run_dir(cfg: DictConfig) -> None:
 def check_checkpoint_dir(cfg: DictConfig) -> None:
     """A fresh run's ``callbacks.model_checkpoint.dirpath`` outside its run directory holds no checkpoints.
 
-    Another run's would be overwritten (``last.ckpt``, the best one). Resolved as the job will, with
-    ``hydra:runtime.output_dir`` the run directory (the default dirpath is inside it). A run directory
-    with a record resumes the same run (``check_run_dir``): its checkpoints, wherever they are, are its own.
+    Another run's would be overwritten (``last.ckpt``, the best one). A run directory with a record
+    resumes the same run (``check_run_dir``): its checkpoints, wherever they are, are its own.
     """
-    import copy
-
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
-
     run_dir = Path(str(cfg.hydra.run.dir)).resolve()
     if OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") is None or (run_dir / ".hydra").is_dir():
         return
-    job = copy.deepcopy(cfg)
-    with read_write(job.hydra), open_dict(job.hydra):
-        job.hydra.runtime.output_dir = str(run_dir)
-    HydraConfig.instance().set_config(job)
-    try:
-        dirpath = Path(str(job.callbacks.model_checkpoint.dirpath)).resolve()
-    finally:
-        HydraConfig.instance().set_config(cfg)
+    dirpath = _checkpoint_dir(cfg, run_dir)
     held = sorted(p.name for p in dirpath.glob("*.ckpt")) if dirpath.is_dir() else []
     if held and not dirpath.is_relative_to(run_dir):
         shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
@@ -72,6 +59,39 @@ def check_checkpoint_dir(cfg: DictConfig) -> None:
             f"callbacks.model_checkpoint.dirpath={dirpath} holds checkpoints of another run ({shown}), which this "
             "run would overwrite: choose an empty folder, or resume that run with ckpt_path=<its checkpoint or run>"
         )
+
+
+def check_sweep_checkpoint_dir(cfg: DictConfig) -> None:
+    """A sweep's ``callbacks.model_checkpoint.dirpath`` is a folder of each job's own.
+
+    One folder for all would mix the jobs' checkpoints: each would test another's best.
+    """
+    if OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") is None:
+        return
+    sweep_dir = Path(str(cfg.hydra.sweep.dir)).resolve()
+    first, second = (_checkpoint_dir(cfg, sweep_dir / job) for job in ("0", "1"))
+    if first == second:
+        raise ConfigError(
+            f"callbacks.model_checkpoint.dirpath={first} is one folder for every job of this sweep, whose "
+            "checkpoints would overwrite each other's: keep ${paths.output_dir} in it (each job's own directory)"
+        )
+
+
+def _checkpoint_dir(cfg: DictConfig, output_dir: Path) -> Path:
+    """``callbacks.model_checkpoint.dirpath`` resolved as a job whose directory is ``output_dir`` resolves it."""
+    import copy
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    job = copy.deepcopy(cfg)
+    with read_write(job.hydra), open_dict(job.hydra):
+        job.hydra.runtime.output_dir = str(output_dir)
+    HydraConfig.instance().set_config(job)
+    try:
+        return Path(str(job.callbacks.model_checkpoint.dirpath)).resolve()
+    finally:
+        HydraConfig.instance().set_config(cfg)
 
 
 def check_sweep_dir(cfg: DictConfig) -> None:

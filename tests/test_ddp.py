@@ -1,9 +1,10 @@
 """trainer=ddp_cpu: two gloo ranks from the command line and inside a multirun."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FAST, cli, read_metrics
+from conftest import BIN, FAST, cli, read_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +74,23 @@ def test_a_ddp_run_resumed_mid_epoch_ends_with_the_same_metrics(tmp_path):
         k: v for k, v in whole.items() if k.startswith("train/")
     }
     assert resumed == whole
+
+
+def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "litlab.train", *args]
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return proc
+
+
+def test_torchrun_ranks_share_one_run_directory_and_resume_in_it(tmp_path):
+    """Each rank composed its own ${now:...} run directory; a resume's overrides reached rank 0 only."""
+    torchrun(*FAST, "trainer=ddp_cpu", "trainer.max_epochs=1", cwd=tmp_path)
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    proc = torchrun("ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path)
+    assert "Resumed at step 20" in proc.stdout + proc.stderr
+    assert [run_dir] == list((tmp_path / "logs" / "train" / "runs").iterdir())
+    assert read_metrics(run_dir)["steps"] == 2 * 20
+    log = (run_dir / "train.log").read_text()
+    assert log.count("MEMBER: 1/2") == 2 and "MEMBER: 2/2" not in log, "the log file is rank 0's"
+    one_tensorboard_run(run_dir)

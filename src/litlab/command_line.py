@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.config import compose_as_job, config_dir, key_paths
-from litlab.distributed import other_rank
+from litlab.distributed import first_rank_command_line, other_rank, share_command_line
 from litlab.run_dirs import (
     check_checkpoint_dir,
     check_creatable,
@@ -366,6 +366,9 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                     check_checkpoint_dir(cfg)
                 if not multirun:
                     hold_run_dir(run_dir_argument(resumed))
+                share_command_line(cfg, multirun)
+        elif overrides is not None:
+            first_rank_command_line()
         return main()  # a sweep's Ctrl-C comes back (a single run exits 130 itself): the job said how to resume
 
     return wrapper

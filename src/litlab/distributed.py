@@ -7,12 +7,15 @@ and ``hydra.run.dir`` is not the job's directory (each child would make a stray
 ``runs/<timestamp>`` directory). A child here gets this job's own overrides and directory.
 """
 
+import json
 import os
 import sys
+from datetime import timedelta
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd, to_absolute_path
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 
 def other_rank() -> str | None:
@@ -38,16 +41,62 @@ def child_command(local_rank: int) -> tuple[list[str], str]:
         *hydra.overrides.task,
         f"hydra.run.dir='{hydra.runtime.output_dir}'",
         f"hydra.job.name=train_ddp_process_{local_rank}",
-        "hydra.output_subdir=null",  # .hydra/ is the parent's to write
-        "print_config=false",
-        # The parent's logging choice (hydra/job_logging=stdout, ...): Hydra keeps it apart from the task's.
-        *(o for o in hydra.overrides.hydra if o.lstrip("+~").startswith(("hydra/job_logging=", "hydra.job_logging."))),
+        *other_rank_overrides(hydra),
     ]
-    # The log file is the parent's to write; the ranks keep the other handlers.
+    return command, get_original_cwd()
+
+
+def other_rank_overrides(hydra: DictConfig) -> list[str]:
+    """What a rank other than the first adds to the first's overrides: the run's record is the first's to write."""
+    overrides = ["hydra.output_subdir=null", "print_config=false"]  # .hydra/ is the first's
+    # The first's logging choice (hydra/job_logging=stdout, ...): Hydra keeps it apart from the task's.
+    chosen = ("hydra/job_logging=", "hydra.job_logging.")
+    overrides += [o for o in hydra.overrides.hydra if o.lstrip("+~").startswith(chosen)]
+    # The log file is the first's to write; the other ranks keep the other handlers.
     handlers = OmegaConf.select(hydra.job_logging, "root.handlers")
     if handlers and "file" in handlers:
-        command.append(f"hydra.job_logging.root.handlers=[{','.join(h for h in handlers if h != 'file')}]")
-    return command, get_original_cwd()
+        overrides.append(f"hydra.job_logging.root.handlers=[{','.join(h for h in handlers if h != 'file')}]")
+    return overrides
+
+
+def _torchrun_store() -> Any:
+    """torchrun's store (a ``TCPStore``), which its processes share before DDP starts; None outside torchrun."""
+    env = os.environ
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or int(env.get("WORLD_SIZE", 1)) < 2:
+        return None
+    from torch.distributed import TCPStore
+
+    # A rank waits for the first's checks, which may read a large checkpoint.
+    return TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False, timeout=timedelta(minutes=10))
+
+
+def _shared_key() -> str:
+    return f"litlab/argv/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+
+
+def share_command_line(cfg: DictConfig, multirun: bool) -> None:
+    """Under torchrun: fix the run's directory in ``sys.argv`` and hand the command line to the other ranks.
+
+    torchrun starts every rank with the same command. Composed apart, ``${now:...}`` would give
+    each rank a run directory of its own, and only the first has completed the command line
+    (a resume's overrides) and checked it.
+    """
+    from litlab.resume import override_key
+
+    store = _torchrun_store()
+    if store is None:
+        return
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if not any(override_key(a) == key for a in sys.argv[1:]):
+        sys.argv.append(f"{key}='{OmegaConf.select(cfg, key)}'")
+    store.set(_shared_key(), json.dumps([*sys.argv[1:], *other_rank_overrides(cfg.hydra)]))
+
+
+def first_rank_command_line() -> None:
+    """Under torchrun, on a rank other than the first: take the command line the first checked and shared."""
+    store = _torchrun_store()
+    if store is not None:
+        sys.argv[1:] = json.loads(store.get(_shared_key()))
 
 
 #: What Lightning's launcher writes into the parent's environment.

@@ -531,6 +531,20 @@ def test_ctrl_c_in_the_start_up_imports_exits_130_there_and_then():
     assert (proc.returncode, proc.stderr) == (130, "")
 
 
+def test_help_answers_without_loading_torch():
+    """--help imported Lightning first (~2 s on 2 cores): litlab.resume and litlab.export imported it at the top."""
+    code = (
+        "import contextlib, importlib, io, sys\n"
+        "for command in ('train', 'eval', 'predict', 'export'):\n"
+        "    sys.argv = [f'litlab-{command}', '--help']\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        importlib.import_module(f'litlab.{command}').main()\n"
+        "print(sorted({'torch', 'lightning'} & sys.modules.keys()))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "[]\n"), proc.stderr[-3000:]
+
+
 @pytest.mark.parametrize("record", ["", "hydra:\n  job:\n    config_name: train\na: [b\n", "[train]\n"])
 def test_a_run_directory_with_a_damaged_record_is_refused(tmp_path, record):
     """A damaged hydra.yaml gave yaml's traceback; an empty one passed as a free directory, and litlab-predict

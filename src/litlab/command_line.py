@@ -344,8 +344,7 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
     @quiet_ctrl_c
     def wrapper() -> Any:
         argv = sys.argv[1:]
-        with ctrl_c_exits_at_once():
-            flags, overrides = _split_argv(argv)  # imports torch (litlab.resume)
+        flags, overrides = _split_argv(argv)
         # DDP's other ranks run the entry point too: the first process checks (Lightning's children
         # get its already checked overrides; under torchrun rank 0 checks for all).
         if overrides is not None and other_rank() is None:

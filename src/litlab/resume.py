@@ -7,13 +7,12 @@ where it was, with the config it had (new overrides on the command line still wi
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
-
-from litlab.finetune import as_list
-from litlab.models import upgrade_state_dict
 from litlab.runs import CHECKPOINTS, LAST_CHECKPOINT
+
+if TYPE_CHECKING:  # the command line is read with this module before torch and Lightning load (--help)
+    import lightning as L
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def prepare_resume(checkpoint: str | Path) -> None:
 
 def check_resumable(
     checkpoint: dict[str, Any],
-    task: L.LightningModule,
+    task: "L.LightningModule",
     where: str,
     fix: str = "resume without the changed overrides, or drop ckpt_path to start a new run",
 ) -> None:
@@ -112,6 +111,9 @@ def check_resumable(
     Run before Hydra writes anything into the run directory, so a resume that cannot work
     leaves the finished (or killed) run as it was. ``task`` may live on the meta device.
     """
+    from litlab.finetune import as_list
+    from litlab.models import upgrade_state_dict
+
     if "task" not in checkpoint:  # torch.save(model.state_dict()), another framework's file
         raise ValueError(
             f"{where}: not a checkpoint litlab wrote (it names no task); litlab-train resumes only the full "

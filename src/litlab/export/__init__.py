@@ -10,36 +10,23 @@ stores int8 Linear layers and reports the size reduction and the test accuracy c
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from litlab.collector import entry_point, imports_done
 from litlab.command_line import checked_command
 from litlab.config import config_dir
-from litlab.export.checks import ParityError, check_parity, parity_cases, quantization_report
-from litlab.export.formats import (
-    FORMATS,
-    QUANTIZE,
-    Format,
-    MissingExtraError,
-    fixed_length,
-    max_len,
-    quantize_dynamic,
-    require,
-    wrap,
-)
-from litlab.export.warnings_explained import explained_warnings
-from litlab.inputs import Inputs, InputSpec
 from litlab.jobs import one_line_errors
 from litlab.run_dirs import check_no_earlier_output
 from litlab.runs import inference_checkpoint, write_json_atomic
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # torch loads in the functions that use it: --help answers without it
+    from litlab.export.formats import Format
+    from litlab.inputs import Inputs, InputSpec
 
-__all__ = ["FORMATS", "MissingExtraError", "ParityError", "check_options", "check_parity", "export", "main"]
+log = logging.getLogger(__name__)
 
 SIDECAR = "model.json"
 
@@ -47,6 +34,7 @@ SIDECAR = "model.json"
 def check_options(cfg: DictConfig) -> None:
     """``ConfigError`` for a ``format``, ``quantize``, tolerance or ``parity_samples`` that cannot work, and for a
     ``hydra.run.dir`` holding an earlier export."""
+    from litlab.export.formats import FORMATS, QUANTIZE
     from litlab.validate import ConfigError, boolean, check_common, check_rules, integer, number
 
     check_common(cfg)
@@ -74,9 +62,11 @@ def check_options(cfg: DictConfig) -> None:
     check_no_earlier_output(cfg, [SIDECAR, *sorted({f.file for f in FORMATS.values()})], "export")
 
 
-def parity_batch(cfg: DictConfig, datamodule: Any, spec: InputSpec) -> Inputs:
+def parity_batch(cfg: DictConfig, datamodule: Any, spec: "InputSpec") -> "Inputs":
     """``cfg.parity_samples`` real inputs: the first rows of ``input`` or of the test split."""
-    from litlab.inputs import path_inputs, split_batches
+    import torch
+
+    from litlab.inputs import Inputs, path_inputs, split_batches
 
     n = cfg.parity_samples
     if cfg.input is not None:
@@ -92,8 +82,12 @@ def parity_batch(cfg: DictConfig, datamodule: Any, spec: InputSpec) -> Inputs:
     return batch
 
 
-def pad_to(batch: Inputs, seq: int) -> Inputs:
+def pad_to(batch: "Inputs", seq: int) -> "Inputs":
     """Token inputs right-padded to ``seq`` tokens (the length a token RNN is exported for)."""
+    import torch
+
+    from litlab.inputs import Inputs
+
     n, length = batch.x.shape
     if length > seq:
         raise ValueError(
@@ -106,12 +100,15 @@ def pad_to(batch: Inputs, seq: int) -> Inputs:
 
 
 def sidecar(
-    ckpt_path: str, cfg: DictConfig, fmt: Format, task: Any, spec: InputSpec, info: Any, seq: int | None = None
+    ckpt_path: str, cfg: DictConfig, fmt: "Format", task: Any, spec: "InputSpec", info: Any, seq: int | None = None
 ) -> dict:
     """What a user of the file needs: its inputs, their normalization, the output and the classes.
 
     ``seq``: the one sequence length the file takes (a token RNN through torch.export).
     """
+    import torch
+
+    from litlab.export.formats import max_len
     from litlab.inputs import class_names
 
     hp = task.hparams
@@ -165,6 +162,9 @@ def export(cfg: DictConfig) -> dict:
     """Export ``cfg.ckpt_path`` as ``cfg.format``, check it, write the sidecar; returns the sidecar."""
     from hydra.core.hydra_config import HydraConfig
 
+    from litlab.export.checks import check_parity, parity_cases, quantization_report
+    from litlab.export.formats import FORMATS, fixed_length, quantize_dynamic, require, wrap
+    from litlab.export.warnings_explained import explained_warnings
     from litlab.inputs import checked_spec, data_and_info, input_spec
     from litlab.tasks import load_task
 

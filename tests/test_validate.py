@@ -75,6 +75,10 @@ BAD = {
         "model.class_weights=balanced: needs the training labels, which a stream",
     ),
     "glob matching no option": (["model=glob(resnet*)"], "model=glob(resnet*): matches no option"),
+    "a misspelled key of a sweep only a sweeper samples": (
+        ["model.optimizer.lrr=interval(0.001,0.1)"],
+        "model.optimizer.lrr: no such key; did you mean model.optimizer.lr?",
+    ),
     "ema decay above 1": (
         ["callbacks=[default,ema]", "callbacks.ema.decay=2"],
         "callbacks.ema.decay=2: must be a number in [0, 1)",

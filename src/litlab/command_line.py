@@ -66,8 +66,9 @@ def check_command_line(args: list[str], config_name: str = "train") -> DictConfi
 
 
 def _check_command_line(args: list[str], config_name: str) -> DictConfig:
-    from hydra import compose, initialize_config_dir
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, Glob
     from hydra.errors import HydraException
@@ -115,45 +116,66 @@ def _check_command_line(args: list[str], config_name: str) -> DictConfig:
                         f" (choose one of {', '.join(options)})"
                     )
         firsts = [_first(o) for o in parsed]
-        chosen = [f for o, f in zip(parsed, firsts, strict=True) if o in groups and f]
-        try:
-            base = compose(config_name, overrides=[*search, *chosen])
-        except HydraException as e:  # +model=cnn (model has an option already), model=[mlp,cnn]
-            added = next((f for f in chosen if f.startswith("+")), None)
-            if added and str(e).startswith("Multiple values for"):
-                raise ConfigError(
-                    f"{added}: the group has an option already; choose another with {added.lstrip('+')}"
-                ) from None
-            raise ConfigError(f"{' '.join(chosen)}: {str(e).strip().splitlines()[0]}") from None
-        keys = key_paths(base)
-        for o in parsed:
-            key = o.key_or_group
-            added = o.is_add() or o.is_force_add()
-            if added and config_name != "train" and "." not in key and key not in base:
-                # train's own keys are open to tags (+tag=baseline in a sweep); the other commands read a fixed set
-                top = sorted(str(k) for k in base if k != "hydra")
-                unread = f"+{key}: litlab-{config_name} reads no such key{did_you_mean(key, top)}"
-                raise ConfigError(f"{unread} (its keys: {', '.join(top)})")
-            if o in groups or added or key.startswith("hydra."):
-                continue
-            if (
-                OmegaConf.select(base, key, default=_ABSENT, throw_on_resolution_failure=False) is (_ABSENT)
-                and key not in keys
-            ):
-                raise ConfigError(f"{key}: no such key{did_you_mean(key, keys)} (to add a new key: +{key}=...)")
-
-        def checked(overrides: list[str]) -> DictConfig:
-            cfg = compose_as_job(overrides, config_name)
-            get_method(VALUE_CHECKS[config_name])(cfg)
-            return cfg
-
+        try:  # as the job will see it; what Hydra refuses waits for the clearer messages of the checks below
+            cfg, refused = compose_as_job(firsts, config_name), None
+        except ConfigError as e:
+            cfg, refused = None, e
+        # The config is struct: Hydra refuses a key it lacks, unless an override adds it or sets its parent
+        # first (+a.b=1 a.b=2, a={b:1} a.b=2), or the override is left out (an interval() sweep). Else a
+        # key check would find nothing, and its compose of the config without the values is skipped.
+        set_keys = [o.key_or_group for o in parsed if o not in groups]
+        nested = any(k.startswith(f"{p}.") for k in set_keys for p in set_keys)
+        if refused or nested or not all(firsts) or any(o.is_add() or o.is_force_add() for o in parsed):
+            chosen = [f for o, f in zip(parsed, firsts, strict=True) if o in groups and f]
+            _check_keys(parsed, groups, search, chosen, config_name)
+        check_values = get_method(VALUE_CHECKS[config_name])
         # Each later value of a sweep too, with the others at their first: a bad one would
         # otherwise fail only its own jobs, after the jobs before it have trained.
         for i, o in enumerate(parsed):
             if config_name == "train" and firsts[i] and o.is_sweep_override():
                 for value in itertools.islice(o.sweep_string_iterator(), 1, MAX_SWEEP_VALUES_CHECKED):
-                    checked([*firsts[:i], f"{o.get_key_element()}={value}", *firsts[i + 1 :]])
-        return checked(firsts)
+                    swept = [*firsts[:i], f"{o.get_key_element()}={value}", *firsts[i + 1 :]]
+                    check_values(compose_as_job(swept, config_name))
+        if refused:
+            raise refused
+        HydraConfig.instance().set_config(cfg)  # as compose_as_job left it: a sweep's composes above set theirs
+        check_values(cfg)
+        return cfg
+
+
+def _check_keys(parsed: list[Any], groups: list[Any], search: list[str], chosen: list[str], config_name: str) -> None:
+    """``ConfigError`` for an override of a key the config lacks, or of a top-level key the command does not read.
+
+    Checked against the config of the group options ``chosen`` (on the search path ``search``), before any value.
+    """
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    try:
+        base = compose(config_name, overrides=[*search, *chosen])
+    except HydraException as e:  # +model=cnn (model has an option already), model=[mlp,cnn]
+        added = next((f for f in chosen if f.startswith("+")), None)
+        if added and str(e).startswith("Multiple values for"):
+            raise ConfigError(
+                f"{added}: the group has an option already; choose another with {added.lstrip('+')}"
+            ) from None
+        raise ConfigError(f"{' '.join(chosen)}: {str(e).strip().splitlines()[0]}") from None
+    keys = key_paths(base)
+    for o in parsed:
+        key = o.key_or_group
+        added = o.is_add() or o.is_force_add()
+        if added and config_name != "train" and "." not in key and key not in base:
+            # train's own keys are open to tags (+tag=baseline in a sweep); the other commands read a fixed set
+            top = sorted(str(k) for k in base if k != "hydra")
+            unread = f"+{key}: litlab-{config_name} reads no such key{did_you_mean(key, top)}"
+            raise ConfigError(f"{unread} (its keys: {', '.join(top)})")
+        if o in groups or added or key.startswith("hydra."):
+            continue
+        if (
+            OmegaConf.select(base, key, default=_ABSENT, throw_on_resolution_failure=False) is (_ABSENT)
+            and key not in keys
+        ):
+            raise ConfigError(f"{key}: no such key{did_you_mean(key, keys)} (to add a new key: +{key}=...)")
 
 
 def _is_group(loader: Any, key: str, search: list[str]) -> bool:

@@ -520,10 +520,33 @@ def test_ctrl_c_in_the_start_up_imports_exits_130_there_and_then():
     """A KeyboardInterrupt cut a numpy import short, a library swallowed it: exit 1, an AttributeError traceback."""
     code = (
         "import os, signal, time\n"
-        "from litlab.command_line import ctrl_c_exits_at_once\n"
+        "from litlab.cli import ctrl_c_exits_at_once\n"
         "with ctrl_c_exits_at_once():\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    time.sleep(30)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, not a background job
+    )
+    assert (proc.returncode, proc.stderr) == (130, "")
+
+
+def test_ctrl_c_while_a_command_imports_exits_130_without_a_traceback():
+    """The console scripts imported their command (Hydra, ~0.2 s; with torch ~3 s) before any handler was set."""
+    code = (
+        "import importlib.abc, os, signal, sys, time\n"
+        "class InterruptHydra(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'hydra':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "            time.sleep(30)\n"
+        "sys.meta_path.insert(0, InterruptHydra())\n"
+        "from litlab.cli import train\n"
+        "train()\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],

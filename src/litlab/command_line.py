@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from litlab.cli import ctrl_c_exits_at_once, quiet_ctrl_c
 from litlab.config import compose_as_job, config_dir, key_paths
 from litlab.distributed import first_rank_command_line, other_rank, share_command_line
 from litlab.run_dirs import (
@@ -282,44 +283,6 @@ def _resumed(args: list[str]) -> list[str]:
     except ValueError as e:  # a damaged record
         raise ConfigError(str(e)) from None
     return args
-
-
-def quiet_ctrl_c(main: Callable[[], Any]) -> Callable[[], Any]:
-    """Ctrl-C exits 130 (the shell's code for it) without a traceback, in the start-up checks too."""
-
-    @functools.wraps(main)
-    def wrapper() -> Any:
-        try:
-            return main()
-        except KeyboardInterrupt:
-            raise SystemExit(130) from None
-
-    return wrapper
-
-
-@contextlib.contextmanager
-def ctrl_c_exits_at_once() -> Iterator[None]:
-    """Ctrl-C while the start-up checks run (they write nothing) ends the process with 130 there and then.
-
-    Not as a ``KeyboardInterrupt``: one raised in the middle of the imports the checks make (torch,
-    numpy) can be swallowed by a library's import, and the process went on with numpy half loaded,
-    to fail later with an unrelated traceback (AttributeError on ``numpy._core``, exit 1).
-    """
-    import signal
-    import threading
-
-    def exit_130(signum: int, frame: Any) -> None:
-        os._exit(130)
-
-    ignored = signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None)  # a background job's: left so
-    if ignored or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, exit_130)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

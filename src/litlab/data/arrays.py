@@ -17,6 +17,7 @@ from torch.utils.data import TensorDataset
 from litlab.data.base import DataModule, split_tensors
 from litlab.data.collate import checked_mask
 from litlab.data.files import numeric, read_npy, read_npz
+from litlab.tasks import task_class
 
 SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 KEYS = ("x", "y", *SPLIT_KEYS, "mask", "mask_train", "mask_val", "mask_test")
@@ -66,10 +67,13 @@ class ArraysDataModule(DataModule):
         super().__init__(**kwargs)
         if (path is None) == (arrays is None):
             raise ValueError("data=arrays needs exactly one of data.path=<.npz|.pt|folder of .npy> or arrays=")
-        if self.task == "classification" and self.num_classes is None:
-            raise ValueError("data=arrays with data.task=classification needs data.num_classes=<number of classes>")
-        if self.task == "multilabel" and self.num_labels is None:
-            raise ValueError("data=arrays with data.task=multilabel needs data.num_labels=<number of labels>")
+        self.task_cls = task_class(self.task)
+        key = self.task_cls.size_key
+        # How many classes or labels there are is not in the arrays (a class may have no sample).
+        if self.task_cls.classes and getattr(self, key) is None:
+            raise ValueError(
+                f"data=arrays with data.task={self.task} needs data.{key}=<number of {key.removeprefix('num_')}>"
+            )
         self.path, self.arrays = path, arrays
         self.sizes, self.split_seed = (val_split, test_split), split_seed
 
@@ -127,32 +131,8 @@ class ArraysDataModule(DataModule):
             x = _token_ids(x, self.vocab_size, f"{source}: {xk}")
         else:
             x = x.float()
-            _check_finite(x, f"{source}: {xk}")
-        if self.task == "classification":
-            if y.dim() != 1:
-                raise ValueError(f"{source}: {yk} must be one class label per sample (shape [N]), got {list(y.shape)}")
-            if y.is_floating_point() and not torch.equal(y, y.round()):  # NaN fails this too
-                bad = y[y != y.round()][0].item()
-                raise ValueError(f"{source}: {yk} holds {bad} among its class labels; labels are whole numbers")
-            y = y.long()
-        elif self.task == "multilabel":
-            y = y.float()
-            _check_finite(y, f"{source}: {yk}")
-            if y.dim() != 2 or y.shape[1] != self.num_labels:
-                raise ValueError(
-                    f"{source}: {yk} must be one 0/1 entry per label and sample (shape [N, {self.num_labels}] "
-                    f"for data.num_labels={self.num_labels}), got {list(y.shape)}"
-                )
-            if len(y) and (y.min() < 0 or y.max() > 1):
-                raise ValueError(f"{source}: {yk} holds values in [{y.min():g}, {y.max():g}]; labels lie in [0, 1]")
-        else:
-            y = y.float()
-            _check_finite(y, f"{source}: {yk}")
-            width = y[0].numel() if len(y) else 1
-            if self.num_targets is not None and width != self.num_targets:
-                raise ValueError(
-                    f"{source}: {yk} has {width} targets per sample but data.num_targets={self.num_targets}"
-                )
+            check_finite(x, f"{source}: {xk}")
+        y = self.task_cls.checked_targets(y, f"{source}: {yk}", getattr(self, self.task_cls.size_key))
         return (x, y) if mask is None else (x, y, mask)
 
 
@@ -196,7 +176,7 @@ def _with_mask(tensors: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     return tensors if len(tensors) == 3 else (*tensors, torch.ones_like(tensors[0], dtype=torch.bool))
 
 
-def _check_finite(t: Tensor, where: str) -> None:
+def check_finite(t: Tensor, where: str) -> None:
     """A NaN or inf in the data would surface only as a NaN loss, blamed on training."""
     bad = non_finite_samples(t)
     if len(bad):

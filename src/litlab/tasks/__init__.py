@@ -13,15 +13,20 @@ from litlab.tasks.regression import Regressor
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classifier, MultiLabelClassifier, Regressor)}
 
 
+def task_class(name: str) -> type[Task]:
+    """The task registered as ``data.task=name``; ``ValueError`` naming the tasks otherwise."""
+    if name not in TASKS:
+        raise ValueError(f"data.task={name!r} is not a task; choose one of {sorted(TASKS)}")
+    return TASKS[name]
+
+
 def build_task(cfg: DictConfig) -> Task:
     """The LightningModule for ``cfg.data.task``, sized by the data config."""
     from omegaconf import Container
 
     from litlab.config import to_plain
 
-    if cfg.data.task not in TASKS:
-        raise ValueError(f"data.task={cfg.data.task!r} is not a task; choose one of {sorted(TASKS)}")
-    task_cls = TASKS[cfg.data.task]
+    task_cls = task_class(cfg.data.task)
     # Resolved where they sit: an interpolation in the data config (input_shape: ["${data.max_len}"]) resolves.
     io = {k: cfg.data[k] for k in task_cls.data_keys if cfg.data.get(k) is not None}
     io = {k: to_plain(v) if isinstance(v, Container) else v for k, v in io.items()}
@@ -45,4 +50,4 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Tas
     return task
 
 
-__all__ = ["TASKS", "Classifier", "MultiLabelClassifier", "Regressor", "Task", "build_task", "load_task"]
+__all__ = ["TASKS", "Classifier", "MultiLabelClassifier", "Regressor", "Task", "build_task", "load_task", "task_class"]

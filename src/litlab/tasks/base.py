@@ -24,6 +24,8 @@ class Task(L.LightningModule):
     """
 
     name: str
+    #: The data config key that sizes the net's output: ``num_classes``, ``num_labels``, ``num_targets``.
+    size_key: str
     #: Data config keys this task takes as arguments (the data decides the model's I/O).
     data_keys: tuple[str, ...] = ("input_shape", "vocab_size")
     #: The net's output for an exported file's users: its name and what it means.
@@ -121,6 +123,14 @@ class Task(L.LightningModule):
     def readout(self, output: Tensor) -> Tensor:
         """What a user reads from the net's output (probabilities for classifiers)."""
         return output
+
+    @staticmethod
+    def checked_targets(y: Tensor, where: str, size: int | None) -> Tensor:
+        """``y`` typed for the loss; ``ValueError`` naming ``where`` if it cannot be this task's targets.
+
+        ``size`` is the data config's ``size_key`` value, None when not given.
+        """
+        raise NotImplementedError
 
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, _, *mask = batch

@@ -49,7 +49,8 @@ class Classifier(Task):
     """Predicts one of ``num_classes`` classes; ``predict_step`` returns their probabilities."""
 
     name = "classification"
-    data_keys = (*Task.data_keys, "num_classes")
+    size_key = "num_classes"
+    data_keys = (*Task.data_keys, size_key)
     output = ("logits", "class logits: softmax gives probabilities")
     classes = "one"
 
@@ -100,3 +101,13 @@ class Classifier(Task):
 
     def readout(self, output: Tensor) -> Tensor:
         return output.softmax(dim=-1)
+
+    @staticmethod
+    def checked_targets(y: Tensor, where: str, size: int | None) -> Tensor:
+        # Their range, [0, num_classes), is DataModule.check's: it sees every dataset's labels.
+        if y.dim() != 1:
+            raise ValueError(f"{where} must be one class label per sample (shape [N]), got {list(y.shape)}")
+        if y.is_floating_point() and not torch.equal(y, y.round()):  # NaN fails this too
+            bad = y[y != y.round()][0].item()
+            raise ValueError(f"{where} holds {bad} among its class labels; labels are whole numbers")
+        return y.long()

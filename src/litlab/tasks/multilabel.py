@@ -14,7 +14,8 @@ class MultiLabelClassifier(Task):
     """Targets are ``(B, num_labels)`` of 0/1 (or soft labels in [0, 1]); binary cross-entropy per label."""
 
     name = "multilabel"
-    data_keys = (*Task.data_keys, "num_labels")
+    size_key = "num_labels"
+    data_keys = (*Task.data_keys, size_key)
     output = ("logits", "label logits: a sigmoid gives each label's probability")
     classes = "any"
 
@@ -47,3 +48,18 @@ class MultiLabelClassifier(Task):
 
     def readout(self, output: Tensor) -> Tensor:
         return output.sigmoid()
+
+    @staticmethod
+    def checked_targets(y: Tensor, where: str, size: int | None) -> Tensor:
+        from litlab.data.arrays import check_finite
+
+        y = y.float()
+        check_finite(y, where)
+        if y.dim() != 2 or y.shape[1] != size:
+            raise ValueError(
+                f"{where} must be one 0/1 entry per label and sample (shape [N, {size}] "
+                f"for data.num_labels={size}), got {list(y.shape)}"
+            )
+        if len(y) and (y.min() < 0 or y.max() > 1):
+            raise ValueError(f"{where} holds values in [{y.min():g}, {y.max():g}]; labels lie in [0, 1]")
+        return y

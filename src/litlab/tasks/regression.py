@@ -14,7 +14,8 @@ class Regressor(Task):
     """Predicts ``num_targets`` real values per sample; targets are ``(B, num_targets)`` floats."""
 
     name = "regression"
-    data_keys = (*Task.data_keys, "num_targets")
+    size_key = "num_targets"
+    data_keys = (*Task.data_keys, size_key)
 
     def __init__(
         self,
@@ -36,3 +37,14 @@ class Regressor(Task):
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         return F.mse_loss(output, target.view_as(output))
+
+    @staticmethod
+    def checked_targets(y: Tensor, where: str, size: int | None) -> Tensor:
+        from litlab.data.arrays import check_finite
+
+        y = y.float()
+        check_finite(y, where)
+        width = y[0].numel() if len(y) else 1
+        if size is not None and width != size:
+            raise ValueError(f"{where} has {width} targets per sample but data.num_targets={size}")
+        return y

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, TensorDataset
 from litlab.data.base import DataModule
 from litlab.data.collate import pad_collate
 from litlab.data.streaming import StreamDataset
+from litlab.tasks import task_class
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,10 @@ def sample_generator(seed: int, i: int) -> torch.Generator:
 class Teacher:
     """A fixed random two-layer tanh network: the target it computes is learnable, not noise.
 
-    Classification takes the argmax of its outputs, centred per class so the classes come out
-    roughly balanced; multi-label the sign of each centred output (each label on for about
-    half the samples); regression its outputs plus optional gaussian ``noise``.
+    The task reads its targets off the outputs (``Task.teacher_targets``): classification takes
+    their argmax, multi-label the sign of each, regression the outputs plus optional gaussian
+    ``noise``. A classifier's outputs are centred per class, so the classes come out roughly
+    balanced (each label on for about half the samples).
     """
 
     def __init__(
@@ -37,11 +39,11 @@ class Teacher:
     ) -> None:
         g = torch.Generator().manual_seed(seed)
         d = math.prod(input_shape)
-        self.input_shape, self.task, self.seed, self.noise = list(input_shape), task, seed, noise
+        self.input_shape, self.task_cls, self.seed, self.noise = list(input_shape), task_class(task), seed, noise
         self.w1 = torch.randn(d, hidden, generator=g) / math.sqrt(d)
         self.w2 = torch.randn(hidden, num_outputs, generator=g) / math.sqrt(hidden)
         self.bias = torch.zeros(num_outputs)
-        if task in ("classification", "multilabel"):
+        if self.task_cls.classes:
             self.bias = -self.net(torch.randn(4096, d, generator=g)).mean(0)
 
     def net(self, x: Tensor) -> Tensor:
@@ -51,12 +53,10 @@ class Teacher:
         gens = [sample_generator(self.seed, int(i)) for i in indices]
         x = torch.stack([torch.randn(self.input_shape, generator=g) for g in gens])
         out = self.net(x)
-        if self.task == "classification":
-            return x, out.argmax(1)
-        if self.task == "multilabel":
-            return x, (out > 0).float()
-        noise = torch.stack([torch.randn(out.shape[1], generator=g) for g in gens]) if len(gens) else out
-        return x, out + self.noise * noise
+        noise = torch.zeros_like(out)
+        if self.noise and len(gens):  # after each x, from its own generator: skipping it changes no input
+            noise = self.noise * torch.stack([torch.randn(out.shape[1], generator=g) for g in gens])
+        return x, self.task_cls.teacher_targets(out, noise)
 
     def dataset(self, indices: Tensor) -> Dataset:
         return TensorDataset(*self(indices))
@@ -149,7 +149,7 @@ class SyntheticDataModule(DataModule):
         self.hidden, self.noise = hidden, noise
 
     def source(self) -> Teacher | Sequences:
-        key = {"classification": "num_classes", "multilabel": "num_labels"}.get(self.task, "num_targets")
+        key = task_class(self.task).size_key
         outputs = getattr(self, key)
         if not outputs:
             raise ValueError(f"data.task={self.task} needs data.{key}")

@@ -132,6 +132,11 @@ class Task(L.LightningModule):
         """
         raise NotImplementedError
 
+    @staticmethod
+    def teacher_targets(scores: Tensor, noise: Tensor) -> Tensor:
+        """The targets of a synthetic teacher's ``scores`` (``litlab.data.synthetic``); ``noise``: scaled gaussian."""
+        raise NotImplementedError
+
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, _, *mask = batch
         return self.readout(self(x, *mask))

@@ -111,3 +111,7 @@ class Classifier(Task):
             bad = y[y != y.round()][0].item()
             raise ValueError(f"{where} holds {bad} among its class labels; labels are whole numbers")
         return y.long()
+
+    @staticmethod
+    def teacher_targets(scores: Tensor, noise: Tensor) -> Tensor:
+        return scores.argmax(1)  # the noise is for values: a label stays the teacher's

@@ -48,3 +48,7 @@ class Regressor(Task):
         if size is not None and width != size:
             raise ValueError(f"{where} has {width} targets per sample but data.num_targets={size}")
         return y
+
+    @staticmethod
+    def teacher_targets(scores: Tensor, noise: Tensor) -> Tensor:
+        return scores + noise

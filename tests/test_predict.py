@@ -350,13 +350,15 @@ def test_eval_and_predict_refuse_data_the_model_does_not_take(ckpts, tmp_path):
 
 def test_targets_get_a_column_each(tmp_path):
     from litlab.predict import write_predictions
+    from litlab.tasks import Classifier, Regressor
 
     outputs = np.array([[0.5, 1.5], [2.0, -1.0]], dtype=np.float32)
-    write_predictions(tmp_path, [0, 1], outputs, np.array([[0.25, 1.0], [2.0, -0.5]], dtype=np.float32), None)
+    targets = np.array([[0.25, 1.0], [2.0, -0.5]], dtype=np.float32)
+    write_predictions(tmp_path, [0, 1], *Regressor.prediction_columns(outputs, None), targets)
     header, rows = read_csv(tmp_path / "predictions.csv")
     assert header == ["index", "output_0", "output_1", "target_0", "target_1"]
     assert rows[0] == ["0", "0.5", "1.5", "0.25", "1"]
-    write_predictions(tmp_path, [0, 1], outputs, np.array([1, 0]), ["a", "b"])
+    write_predictions(tmp_path, [0, 1], *Classifier.prediction_columns(outputs, ["a", "b"]), np.array([1, 0]))
     header, rows = read_csv(tmp_path / "predictions.csv")
     assert header[-1] == "target" and [r[-1] for r in rows] == ["1", "0"]
 

@@ -44,60 +44,35 @@ def run_model(task: Any, batches: Iterable[Any], device: str) -> tuple[list, np.
 
 
 def write_predictions(
-    out_dir: Path,
-    names: list,
-    outputs: np.ndarray,
-    labels: np.ndarray | None,
-    classes: list[str] | None,
-    multilabel: bool = False,
+    out_dir: Path, names: list, fields: dict[str, Any], columns: dict[str, Any], labels: np.ndarray | None
 ) -> None:
     """``predictions.csv`` (one row per input) and ``predictions.npy`` (a structured array, same rows).
 
-    A classifier's row names its class; a multi-label row its labels of probability >= 0.5, joined by ``;``.
+    ``fields`` (the ``.npy``'s) and ``columns`` (the CSV's) are the task's ``prediction_columns``;
+    the input's index or file comes first, its target (when known) last.
     """
     key = "index" if names and isinstance(names[0], int) else "file"
-    fields: list[tuple] = [(key, np.int64 if key == "index" else f"U{max(map(len, map(str, names)), default=1)}")]
-    if multilabel:
-        fields += [("labels", np.bool_, (outputs.shape[1],)), ("probs", np.float32, (outputs.shape[1],))]
-    elif classes is not None:
-        fields += [("class", np.int64), ("probs", np.float32, (len(classes),))]
-    else:
-        fields += [("outputs", np.float32, (outputs.shape[1],))]
+    dtype = np.int64 if key == "index" else f"U{max(map(len, map(str, names)), default=1)}"
+    fields, columns = {key: np.array(names, dtype=dtype), **fields}, {key: names, **columns}
     if labels is not None:
-        fields.append(("target", labels.dtype, labels.shape[1:]))
-    table = np.zeros(len(names), dtype=fields)
-    table[key] = names
-    if multilabel:
-        table["labels"], table["probs"] = outputs >= 0.5, outputs
-        header = [key, "labels", *(f"prob_{c}" for c in classes)]
-        rows = [
-            [n, ";".join(c for c, on in zip(classes, row >= 0.5, strict=True) if on), *(f"{p:.6g}" for p in row)]
-            for n, row in zip(names, outputs, strict=True)
-        ]
-    elif classes is not None:
-        table["class"], table["probs"] = outputs.argmax(1), outputs
-        header = [key, "class", "label", *(f"prob_{c}" for c in classes)]
-        rows = [
-            [n, int(k), classes[k], *(f"{p:.6g}" for p in row)]
-            for n, k, row in zip(names, table["class"], outputs, strict=True)
-        ]
-    else:
-        table["outputs"] = outputs
-        header = [key, *(f"output_{i}" for i in range(outputs.shape[1]))]
-        rows = [[n, *(f"{v:.6g}" for v in row)] for n, row in zip(names, outputs, strict=True)]
-    if labels is not None:
-        table["target"] = labels
+        fields["target"] = labels
         # One column per target value (target_<i>, like output_<i>); a class label is one "target".
         flat = labels.reshape(len(labels), -1)
-        header += ["target"] if labels.ndim == 1 else [f"target_{i}" for i in range(flat.shape[1])]
-        rows = [
-            [*r, *(f"{v:.6g}" if flat.dtype.kind == "f" else v for v in t)] for r, t in zip(rows, flat, strict=True)
-        ]
+        columns |= {"target": labels} if labels.ndim == 1 else {f"target_{i}": v for i, v in enumerate(flat.T)}
+    table = np.zeros(len(names), dtype=[(k, v.dtype, v.shape[1:]) for k, v in fields.items()])
+    for k, v in fields.items():
+        table[k] = v
+    rows = zip(*(_formatted(v) for v in columns.values()), strict=True)
 
     with atomic_file(out_dir / CSV_FILE, newline="") as f:
-        csv.writer(f).writerows([header, *rows])
+        csv.writer(f).writerows([list(columns), *rows])
     with atomic_file(out_dir / NPY_FILE, "wb") as f:
         np.save(f, table, allow_pickle=False)
+
+
+def _formatted(values: Any) -> list:
+    """A column's values for the CSV: floats to 6 significant digits, anything else as it is."""
+    return [f"{v:.6g}" for v in values] if np.asarray(values).dtype.kind == "f" else list(values)
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -140,7 +115,7 @@ def predict(cfg: DictConfig) -> Path:
         batches = split_batches(datamodule, cfg.split, cfg.batch_size)
     names, outputs, labels = run_model(task, batches, cfg.device)
     classes = class_names(info, outputs.shape[1]) if task.classes else None
-    write_predictions(out_dir, names, outputs, labels, classes, multilabel=task.classes == "any")
+    write_predictions(out_dir, names, *task.prediction_columns(outputs, classes), labels)
     source = cfg.input if cfg.input is not None else f"split={cfg.split}"
     print(f"{len(names)} predictions for {source}: {out_dir / CSV_FILE}, {out_dir / NPY_FILE}")
     return out_dir / CSV_FILE

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -135,6 +136,14 @@ class Task(L.LightningModule):
     @staticmethod
     def teacher_targets(scores: Tensor, noise: Tensor) -> Tensor:
         """The targets of a synthetic teacher's ``scores`` (``litlab.data.synthetic``); ``noise``: scaled gaussian."""
+        raise NotImplementedError
+
+    @staticmethod
+    def prediction_columns(outputs: np.ndarray, classes: list[str] | None) -> tuple[dict, dict]:
+        """The ``predictions.npy`` fields and ``predictions.csv`` columns of ``readout`` values, by name.
+
+        Each is an array or list with one entry per sample; ``classes`` names the outputs of a classifier.
+        """
         raise NotImplementedError
 
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:

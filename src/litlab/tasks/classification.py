@@ -4,6 +4,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -115,3 +116,9 @@ class Classifier(Task):
     @staticmethod
     def teacher_targets(scores: Tensor, noise: Tensor) -> Tensor:
         return scores.argmax(1)  # the noise is for values: a label stays the teacher's
+
+    @staticmethod
+    def prediction_columns(outputs: np.ndarray, classes: list[str] | None) -> tuple[dict, dict]:
+        k = outputs.argmax(1)
+        probs = {f"prob_{c}": outputs[:, i] for i, c in enumerate(classes)}
+        return {"class": k, "probs": outputs}, {"class": k, "label": [classes[i] for i in k], **probs}

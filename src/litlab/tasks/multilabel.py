@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -67,3 +68,10 @@ class MultiLabelClassifier(Task):
     @staticmethod
     def teacher_targets(scores: Tensor, noise: Tensor) -> Tensor:
         return (scores > 0).float()  # the noise is for values: a label stays the teacher's
+
+    @staticmethod
+    def prediction_columns(outputs: np.ndarray, classes: list[str] | None) -> tuple[dict, dict]:
+        on = outputs >= 0.5
+        labels = [";".join(c for c, o in zip(classes, row, strict=True) if o) for row in on]
+        probs = {f"prob_{c}": outputs[:, i] for i, c in enumerate(classes)}
+        return {"labels": on, "probs": outputs}, {"labels": labels, **probs}

@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -52,3 +53,7 @@ class Regressor(Task):
     @staticmethod
     def teacher_targets(scores: Tensor, noise: Tensor) -> Tensor:
         return scores + noise
+
+    @staticmethod
+    def prediction_columns(outputs: np.ndarray, classes: list[str] | None) -> tuple[dict, dict]:
+        return {"outputs": outputs}, {f"output_{i}": outputs[:, i] for i in range(outputs.shape[1])}

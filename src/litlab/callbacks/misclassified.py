@@ -53,7 +53,7 @@ class MisclassifiedImages(L.Callback):
     def on_test_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, *args: Any
     ) -> None:
-        if len(self.found) >= self.max_samples or getattr(pl_module, "name", None) != "classification":
+        if len(self.found) >= self.max_samples or getattr(pl_module, "classes", None) != "one":
             return
         x, y, *mask = batch
         if not is_image_batch(x):

@@ -344,15 +344,6 @@ def test_bad_data_fails_before_training_and_writes_nothing(train_in_process, tmp
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.json").exists()
 
 
-def test_old_split_keys_are_renamed_for_litlab_datamodules_only():
-    from litlab.data.base import upgrade_data_config
-
-    ours = {"_target_": "litlab.data.MNISTDataModule", "val_size": 5000}
-    theirs = {"_target_": "my_project.data.Mine", "val_size": 5000}
-    assert upgrade_data_config(ours) == {"_target_": "litlab.data.MNISTDataModule", "val_split": 5000}
-    assert upgrade_data_config(theirs) == theirs
-
-
 def test_the_finiteness_check_makes_no_full_size_copy():
     """isfinite over MNIST-sized arrays made full-size temporaries: +280 MB of a run's peak memory."""
     code = """

@@ -422,31 +422,6 @@ def test_tell_prints_once_where_logging_is_not_configured(capsys):
     assert capsys.readouterr().err.count("Stopped; resume with") == 1
 
 
-@pytest.mark.parametrize(
-    "stored,resumed",
-    [
-        (["data=mnist", "data.val_size=50", "seed=3"], ["data=mnist", "data.val_split=50", "seed=3"]),
-        (["data.val_fraction=0.2", "data.test_fraction=0.1"], ["data.val_split=0.2", "data.test_split=0.1"]),
-        (["+data.val_size=5"], ["+data.val_size=5"]),  # added to a config that lacked it: not litlab's key
-        (["data=my_own", "data.val_size=5"], ["data=my_own", "data.val_size=5"]),  # a user's data option
-    ],
-)
-def test_a_run_from_before_the_split_keys_were_unified_resumes_with_the_new_names(tmp_path, stored, resumed):
-    from omegaconf import OmegaConf
-
-    from litlab.resume import resume_overrides
-
-    (tmp_path / ".hydra").mkdir()
-    (tmp_path / "checkpoints").mkdir()
-    OmegaConf.save(OmegaConf.create(stored), tmp_path / ".hydra" / "overrides.yaml")
-    ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    ckpt.touch()
-    args = resume_overrides([], ckpt)
-    assert args[: len(resumed)] == resumed
-    if "data=my_own" not in stored:  # the result composes: no unknown or doubly added key
-        check_command_line([a for a in args if not a.startswith(("ckpt_path", "hydra.run.dir"))])
-
-
 def test_the_printed_resume_argument_reads_back_whole():
     """A sweep job's directory holds `=` and `,`: the hint quotes it for the shell and for Hydra."""
     import shlex

@@ -10,10 +10,8 @@ import pytest
 import torch
 from conftest import BIN, FAST, PYTHON, cli, cli_at_once, cli_each, read_metrics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from trained import config
 
 import litlab
-from litlab.eval import evaluate
 from litlab.tasks import Classifier, load_task
 
 
@@ -113,19 +111,6 @@ def test_eval_tests_at_the_precision_the_run_trained_at(tmp_path):
     ckpt["config"]["trainer"]["precision"] = "16-mixed"
     torch.save(ckpt, tmp_path / "fp16.ckpt")
     assert trained_precision(str(tmp_path / "fp16.ckpt")) == ("16-mixed" if torch.cuda.is_available() else "bf16-mixed")
-
-
-def test_eval_reads_a_checkpoint_with_the_old_split_keys(default_run, tmp_path):
-    """Checkpoints written before the split keys were unified (val_fraction, test_fraction) still evaluate."""
-    _, run_dir = default_run
-    m = read_metrics(run_dir)
-    ckpt = torch.load(m["best_checkpoint"], map_location="cpu", weights_only=True)
-    data = ckpt["config"]["data"]
-    data["val_fraction"], data["test_fraction"] = data.pop("val_split"), data.pop("test_split")
-    torch.save(ckpt, tmp_path / "old.ckpt")
-    # In this process: the console script's own run is test_eval_reproduces_test_metrics.
-    evaluate(config("eval", tmp_path / "eval", f"ckpt_path={tmp_path / 'old.ckpt'}", *FAST))
-    assert read_metrics(tmp_path / "eval")["metrics"]["test/acc"] == pytest.approx(m["metrics"]["test/acc"])
 
 
 @pytest.mark.parametrize("model,threshold", [("cnn", 0.97), ("transformer", 0.93)])

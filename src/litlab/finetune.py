@@ -13,8 +13,6 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from litlab.models import upgrade_state_dict
-
 log = logging.getLogger(__name__)
 
 
@@ -66,8 +64,6 @@ def fitting_tensors(source: Mapping[str, Tensor], net: nn.Module, skip: list[str
     ``net`` may live on the meta device (shapes only).
     """
     target = net.state_dict()
-    source = dict(source)
-    upgrade_state_dict(net, source)
     unknown = unknown_prefixes(skip, [*target, *source])
     if unknown:
         parts = ", ".join(top_level(target))

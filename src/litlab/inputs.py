@@ -19,7 +19,6 @@ from torch import Tensor
 
 from litlab.config import key_paths
 from litlab.data.arrays import non_finite_samples
-from litlab.data.base import upgrade_data_config
 from litlab.data.files import IMAGE_SUFFIXES, SUFFIXES, numeric, read_npy, read_npz, read_sample
 
 _ABSENT = object()
@@ -107,7 +106,7 @@ def data_config(
     given = cfg.get("data")
     if given and "_target_" in given:  # data=<option>: a whole data config
         return given
-    data = OmegaConf.create(upgrade_data_config(checkpoint_config(ckpt_path).get("data") or {}))
+    data = OmegaConf.create(checkpoint_config(ckpt_path).get("data") or {})
     if given:
         data = _changed(data, given, ckpt_path)
     if not data and required:

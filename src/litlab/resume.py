@@ -34,26 +34,6 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _renamed(overrides: list[str]) -> list[str]:
-    """Stored overrides with litlab's renamed data keys updated (``data.val_fraction=0.2`` -> ``data.val_split=0.2``).
-
-    Only plain overrides of litlab's own data options: ``+data.val_size`` added a key that data
-    config lacked, and a data option of the user's may still take the old name.
-    """
-    from litlab.config import config_dir
-    from litlab.data.base import RENAMED_KEYS
-
-    option = next((o.split("=", 1)[1] for o in overrides if "=" in o and override_key(o) == "data"), None)
-    if option is not None and not (config_dir() / "data" / f"{option}.yaml").is_file():
-        return overrides
-    out = []
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        group, _, leaf = key.partition(".")
-        out.append(f"data.{RENAMED_KEYS[leaf]}{sep}{value}" if group == "data" and leaf in RENAMED_KEYS else override)
-    return out
-
-
 def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
     """``args`` completed to resume ``checkpoint`` in its run directory; unchanged for other files."""
     run = run_dir_of(checkpoint)
@@ -66,7 +46,7 @@ def resume_overrides(args: list[str], checkpoint: str | Path) -> list[str]:
 def with_run_overrides(args: list[str], run: str | Path) -> list[str]:
     """``args`` after the overrides stored in ``run`` that they do not give again."""
     given = {override_key(a) for a in args}
-    held = _renamed(stored_overrides(run))
+    held = stored_overrides(run)
     return [*(o for o in held if override_key(o) not in {*given, *NOT_CARRIED}), *args]
 
 
@@ -112,7 +92,6 @@ def check_resumable(
     leaves the finished (or killed) run as it was. ``task`` may live on the meta device.
     """
     from litlab.finetune import as_list
-    from litlab.models import upgrade_state_dict
 
     if "task" not in checkpoint:  # torch.save(model.state_dict()), another framework's file
         raise ValueError(
@@ -143,10 +122,8 @@ def check_resumable(
                 f"restores the {part}'s saved state, so the change would not apply: {fix} (or start a new run "
                 "from its weights: init_from=<the run>)"
             )
-    state = dict(checkpoint["state_dict"])
-    upgrade_state_dict(task.net, state, "net.")
     shapes = {k: tuple(v.shape) for k, v in task.state_dict().items()}
-    saved = {k: tuple(v.shape) for k, v in state.items()}
+    saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
     if saved == shapes:
         return
     # What the user changed, to name in the message: the net's keys one by one, then the data's.

@@ -288,20 +288,6 @@ def dataset_labels(dataset: Dataset) -> Tensor | None:
     return getattr(dataset, "labels", None)
 
 
-#: Data keys renamed since a checkpoint may have stored its config: old name -> current name.
-RENAMED_KEYS = {"val_fraction": "val_split", "test_fraction": "test_split", "val_size": "val_split"}
-
-
-def upgrade_data_config(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored data config with the keys renamed since it was written (eval and predict read it).
-
-    Only for litlab's own DataModules: a user's may still take the old names.
-    """
-    if not str(data.get("_target_", "")).startswith("litlab.data."):
-        return dict(data)
-    return {RENAMED_KEYS.get(k, k): v for k, v in data.items()}
-
-
 def split_sizes(
     n: int, sizes: Sequence[float], names: Sequence[str] = ("data.val_split", "data.test_split")
 ) -> list[int]:

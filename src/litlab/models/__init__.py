@@ -18,11 +18,4 @@ def build_net(arch: str, init: str = "default", **kwargs) -> nn.Module:
     return initialize(NETS[arch](**kwargs), init)
 
 
-def upgrade_state_dict(net: nn.Module, state_dict: dict, prefix: str = "") -> None:
-    """Rename, in place, the keys of an older checkpoint of ``net`` (as its ``load_state_dict`` would)."""
-    upgrade = getattr(net, "upgrade_state_dict", None)
-    if upgrade is not None:
-        upgrade(state_dict, prefix)
-
-
-__all__ = ["CNN", "MLP", "NETS", "RNN", "Transformer", "build_net", "upgrade_state_dict"]
+__all__ = ["CNN", "MLP", "NETS", "RNN", "Transformer", "build_net"]

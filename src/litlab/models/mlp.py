@@ -36,19 +36,6 @@ class MLP(nn.Module):
             width = hidden
         self.layers = nn.Sequential(*blocks)
         self.head = nn.Linear(width, num_outputs)
-        self.register_load_state_dict_pre_hook(_upgrade)  # a module-level function: nets stay picklable
-
-    def upgrade_state_dict(self, state_dict: dict, prefix: str = "") -> None:
-        """Rename, in place, the output layer of checkpoints older than the ``head`` name (``layers.<n>``)."""
-        if any(k.startswith(f"{prefix}head.") for k in state_dict):  # the current layout
-            return
-        old = f"{prefix}layers.{len(self.layers)}."
-        for key in [k for k in state_dict if k.startswith(old)]:
-            state_dict[f"{prefix}head.{key[len(old) :]}"] = state_dict.pop(key)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.layers(x))
-
-
-def _upgrade(module: MLP, state_dict: dict, prefix: str, *_: object) -> None:
-    module.upgrade_state_dict(state_dict, prefix)

@@ -68,7 +68,7 @@ def test_each_format_of_each_net_matches_the_checkpoint(ckpts, digits, tmp_path,
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([FORMATS[fmt].file, "model.json"])
     assert json.loads((run_dir / "model.json").read_text()) == json.loads(json.dumps(meta))
     assert meta["inputs"] == [{"name": "x", "shape": ["batch", 1, 8, 8], "dtype": "float32"}]
-    assert meta["normalization"]["mean"] == digits.normalization["mean"]
+    assert meta["normalization"]["mean"] == digits.input_normalization()["mean"]
     assert meta["classes"] == [str(i) for i in range(10)] and meta["output"]["shape"] == ["batch", 10]
     assert meta["parity"]["max_abs_diff"] <= 1e-4 and meta["parity"]["inputs"][0] == "64 real inputs"
 

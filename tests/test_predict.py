@@ -68,7 +68,7 @@ def test_predict_the_train_split_keeps_its_stored_order(ckpts, digits, tmp_path)
 def test_predict_an_array_file_and_a_folder_of_images(ckpts, digits, tmp_path, caplog):
     """Both hold inputs scaled to [0, 1]; predict normalizes them as the training data was."""
     x = digits.splits["test"].tensors[0][:20]
-    mean, std = digits.normalization["mean"][0], digits.normalization["std"][0]
+    mean, std = digits.normalize.mean[0], digits.normalize.std[0]
     x01 = (x * std + mean).clamp(0, 1)
     np.save(tmp_path / "inputs.npy", x01.numpy())
     (tmp_path / "images" / "sub").mkdir(parents=True)
@@ -478,7 +478,7 @@ def test_the_normalization_of_a_normalize_transform_applies_to_input_files(tmp_p
 def test_a_folder_of_pt_files_is_read_as_data_folder_reads_it(ckpts, digits, tmp_path):
     """Inference reads the file kinds that training's data=folder reads (.pt was refused: "no ... files")."""
     x = digits.splits["test"].tensors[0][:6]
-    mean, std = digits.normalization["mean"][0], digits.normalization["std"][0]
+    mean, std = digits.normalize.mean[0], digits.normalize.std[0]
     (tmp_path / "pt").mkdir()
     for i, sample in enumerate((x * std + mean).clamp(0, 1)):
         torch.save(sample.clone(), tmp_path / "pt" / f"{i}.pt")
@@ -520,12 +520,12 @@ def test_files_are_predicted_without_the_training_data(ckpts, digits, tmp_path):
     """The checkpoint holds the data's normalization and class names: the training data (MNIST: a download)
     need not be there to predict on files."""
     ckpt = torch.load(ckpts["cnn"], weights_only=True)
-    assert ckpt["data_info"]["normalization"] == digits.normalization
+    assert ckpt["data_info"]["normalization"] == digits.input_normalization()
     gone = {"_target_": "litlab.data.ArraysDataModule", "path": str(tmp_path / "gone.npz"), "input_shape": [1, 8, 8]}
     ckpt["config"]["data"] = {**gone, "num_classes": 10}
     ckpt["data_info"]["classes"] = [f"digit {i}" for i in range(10)]
     torch.save(ckpt, tmp_path / "moved.ckpt")
-    mean, std = digits.normalization["mean"][0], digits.normalization["std"][0]
+    mean, std = digits.normalize.mean[0], digits.normalize.std[0]
     np.save(tmp_path / "x.npy", (digits.splits["test"].tensors[0][:5] * std + mean).numpy())
     _, rows, table = run_predict(tmp_path / "p", f"ckpt_path={tmp_path / 'moved.ckpt'}", "input=x.npy")
     _, _, split = run_predict(tmp_path / "s", f"ckpt_path={ckpts['cnn']}")

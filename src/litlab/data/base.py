@@ -26,8 +26,9 @@ class DataModule(L.LightningDataModule):
     """
 
     collate_fn: Callable[[list[Any]], Any] | None = None
-    #: ``{"mean": [...], "std": [...]}`` of a subclass that standardizes its inputs itself in ``load()``.
-    normalization: dict[str, list[float]] | None = None
+    #: A ``Normalize`` that ``load()`` built from its training split (MNIST, digits): applied once to the
+    #: in-memory splits, before ``transforms``; predict and export read it as they read a configured one.
+    normalize: Normalize | None = None
     #: The ``data.task`` values this data has targets for; None: any (the subclass checks its targets).
     tasks: tuple[str, ...] | None = None
 
@@ -93,7 +94,11 @@ class DataModule(L.LightningDataModule):
             self.splits = {split: self.prepare(split, dataset) for split, dataset in self.splits.items()}
 
     def prepare(self, split: str, dataset: Dataset) -> Dataset:
-        """Move in-memory tensors to the device once (``on_device``), or wrap per-sample transforms."""
+        """Normalize in-memory tensors (``normalize``) and move them to the device (``on_device``) once,
+        or wrap per-sample transforms."""
+        if self.normalize is not None:
+            x, *rest = dataset.tensors
+            dataset = TensorDataset(self.normalize(x), *rest)
         transform = self.transforms and self.transforms.select(train=split == "train")
         if transform and isinstance(dataset, IterableDataset):
             dataset.transform = transform  # a stream yields batches: its worker transforms each whole
@@ -138,13 +143,12 @@ class DataModule(L.LightningDataModule):
         return dataset
 
     def input_normalization(self) -> dict[str, list[float]] | None:
-        """The ``(x - mean) / std`` that inputs scaled to [0, 1] get: ``normalization``, or a normalize transform.
+        """The ``(x - mean) / std`` that inputs scaled to [0, 1] get: that of the one ``Normalize`` they pass.
 
         litlab-predict and -export read it for files (images in [0, 1]) that skip this data's pipeline.
         """
-        if self.normalization:
-            return self.normalization
         pipeline = [t for c in (self.transforms, self.batch_transforms) if c for t in c.transforms]
+        pipeline = [self.normalize, *pipeline] if self.normalize is not None else pipeline
         found = [t for t in pipeline if isinstance(t, Normalize)]
         if len(found) != 1:  # none, or several in a row: not one mean and std
             return None

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from litlab.data.base import DataModule, split_tensors
+from litlab.data.transforms import Normalize
 
 
 def digits_file() -> Path:
@@ -46,7 +47,5 @@ class DigitsDataModule(DataModule):
     def load(self) -> list[TensorDataset]:
         splits = split_tensors(load_digits(), self.sizes, self.split_seed)
         x_train = splits[0].tensors[0]
-        mean, std = x_train.mean(), x_train.std()
-        # Read by litlab-export/-predict: inputs scaled to [0, 1] become (x - mean) / std.
-        self.normalization = {"mean": [float(mean)], "std": [float(std)]}
-        return [TensorDataset((x - mean) / std, y) for x, y in (s.tensors for s in splits)]
+        self.normalize = Normalize([float(x_train.mean())], [float(x_train.std())])
+        return splits

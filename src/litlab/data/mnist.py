@@ -10,11 +10,11 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from litlab.data.base import DataModule, split_tensors
 from litlab.data.download import download
+from litlab.data.transforms import Normalize
 
 FILES = {
     "train_x": "train-images-idx3-ubyte",
@@ -126,12 +126,7 @@ class MNISTDataModule(DataModule):
             (arrays["train_x"].float().div_(255), arrays["train_y"].long()), (self.val_split, 0), self.split_seed
         )
         # The training split's statistics only: the validation images stay unseen.
-        mean, std = train.tensors[0].mean(), train.tensors[0].std()
-        # Read by litlab-export/-predict: inputs scaled to [0, 1] become (x - mean) / std.
-        self.normalization = {"mean": [float(mean)], "std": [float(std)]}
-
-        def standardize(x01: Tensor) -> Tensor:  # in place: the 60k training images are 188 MB as float32
-            return x01.sub_(mean).div_(std).unsqueeze(1)
-
+        x_train = train.tensors[0]
+        self.normalize = Normalize([float(x_train.mean())], [float(x_train.std())])
         splits = [(arrays["test_x"].float().div_(255), arrays["test_y"].long())]
-        return [TensorDataset(standardize(x), y) for x, y in [*(d.tensors for d in (train, val)), *splits]]
+        return [TensorDataset(x.unsqueeze(1), y) for x, y in [*(d.tensors for d in (train, val)), *splits]]

@@ -94,8 +94,7 @@ class DataModule(L.LightningDataModule):
             self.splits = {split: self.prepare(split, dataset) for split, dataset in self.splits.items()}
 
     def prepare(self, split: str, dataset: Dataset) -> Dataset:
-        """Normalize in-memory tensors (``normalize``) and move them to the device (``on_device``) once,
-        or wrap per-sample transforms."""
+        """Normalize (``normalize``) and move (``on_device``) in-memory tensors once, or wrap per-sample transforms."""
         if self.normalize is not None:
             x, *rest = dataset.tensors
             dataset = TensorDataset(self.normalize(x), *rest)
@@ -147,9 +146,8 @@ class DataModule(L.LightningDataModule):
 
         litlab-predict and -export read it for files (images in [0, 1]) that skip this data's pipeline.
         """
-        pipeline = [t for c in (self.transforms, self.batch_transforms) if c for t in c.transforms]
-        pipeline = [self.normalize, *pipeline] if self.normalize is not None else pipeline
-        found = [t for t in pipeline if isinstance(t, Normalize)]
+        configured = [t for c in (self.transforms, self.batch_transforms) if c for t in c.transforms]
+        found = [t for t in (self.normalize, *configured) if isinstance(t, Normalize)]
         if len(found) != 1:  # none, or several in a row: not one mean and std
             return None
         return {"mean": _floats(found[0].mean), "std": _floats(found[0].std)}

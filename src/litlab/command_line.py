@@ -10,7 +10,6 @@ others. ``--config-dir`` is followed (as ``hydra.searchpath``); other Hydra flag
 import contextlib
 import functools
 import itertools
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path

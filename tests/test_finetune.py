@@ -8,8 +8,8 @@ from conftest import FAST, cli, read_metrics
 
 from litlab.checkpoint import load_checkpoint
 from litlab.command_line import check_command_line
+from litlab.rules import ConfigError
 from litlab.tasks import load_task
-from litlab.validate import ConfigError
 
 SHORT = ["debug=limit", "logger=none"]
 

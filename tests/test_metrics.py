@@ -48,7 +48,7 @@ def test_states_stay_float32_when_the_task_is_cast_to_half(dtype):
 def test_the_report_knows_which_way_every_logged_metric_improves():
     from litlab.report import direction
     from litlab.tasks import TASKS
-    from litlab.validate import logged_metrics
+    from litlab.train_checks import logged_metrics
 
     lower_is_better = {"loss", "loss_step", "mse", "mae"}
     for task in TASKS:

@@ -13,9 +13,9 @@ from litlab.command_line import check_command_line
 from litlab.export import export
 from litlab.inputs import load_datamodule
 from litlab.predict import predict
+from litlab.rules import ConfigError
 from litlab.tasks import MultiLabelClassifier, load_task
 from litlab.tasks.metrics import MultiLabelMetrics
-from litlab.validate import ConfigError
 
 
 def test_metrics_by_hand():

@@ -260,7 +260,7 @@ def test_a_predict_into_a_directory_holding_predictions_is_refused(ckpts, tmp_pa
 def test_an_eval_into_a_directory_holding_an_eval_is_refused(ckpts, tmp_path):
     """Its metrics.json and .hydra/ were replaced by the second evaluation's."""
     from litlab.command_line import check_command_line
-    from litlab.validate import ConfigError
+    from litlab.rules import ConfigError
 
     run_dir = tmp_path / "evaluated"
     args = [f"ckpt_path={ckpts['mlp']}", f"hydra.run.dir={run_dir}"]
@@ -391,7 +391,7 @@ def test_predict_options_that_cannot_work_are_named(option, message):
     from omegaconf import OmegaConf
 
     from litlab.predict import check_options
-    from litlab.validate import ConfigError
+    from litlab.rules import ConfigError
 
     defaults = OmegaConf.create({"input": None, "split": "test", "batch_size": 256, "normalize": True, "device": "cpu"})
     check_options(defaults)

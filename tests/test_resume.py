@@ -273,7 +273,7 @@ def test_a_resumed_run_keeps_its_csv_log(train_in_process, recwarn):
 
 def test_a_resume_takes_the_schedule_settings_it_follows_and_refuses_the_others(train_in_process):
     """cosine's warmup_ratio and min_lr_ratio shape the schedule over the new total; its lr is restored."""
-    from litlab.validate import ConfigError
+    from litlab.rules import ConfigError
 
     _, run_dir = train_in_process("debug=limit", "logger=none", "trainer.max_epochs=1")
     resume = [f"ckpt_path={run_dir}", f"paths.root_dir={run_dir.parent}", "debug=limit", "trainer.max_epochs=2"]

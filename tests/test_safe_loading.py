@@ -10,8 +10,8 @@ from conftest import read_metrics
 from trained import saving_as_if_on_gpu
 
 from litlab.checkpoint import AtomicCheckpointIO, UnsafeCheckpointError, load_checkpoint
+from litlab.rules import ConfigError
 from litlab.tasks import load_task
-from litlab.validate import ConfigError
 
 SRC = Path(__file__).parents[1] / "src"
 

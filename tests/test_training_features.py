@@ -261,8 +261,8 @@ def test_threads_key_sets_torch_threads_for_the_run(train_in_process):
 
 
 def test_seed_null_is_one_seed_for_all_ranks(monkeypatch):
+    from litlab.rules import ConfigError
     from litlab.seed import run_seed
-    from litlab.validate import ConfigError
 
     for key in ("LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
         monkeypatch.delenv(key, raising=False)
@@ -375,7 +375,7 @@ def test_each_validation_of_an_epoch_keeps_its_own_checkpoint(train_in_process):
 
 def test_a_last_training_batch_of_one_sample_is_named_before_training(train_in_process):
     """The default MLP batch-normalizes: 1258 digits in batches of 3 failed at the end of epoch 0 in BatchNorm."""
-    from litlab.validate import ConfigError
+    from litlab.rules import ConfigError
 
     with pytest.raises(ConfigError, match=r"^data.batch_size=3: the 1258 training samples end in a batch of 1"):
         train_in_process("data.batch_size=3", "logger=none")

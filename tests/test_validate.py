@@ -9,7 +9,7 @@ import pytest
 from conftest import cli
 
 from litlab.command_line import check_command_line
-from litlab.validate import ConfigError
+from litlab.rules import ConfigError
 
 BAD = {
     "unknown key, with a close one": (
@@ -485,7 +485,8 @@ def test_every_boolean_of_the_shipped_configs_is_checked():
     """Found in the config files, wherever they set it: a group's file, a _bases file, a _global_ one, the root."""
     from omegaconf import OmegaConf
 
-    from litlab.validate import boolean_rules, check_rules, shipped_booleans
+    from litlab.rules import check_rules
+    from litlab.train_checks import boolean_rules, shipped_booleans
 
     found = set(shipped_booleans())
     assert {"print_config", "data.shuffle", "data.verify", "model.net.bidirectional", "trainer.fast_dev_run"} <= found

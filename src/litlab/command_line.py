@@ -4,7 +4,7 @@ The entry points are wrapped: ``validated`` for ``litlab-train`` (which also com
 resume's command line with the overrides of the run it resumes), ``checked_command`` for the
 others. ``--config-dir`` is followed (as ``hydra.searchpath``); other Hydra flags (``--cfg``,
 ``--config-name``, ...) skip the check: the job checks its composed config itself
-(``validate.check_config``).
+(``train_checks.check_config``).
 """
 
 import contextlib
@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from litlab.cli import ctrl_c_exits_at_once, quiet_ctrl_c
 from litlab.config import compose_as_job, config_dir, key_paths
 from litlab.distributed import first_rank_command_line, other_rank, share_command_line
+from litlab.rules import ConfigError, did_you_mean
 from litlab.run_dirs import (
     check_checkpoint_dir,
     check_creatable,
@@ -30,11 +31,10 @@ from litlab.run_dirs import (
     hold_run_dir,
     run_dir_argument,
 )
-from litlab.validate import ConfigError, did_you_mean
 
-#: Each command's check of its config's values (``validate.check_common`` first): run here, before Hydra starts.
+#: Each command's check of its config's values (``rules.check_common`` first): run here, before Hydra starts.
 VALUE_CHECKS = {
-    "train": "litlab.validate.check_config",
+    "train": "litlab.train_checks.check_config",
     "eval": "litlab.eval.check_options",
     "predict": "litlab.predict.check_options",
     "export": "litlab.export.check_options",

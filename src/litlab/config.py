@@ -64,7 +64,7 @@ def compose_as_job(overrides: list[str], config_name: str = "train") -> DictConf
     from hydra.errors import HydraException
     from omegaconf import open_dict
 
-    from litlab.validate import ConfigError
+    from litlab.rules import ConfigError
 
     try:
         cfg = compose(config_name, overrides=[f for f in overrides if f], return_hydra_config=True)

@@ -24,7 +24,7 @@ def check_options(cfg: DictConfig) -> None:
 
     A failed one's record is no output: the same command line, mended, runs again there.
     """
-    from litlab.validate import check_common
+    from litlab.rules import check_common
 
     check_common(cfg)
     run_dir = OmegaConf.select(cfg, "hydra.run.dir")

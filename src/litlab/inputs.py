@@ -116,7 +116,7 @@ def data_config(
 
 def _changed(stored: DictConfig, given: DictConfig, ckpt_path: str) -> DictConfig:
     """``stored`` with the keys of ``given`` changed; ``ConfigError`` for a key ``stored`` does not have."""
-    from litlab.validate import ConfigError, did_you_mean
+    from litlab.rules import ConfigError, did_you_mean
 
     if not stored:
         raise ConfigError(f"{ckpt_path} stores no data config to change: give a whole one, e.g. data=digits")
@@ -135,7 +135,7 @@ def check_data_fits(task: Any, data_cfg: DictConfig | None) -> None:
 
     A 10-class model tested on 4-class data would otherwise report a meaningless accuracy.
     """
-    from litlab.validate import ConfigError
+    from litlab.rules import ConfigError
 
     if not data_cfg:
         return

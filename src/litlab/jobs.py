@@ -118,7 +118,7 @@ def one_line_errors(task_function: Callable[[DictConfig], Any]) -> Callable[[Dic
     sweep's job raises ``JobFailed`` with that line for the launcher to record (the sweep goes
     on), and ``HYDRA_FULL_ERROR=1`` shows the traceback as Hydra would.
     """
-    from litlab.validate import ConfigError, missing_value
+    from litlab.rules import ConfigError, missing_value
 
     @functools.wraps(task_function)
     def wrapper(cfg: DictConfig) -> Any:

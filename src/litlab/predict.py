@@ -80,7 +80,7 @@ def check_options(cfg: DictConfig) -> None:
     checked against the data's splits), and for a ``hydra.run.dir`` holding earlier predictions."""
     import torch
 
-    from litlab.validate import ConfigError, boolean, check_common, check_rules, integer
+    from litlab.rules import ConfigError, boolean, check_common, check_rules, integer
 
     check_common(cfg)
     check_rules(cfg, {"batch_size": (integer(1), "an integer >= 1"), "normalize": (boolean, "true or false")})

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.config import compose_as_job, config_dir
 from litlab.distributed import other_rank
-from litlab.validate import ConfigError, meta_task
+from litlab.rules import ConfigError
+from litlab.train_checks import meta_task
 
 
 def check_run_dir(cfg: DictConfig) -> None:

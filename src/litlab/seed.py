@@ -5,7 +5,7 @@ import os
 import random
 import zlib
 
-from litlab.validate import ConfigError
+from litlab.rules import ConfigError
 
 log = logging.getLogger(__name__)
 

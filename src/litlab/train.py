@@ -20,7 +20,7 @@ from litlab.quiet import quiet_lightning
 from litlab.resources import use_resources
 from litlab.runs import METRICS_FILE, read_summary, resolve_checkpoint, scalars, write_json_atomic
 from litlab.seed import run_seed
-from litlab.validate import check_config
+from litlab.train_checks import check_config
 
 if TYPE_CHECKING:
     import lightning as L

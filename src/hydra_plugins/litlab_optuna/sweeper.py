@@ -12,7 +12,7 @@ Optuna as failed and the search goes on. Optuna is imported only when a sweep st
 imports every plugin module on every start-up.
 
 A setting or a space that cannot work ends in one line and exit status 2, as litlab's other
-config errors do: ``check_config`` runs before Hydra starts (``litlab.validate``), and the space
+config errors do: ``check_config`` runs before Hydra starts (``litlab.train_checks``), and the space
 the command line adds (``interval()`` is not in the composed config) is checked before the sweep
 directory is made.
 """
@@ -32,7 +32,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.validate import ConfigError, Rules, check_rules, integer
+from litlab.rules import ConfigError, Rules, check_rules, integer
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class OptunaSweeper(Sweeper):
 
     @staticmethod
     def check_config(cfg: DictConfig) -> None:
-        """``ConfigError`` for a setting or a configured sweep that cannot work; ``litlab.validate`` calls it."""
+        """``ConfigError`` for a setting or a configured sweep that cannot work; ``litlab.train_checks`` calls it."""
         check_rules(cfg, SETTINGS)
         node, arch = cfg.hydra.sweeper, OmegaConf.select(cfg, "model.net.arch")
         spaces = {"params": node.get("params"), f"net_params.{arch}": (node.get("net_params") or {}).get(arch)}

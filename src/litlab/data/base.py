@@ -207,7 +207,7 @@ class DataModule(L.LightningDataModule):
 
     def _check_full_batch(self) -> None:
         """``ConfigError`` where ``drop_last`` drops every training batch: the run would train 0 steps, and pass."""
-        from litlab.validate import ConfigError
+        from litlab.rules import ConfigError
 
         dataset, world = self.splits["train"], self.trainer.world_size if self.trainer else 1
         if not self.drop_last or isinstance(dataset, IterableDataset):
@@ -226,7 +226,7 @@ class DataModule(L.LightningDataModule):
         BatchNorm cannot normalize one sample in training; the run would fail at the end of its
         first epoch with torch's "Expected more than 1 value per channel".
         """
-        from litlab.validate import ConfigError
+        from litlab.rules import ConfigError
 
         dataset, model = self.splits["train"], getattr(self.trainer, "lightning_module", None)
         if self.drop_last or model is None or isinstance(dataset, IterableDataset):

@@ -35,7 +35,7 @@ def check_options(cfg: DictConfig) -> None:
     """``ConfigError`` for a ``format``, ``quantize``, tolerance or ``parity_samples`` that cannot work, and for a
     ``hydra.run.dir`` holding an earlier export."""
     from litlab.export.formats import FORMATS, QUANTIZE
-    from litlab.validate import ConfigError, boolean, check_common, check_rules, integer, number
+    from litlab.rules import ConfigError, boolean, check_common, check_rules, integer, number
 
     check_common(cfg)
     if cfg.format not in FORMATS:

@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from conftest import BIN, cli
 from trained import NETS, Checkpoints, config, saving_as_if_on_gpu
 
+from litlab.checkpoint_data import load_datamodule
 from litlab.export import export
 from litlab.export.checks import ParityError, check_parity
 from litlab.export.formats import FORMATS, MissingExtraError
-from litlab.inputs import load_datamodule, split_batches
+from litlab.inputs import split_batches
 from litlab.models import build_net
 from litlab.tasks import Classifier, load_task
 

@@ -9,9 +9,9 @@ from conftest import FAST, compose_cfg
 from omegaconf import OmegaConf
 from trained import config
 
+from litlab.checkpoint_data import load_datamodule
 from litlab.command_line import check_command_line
 from litlab.export import export
-from litlab.inputs import load_datamodule
 from litlab.predict import predict
 from litlab.rules import ConfigError
 from litlab.tasks import MultiLabelClassifier, load_task

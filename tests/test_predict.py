@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from trained import Checkpoints, config, saving_as_if_on_gpu
 
-from litlab.inputs import load_datamodule
+from litlab.checkpoint_data import load_datamodule
 from litlab.predict import predict
 from litlab.tasks import load_task
 
@@ -564,7 +564,7 @@ def test_data_info_holds_plain_python_values(tmp_path):
     """A user's DataModule with numpy class names made every checkpoint refuse weights_only loading."""
     from types import SimpleNamespace
 
-    from litlab.inputs import data_info
+    from litlab.checkpoint_data import data_info
 
     user = SimpleNamespace(
         classes=np.array(["a", "b"]), input_normalization=lambda: {"mean": [np.float64(0.5)], "std": [np.float32(2)]}

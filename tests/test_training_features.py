@@ -31,7 +31,7 @@ def test_bf16_true_test_metrics_equal_float32_ones_of_the_same_checkpoint(train_
     # (256 + 1 rounds to 256); the run reported test/acc 0.75 where the checkpoint had 0.94.
     from hydra.utils import instantiate
 
-    from litlab.inputs import checkpoint_config
+    from litlab.checkpoint_data import checkpoint_config
 
     data = ["data=synthetic", "data.num_classes=2", "data.num_test=1500"]
     short = ["trainer.max_epochs=1", "+trainer.limit_train_batches=10"]

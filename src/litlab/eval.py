@@ -38,7 +38,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import instantiate
 
     from litlab.callbacks.progress_bar import with_progress_bar
-    from litlab.inputs import check_data_fits, data_config, moved_data_hint
+    from litlab.checkpoint_data import check_data_fits, data_config, moved_data_hint
     from litlab.tasks import load_task
 
     imports_done()
@@ -72,7 +72,7 @@ def trained_precision(ckpt_path: str) -> str:
     """
     import torch
 
-    from litlab.inputs import checkpoint_config
+    from litlab.checkpoint_data import checkpoint_config
 
     held = str((checkpoint_config(ckpt_path).get("trainer") or {}).get("precision") or "32-true")
     if held in ("16-mixed", "16") and not torch.cuda.is_available():

@@ -3,7 +3,7 @@
 Runs on ``device`` (CPU by default) whatever device the checkpoint was trained on: its tensors
 are mapped there when it is loaded. A split is read through the data config stored in the
 checkpoint unless ``data=...`` is given; files given with ``input=`` take the normalization
-and class names the checkpoint stores (``litlab.inputs.data_and_info``).
+and class names the checkpoint stores (``litlab.checkpoint_data.data_and_info``).
 """
 
 import csv
@@ -98,7 +98,8 @@ def predict(cfg: DictConfig) -> Path:
     """Write the predictions ``cfg`` asks for into the run directory; returns the CSV's path."""
     from hydra.core.hydra_config import HydraConfig
 
-    from litlab.inputs import batched, checked_spec, class_names, data_and_info, path_inputs, split_batches
+    from litlab.checkpoint_data import checked_spec, class_names, data_and_info
+    from litlab.inputs import batched, path_inputs, split_batches
     from litlab.tasks import load_task
 
     imports_done()

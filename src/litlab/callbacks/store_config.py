@@ -17,7 +17,7 @@ class StoreConfig(L.Callback):
         self.config = config
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        from litlab.inputs import data_info
+        from litlab.checkpoint_data import data_info
 
         checkpoint["config"] = self.config
         if trainer.datamodule is not None:

@@ -108,8 +108,8 @@ def sidecar(
     """
     import torch
 
+    from litlab.checkpoint_data import class_names
     from litlab.export.formats import max_len
-    from litlab.inputs import class_names
 
     hp = task.hparams
     if spec.tokens:
@@ -162,10 +162,10 @@ def export(cfg: DictConfig) -> dict:
     """Export ``cfg.ckpt_path`` as ``cfg.format``, check it, write the sidecar; returns the sidecar."""
     from hydra.core.hydra_config import HydraConfig
 
+    from litlab.checkpoint_data import checked_spec, data_and_info, input_spec
     from litlab.export.checks import check_parity, parity_cases, quantization_report
     from litlab.export.formats import FORMATS, fixed_length, quantize_dynamic, require, wrap
     from litlab.export.warnings_explained import explained_warnings
-    from litlab.inputs import checked_spec, data_and_info, input_spec
     from litlab.tasks import load_task
 
     imports_done()

@@ -24,9 +24,6 @@ from litlab.runs import METRICS_FILE
 #: Job states listed under "Failed jobs", with their error.
 NOT_DONE = ("failed", "interrupted", "unreadable")
 
-#: Metric names that are better when larger; anything else is minimized.
-MAXIMIZED = ("acc", "exact", "f1", "auc", "precision", "recall", "r2", "accuracy")
-
 
 @dataclass
 class Job:
@@ -143,11 +140,13 @@ def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
 
 
 def direction(metric: str, settings: dict[str, Any]) -> str:
-    """``min`` or ``max`` for ``metric``: the checkpoint's mode for ``<monitor>_best``, else by its name."""
+    """``min`` or ``max`` for ``metric``: the checkpoint's mode for ``<monitor>_best``, else the way the tasks'
+    metrics of its name improve (``min`` for a name no task logs)."""
     if settings.get("monitor") and metric == f"{settings['monitor']}_best" and settings.get("mode") in ("min", "max"):
         return settings["mode"]
-    name = metric.split("/")[-1].removesuffix("_best")
-    return "max" if name in MAXIMIZED else "min"
+    from litlab.tasks import metric_modes
+
+    return metric_modes().get(metric.split("/")[-1].removesuffix("_best"), "min")
 
 
 def fmt(value: float | None) -> str:

@@ -245,10 +245,9 @@ def _check_accelerator(value: Any) -> None:
 
 def monitor_mode(task_name: str, metric: str) -> str:
     """``min`` or ``max``: the way ``metric`` (``val/acc``, ``train/loss_step``) of the task improves."""
-    from litlab.tasks import TASKS
+    from litlab.tasks import metric_modes
 
-    name = metric.split("/", 1)[-1].removesuffix("_step")
-    return "min" if name == "loss" else TASKS[task_name].make_metrics(2).modes[name]
+    return metric_modes(task_name)[metric.split("/", 1)[-1].removesuffix("_step")]
 
 
 def logged_metrics(task_name: str) -> list[str]:

@@ -50,4 +50,23 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Tas
     return task
 
 
-__all__ = ["TASKS", "Classifier", "MultiLabelClassifier", "Regressor", "Task", "build_task", "load_task", "task_class"]
+def metric_modes(task_name: str | None = None) -> dict[str, str]:
+    """``min`` or ``max`` for each metric a task logs (``loss``, ``acc``...): the way it improves.
+
+    From the task's metrics (their ``modes``), or every task's where no name is given.
+    """
+    tasks = [TASKS[task_name]] if task_name is not None else list(TASKS.values())
+    return {"loss": "min", **{name: mode for task in tasks for name, mode in task.make_metrics(2).modes.items()}}
+
+
+__all__ = [
+    "TASKS",
+    "Classifier",
+    "MultiLabelClassifier",
+    "Regressor",
+    "Task",
+    "build_task",
+    "load_task",
+    "metric_modes",
+    "task_class",
+]

@@ -54,7 +54,8 @@ def test_a_run_stopped_during_validation_saves_the_raw_weights_as_raw():
             self.layer = torch.nn.Linear(3, 2)
 
     net, ema = Net(), EMA(decay=0.5)
-    ema.setup(None, net, "fit")  # the average starts as a copy
+    ema.setup(None, net, "fit")
+    ema._average_model.update_parameters(net)  # the first update: the average is the weights as they are
     with torch.no_grad():
         net.layer.weight.add_(1.0)
     raw = net.layer.weight.detach().clone()
@@ -154,3 +155,13 @@ def test_the_average_lives_on_the_gpu_beside_the_weights():
     trainer = L.Trainer(accelerator="gpu", devices=1, max_steps=2, callbacks=[ema, Where()], logger=False)
     trainer.fit(Tiny(), data)
     assert seen == ["cuda", "cuda"]
+
+
+def test_before_its_first_update_the_average_is_the_weights(train_in_process):
+    """update_starting_at_step: validation, the best checkpoint and the test used the untrained copy."""
+    plain = [o if o != "callbacks=[default,ema]" else "callbacks=default" for o in EMA if "callbacks.ema" not in o]
+    expected, _ = train_in_process(*plain, "trainer.max_epochs=2")
+    metrics, run_dir = train_in_process(*EMA, "callbacks.ema.update_starting_at_step=1000", "trainer.max_epochs=2")
+    assert metrics["test/loss"] == expected["test/loss"]
+    ckpt = torch.load(read_metrics(run_dir)["best_checkpoint"], map_location="cpu", weights_only=True)
+    assert all(torch.equal(v, ckpt["current_model_state"][k]) for k, v in ckpt["state_dict"].items())

@@ -29,6 +29,9 @@ class EMA(EMAWeightAveraging):
     - The update is torch's ``lerp``: ``decay * a + (1 - decay) * a`` is not ``a`` in floating
       point, so Lightning's formula moved frozen weights and BatchNorm statistics
       (``model.freeze``) by rounding; ``lerp`` leaves them exact.
+    - Until the first update (``update_starting_at_step`` / ``_epoch``) there is no average:
+      validation, checkpoints and the end of training use the weights. Lightning's used the copy
+      taken at setup, the untrained weights, and the run tested those.
     """
 
     swapped = False
@@ -46,9 +49,14 @@ class EMA(EMAWeightAveraging):
         if self._average_model is not None and self._device is None:
             self._average_model.to(pl_module.device)
 
+    def averaged(self) -> bool:
+        """Whether there is an average yet: one update at least."""
+        return self._average_model is not None and int(self._average_model.n_averaged) > 0
+
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_validation_epoch_start(trainer, pl_module)
-        self.swapped = self._average_model is not None
+        if self.averaged():
+            self._swap_models(pl_module)
+            self.swapped = True
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.swapped:
@@ -85,6 +93,15 @@ class EMA(EMAWeightAveraging):
                 held = avg.data.clone()
                 avg.data.copy_(current.data)
                 current.data.copy_(held)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.averaged():
+            super().on_train_end(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if self._average_model is not None and not self.averaged():  # the average is the weights until it starts
+            checkpoint["state_dict"] = checkpoint["current_model_state"]
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn == TrainerFn.FITTING:

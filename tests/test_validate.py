@@ -215,6 +215,18 @@ BAD = {
         ["model/scheduler=onecycle", "model.scheduler.pct_start=1.5"],
         "model.scheduler.pct_start=1.5: must be a number in [0, 1)",
     ),
+    "a step schedule over no end": (
+        ["trainer.max_epochs=-1", "+trainer.max_time=00:00:00:05"],
+        "model.scheduler.name=cosine runs over the run's total steps, which trainer.max_epochs=-1 leaves open",
+    ),
+    "plateau without epoch-end validation": (
+        ["model/scheduler=plateau", "trainer.check_val_every_n_epoch=null", "trainer.val_check_interval=60"],
+        "model.scheduler.name=plateau steps on a validation metric at the end of each epoch that validates",
+    ),
+    "plateau without validation": (
+        ["model/scheduler=plateau", "+trainer.limit_val_batches=0"],
+        "model.scheduler.name=plateau steps on a validation metric, and trainer.limit_val_batches=0",
+    ),
     "plateau factor raising the lr": (
         ["model/scheduler=plateau", "model.scheduler.factor=2"],
         "model.scheduler.factor=2: must be a number in (0, 1)",

@@ -290,6 +290,29 @@ def _check_schedule(cfg: DictConfig) -> None:
             f"model.scheduler.{unknown[0]}: the {schedule.name} schedule takes no such argument (it takes "
             f"{', '.join(takes)}); set for another schedule, drop it with ~model.scheduler.{unknown[0]}"
         )
+    _check_schedule_fits_trainer(schedule.name, cfg.trainer)
+
+
+def _check_schedule_fits_trainer(name: str, trainer: DictConfig) -> None:
+    """A schedule over the run's steps needs their number; one stepped on validation needs it at epoch ends."""
+    where = f"model.scheduler.name={name}"
+    if name != "plateau" and trainer.get("max_epochs") == -1 and trainer.get("max_steps", -1) in (-1, None):
+        # Lightning's estimate of the total is then infinite: the schedule failed at its first step.
+        raise ConfigError(
+            f"{where} runs over the run's total steps, which trainer.max_epochs=-1 leaves open: give "
+            "trainer.max_steps=<steps> or trainer.max_epochs=<epochs>, or choose model/scheduler=plateau"
+        )
+    if name == "plateau" and trainer.get("check_val_every_n_epoch", 1) is None:
+        raise ConfigError(
+            f"{where} steps on a validation metric at the end of each epoch that validates; "
+            "trainer.check_val_every_n_epoch=null validates every val_check_interval steps instead: "
+            "give trainer.check_val_every_n_epoch=<epochs>, or another schedule"
+        )
+    if name == "plateau" and trainer.get("limit_val_batches", 1) == 0:
+        raise ConfigError(
+            f"{where} steps on a validation metric, and trainer.limit_val_batches=0 runs no validation: "
+            "choose another schedule, or model.scheduler=null"
+        )
 
 
 def _check_fused_clipping(cfg: DictConfig) -> None:

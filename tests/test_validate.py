@@ -164,6 +164,10 @@ BAD = {
         ["hparams_search=optuna", "optimized_metric=train/loss_step"],
         "optimized_metric=train/loss_step: no run of the classification task reports it",
     ),
+    "optimized test metric without a test": (
+        ["hparams_search=optuna", "optimized_metric=test/acc", "hydra.sweeper.direction=maximize", "test=false"],
+        "optimized_metric=test/acc: no run of the classification task reports it with test=false",
+    ),
     "a key of another schedule": (
         ["model=transformer", "model/scheduler=plateau"],
         "model.scheduler.warmup_ratio: the plateau schedule takes no such argument (it takes monitor, mode, factor, "

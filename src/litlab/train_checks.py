@@ -400,12 +400,13 @@ def _check_optimized_metric(cfg: DictConfig, task: str, logged: list[str]) -> No
     if not isinstance(metric, str) or not metric.startswith(("train/", "val/", "test/")):
         return  # the memory monitor's and a user's own logged values are not known here
     held = [n for n in logged if not n.endswith("_step")]  # metrics.json holds epoch values only
-    held += [f"test/{n[4:]}" for n in held if n.startswith("val/")]
+    held += [f"test/{n[4:]}" for n in held if n.startswith("val/")] if cfg.get("test", True) else []
     monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor")
     held += [f"{monitor}_best"] if monitor else []
     if metric not in held:
+        off = " with test=false" if metric.startswith("test/") and not cfg.get("test", True) else ""
         raise ConfigError(
-            f"optimized_metric={metric}: no run of the {task} task reports it"
+            f"optimized_metric={metric}: no run of the {task} task reports it{off}"
             f"{did_you_mean(metric, held)} (reported: {', '.join(held)})"
         )
 

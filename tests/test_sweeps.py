@@ -339,3 +339,22 @@ def test_report_names_damaged_files_and_covers_the_other_jobs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"litlab-report: {tmp_path}/multirun.yaml: not readable YAML (") and err.count("\n") == 1
     assert (tmp_path / "report.md").read_text() == before
+
+
+def test_the_newest_sweep_is_the_one_started_last(tmp_path):
+    """A named sweep (hydra.sweep.dir=.../multiruns/lr_search) sorted after every timestamp, for good."""
+    import os
+    from datetime import datetime
+
+    from litlab.report import newest_sweep
+
+    named = tmp_path / "train" / "multiruns" / "lr_search"
+    stamped = tmp_path / "train" / "multiruns" / "2026-11-26_18-00-00_000000"
+    for sweep in (named, stamped):
+        sweep.mkdir(parents=True)
+        (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    stamp = datetime.strptime(stamped.name, "%Y-%m-%d_%H-%M-%S_%f").timestamp()
+    os.utime(named / "multirun.yaml", (stamp - 60, stamp - 60))
+    assert newest_sweep(tmp_path) == stamped
+    os.utime(named / "multirun.yaml", (stamp + 60, stamp + 60))
+    assert newest_sweep(tmp_path) == named

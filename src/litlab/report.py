@@ -47,11 +47,26 @@ class Job:
 
 
 def newest_sweep(log_dir: Path) -> Path:
-    """The newest ``<log_dir>/<task_name>/multiruns/<timestamp>`` (timestamps sort by name)."""
+    """The sweep under ``<log_dir>/<task_name>/multiruns/`` started last."""
     sweeps = [p for p in log_dir.glob("*/multiruns/*") if p.is_dir()]
     if not sweeps:
         raise FileNotFoundError(f"no sweep under {log_dir}/<task_name>/multiruns/: run `litlab-train -m ...` first")
-    return max(sweeps, key=lambda p: (p.name, p.stat().st_mtime))
+    return max(sweeps, key=_started)
+
+
+def _started(sweep: Path) -> float:
+    """When a sweep started: its directory's timestamp name, else when Hydra wrote its multirun.yaml.
+
+    Not the directory's own time, which each new job changes; a named sweep
+    (``hydra.sweep.dir=.../multiruns/lr_search``) has no timestamp to read.
+    """
+    from datetime import datetime
+
+    try:
+        return datetime.strptime(sweep.name, "%Y-%m-%d_%H-%M-%S_%f").timestamp()
+    except ValueError:
+        started = sweep / "multirun.yaml"
+        return (started if started.is_file() else sweep).stat().st_mtime
 
 
 def as_override(key: str, value: str) -> str:

@@ -356,3 +356,12 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
 """
     grown_mb = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert grown_mb < 20, f"peak memory grew by {grown_mb} MB"
+
+
+def test_arrays_given_in_code_may_be_views():
+    """A reversed view (x[::-1]) gave torch's 'negative strides' error; strings named no array."""
+    x, y = blobs(40)
+    dm = module(arrays={"x": x[::-1], "y": y[::-1]}, val_split=0, test_split=0)
+    assert torch.equal(dm.splits["train"].tensors[0].sort(0).values, torch.from_numpy(x).sort(0).values)
+    with pytest.raises(ValueError, match=r"arrays\['y'\] holds <U1 values; litlab reads numbers"):
+        module(arrays={"x": x, "y": np.array(["a"] * 40)})

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
@@ -79,7 +80,10 @@ class ArraysDataModule(DataModule):
 
     def read(self) -> dict[str, Tensor]:
         if self.arrays is not None:
-            return {k: torch.as_tensor(v) for k, v in self.arrays.items()}
+            return {
+                k: numeric(v, f"arrays[{k!r}]") if isinstance(v, np.ndarray) else torch.as_tensor(v)
+                for k, v in self.arrays.items()
+            }
         return read_arrays(self.path)
 
     def load(self) -> list[TensorDataset]:

@@ -65,6 +65,8 @@ def numeric(array: np.ndarray, where: str) -> Tensor:
     """``array`` as a tensor; strings, dates or complex numbers are refused, naming ``where`` (torch names nothing)."""
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{where} holds {array.dtype} values; litlab reads numbers")
+    if any(stride < 0 for stride in array.strides):  # a reversed view (a[::-1]): torch takes none
+        array = array.copy()
     return torch.from_numpy(array)
 
 

@@ -30,10 +30,10 @@ RUN = [
 ]
 
 
-def faulty(cwd: Path, env: dict[str, str], *overrides: str) -> subprocess.CompletedProcess:
+def faulty(cwd: Path, env: dict[str, str], *overrides: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """litlab-train with a fault from tests/faults.py, as a real process."""
     return subprocess.run(
-        [sys.executable, str(FAULTS), *RUN, *overrides],
+        [sys.executable, str(FAULTS), *flags, *RUN, *overrides],
         cwd=cwd,
         env={**os.environ, **env},
         capture_output=True,
@@ -555,3 +555,12 @@ def test_a_checkpoint_that_does_not_fit_on_disk_is_named_and_the_run_recorded(tm
     assert "could not write the checkpoint" in proc.stderr and "(disk full, or over a file size limit?)" in proc.stderr
     assert not list((tmp_path / "run" / "checkpoints").glob("*.ckpt")), "no file under a checkpoint's name"
     assert read_metrics(tmp_path / "run")["status"] == "failed"
+
+
+def test_a_sweep_stopped_by_sigterm_does_not_exit_0(tmp_path):
+    """A scheduler took the sweep for finished: exit 0 after its first job, the others never run."""
+    proc = faulty(tmp_path, {"FAULT_SIGNAL_AT_STEP": "5:TERM"}, "seed=1,2", flags=("-m",))
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert "Resume with" in proc.stderr and "the jobs after it did not run" in proc.stderr
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    assert [p.name[0] for p in sweep.iterdir() if p.is_dir()] == ["0"]

@@ -28,6 +28,8 @@ from litlab.runs import CHECKPOINTS, METRICS_FILE, finished, read_summary, write
 log = logging.getLogger(__name__)
 
 ERROR_FILE = "error.txt"
+#: A sweep stopped by SIGTERM or SIGUSR1 exits as a process killed by SIGTERM would (128 + 15).
+STOPPED_BY_SIGNAL = 143
 
 # conf/hydra/launcher/*.yaml extend the launcher plugins' configs of the same name on purpose
 # (Hydra merges them: "automatic schema matching"); its deprecation notice would print on every sweep.
@@ -170,6 +172,9 @@ def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
         # A clean exit (preemption: checkpoint saved, resume hint printed) is no failure.
         if error.code not in (None, 0):
             record_failure(run_dir, error, announce=sweep)
+        elif sweep:  # but the sweep is not done: a scheduler must not take exit 0 for "finished"
+            tell(log, f"The sweep stopped at job {run_dir.name}: the jobs after it did not run.")
+            raise SystemExit(STOPPED_BY_SIGNAL) from None
         raise
     except BaseException as error:
         record_failure(run_dir, error, announce=sweep)

@@ -164,6 +164,14 @@ BAD = {
         ["hparams_search=optuna", "optimized_metric=train/loss_step"],
         "optimized_metric=train/loss_step: no run of the classification task reports it",
     ),
+    "a search for the worst accuracy": (
+        ["hparams_search=optuna", "optimized_metric=test/acc"],
+        "hydra.sweeper.direction=min: a higher test/acc is better; give hydra.sweeper.direction=maximize",
+    ),
+    "a search for the worst loss": (
+        ["hparams_search=optuna", "hydra.sweeper.direction=maximize"],
+        "hydra.sweeper.direction=maximize: a lower val/loss_best is better; give hydra.sweeper.direction=minimize",
+    ),
     "optimized test metric without a test": (
         ["hparams_search=optuna", "optimized_metric=test/acc", "hydra.sweeper.direction=maximize", "test=false"],
         "optimized_metric=test/acc: no run of the classification task reports it with test=false",

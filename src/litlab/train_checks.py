@@ -409,6 +409,14 @@ def _check_optimized_metric(cfg: DictConfig, task: str, logged: list[str]) -> No
             f"optimized_metric={metric}: no run of the {task} task reports it{off}"
             f"{did_you_mean(metric, held)} (reported: {', '.join(held)})"
         )
+    direction = str(OmegaConf.select(cfg, "hydra.sweeper.direction", default="") or "")
+    best = monitor_mode(task, metric.removesuffix("_best"))
+    if direction[:3] in ("min", "max") and direction[:3] != best:
+        # A search for the worst model: Optuna maximized the loss, or minimized the accuracy.
+        raise ConfigError(
+            f"hydra.sweeper.direction={direction}: a {'higher' if best == 'max' else 'lower'} {metric} is better; "
+            f"give hydra.sweeper.direction={best}imize (or callbacks.model_checkpoint.mode={best}, which it follows)"
+        )
 
 
 def _check_sweeper(cfg: DictConfig) -> None:

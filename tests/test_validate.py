@@ -693,3 +693,13 @@ def test_a_sweep_gives_each_job_a_checkpoint_folder_of_its_own(tmp_path, monkeyp
     else:
         command_line.validated(lambda: started.append(True))()
         assert started
+
+
+def test_a_search_without_a_multirun_is_refused(monkeypatch):
+    """hparams_search=optuna without -m trained one default run, silently, and exited 0."""
+    import litlab.command_line as command_line
+
+    monkeypatch.setattr(sys, "argv", ["litlab-train", "hparams_search=optuna"])
+    with pytest.raises(SystemExit) as exit:
+        command_line.validated(lambda: pytest.fail("the run started"))()
+    assert exit.value.code == 2

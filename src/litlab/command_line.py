@@ -317,6 +317,16 @@ def checked_command(command: str) -> Callable[[Callable[[], Any]], Callable[[], 
     return wrap
 
 
+def _check_no_search(cfg: DictConfig) -> None:
+    """A single run with a sweeper chosen (``hparams_search=optuna``) trained one default run, silently."""
+    target = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
+    if target and not target.endswith("BasicSweeper"):
+        raise ConfigError(
+            f"hydra.sweeper={target.rsplit('.', 1)[-1]} (hparams_search=...) searches in a multirun: "
+            "add -m (litlab-train -m hparams_search=...)"
+        )
+
+
 def validated(main: Callable[[], Any]) -> Callable[[], Any]:
     """Wrap a ``@hydra.main`` entry point: bad overrides exit 2 with one line, before Hydra starts.
 
@@ -347,6 +357,8 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                 elif cfg.get("ckpt_path") is None:
                     check_run_dir(cfg)
                     check_checkpoint_dir(cfg)
+                if not multirun and resumed == overrides:  # not a search's job, resumed
+                    _check_no_search(cfg)
                 if not multirun:
                     hold_run_dir(run_dir_argument(resumed))
                 share_command_line(cfg, multirun)

@@ -55,3 +55,6 @@ def test_the_report_knows_which_way_every_logged_metric_improves():
         for name in logged_metrics(task):
             want = "min" if name.split("/")[-1] in lower_is_better else "max"
             assert direction(name, {}) == want == direction(f"{name}_best", {}), (task, name)
+    # A metric no task logs (a user's own, optimized by a search): the search's direction says which way.
+    assert direction("custom/auc", {"metric": "custom/auc", "direction": "maximize"}) == "max"
+    assert direction("custom/auc", {}) == "min"

@@ -135,7 +135,7 @@ def swept_keys(jobs: list[Job]) -> list[str]:
 
 
 def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
-    """``optimized_metric`` and the checkpoint's monitor/mode from the sweep's ``multirun.yaml``."""
+    """From the sweep's ``multirun.yaml``: ``optimized_metric``, the search's direction, the monitor and mode."""
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return {}
@@ -150,13 +150,17 @@ def sweep_settings(sweep_dir: Path) -> dict[str, Any]:
     if not isinstance(cfg, DictConfig):
         raise ValueError(f"{path}: not a Hydra config (a mapping of keys), but a {type(cfg).__name__}")
     keys = {"metric": "optimized_metric", "monitor": "callbacks.model_checkpoint.monitor"}
-    keys["mode"] = "callbacks.model_checkpoint.mode"
+    keys |= {"mode": "callbacks.model_checkpoint.mode", "direction": "hydra.sweeper.direction"}
     return {k: OmegaConf.select(cfg, v, default=None, throw_on_resolution_failure=False) for k, v in keys.items()}
 
 
 def direction(metric: str, settings: dict[str, Any]) -> str:
-    """``min`` or ``max`` for ``metric``: the checkpoint's mode for ``<monitor>_best``, else the way the tasks'
-    metrics of its name improve (``min`` for a name no task logs)."""
+    """``min`` or ``max`` for ``metric``: the search's direction for the metric it optimized, the checkpoint's
+    mode for ``<monitor>_best``, else the way the tasks' metrics of its name improve (``min`` for a name no
+    task logs: ``--mode`` says otherwise)."""
+    searched = str(settings.get("direction") or "")[:3]
+    if metric == settings.get("metric") and searched in ("min", "max"):
+        return searched
     if settings.get("monitor") and metric == f"{settings['monitor']}_best" and settings.get("mode") in ("min", "max"):
         return settings["mode"]
     from litlab.tasks import metric_modes

@@ -415,7 +415,7 @@ def _check_optimized_metric(cfg: DictConfig, task: str, logged: list[str]) -> No
         # A search for the worst model: Optuna maximized the loss, or minimized the accuracy.
         raise ConfigError(
             f"hydra.sweeper.direction={direction}: a {'higher' if best == 'max' else 'lower'} {metric} is better; "
-            f"give hydra.sweeper.direction={best}imize (or callbacks.model_checkpoint.mode={best}, which it follows)"
+            f"give hydra.sweeper.direction={best}imize"
         )
 
 

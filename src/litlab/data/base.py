@@ -96,6 +96,11 @@ class DataModule(L.LightningDataModule):
     def prepare(self, split: str, dataset: Dataset) -> Dataset:
         """Normalize (``normalize``) and move (``on_device``) in-memory tensors once, or wrap per-sample transforms."""
         if self.normalize is not None:
+            if not isinstance(dataset, TensorDataset):
+                raise TypeError(
+                    f"{type(self).__name__}.normalize normalizes in-memory splits (TensorDataset), not a "
+                    f"{type(dataset).__name__}: put the Normalize in data.transforms or data.batch_transforms instead"
+                )
             x, *rest = dataset.tensors
             dataset = TensorDataset(self.normalize(x), *rest)
         transform = self.transforms and self.transforms.select(train=split == "train")

@@ -67,3 +67,21 @@ def test_model_runs_on_data(train_in_process, files, model, data):
     )
     assert metrics, f"model={model} data={data} logged no metrics"
     assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_a_datamodule_normalize_on_a_split_not_in_memory_says_where_it_goes():
+    """It failed with AttributeError: 'Subset' object has no attribute 'tensors'."""
+    import torch
+    from torch.utils.data import Subset, TensorDataset
+
+    from litlab.data.base import DataModule
+    from litlab.data.transforms import Normalize
+
+    class Lazy(DataModule):
+        def load(self):
+            self.normalize = Normalize(0.5, 0.25)
+            data = TensorDataset(torch.rand(8, 1, 2, 2), torch.zeros(8, dtype=torch.long))
+            return Subset(data, range(4)), Subset(data, range(4, 6)), Subset(data, range(6, 8))
+
+    with pytest.raises(TypeError, match=r"Lazy.normalize normalizes in-memory splits \(TensorDataset\), not a Subset"):
+        Lazy(task="classification", input_shape=[1, 2, 2], num_classes=2).setup("fit")

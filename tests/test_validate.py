@@ -676,7 +676,13 @@ def test_the_first_process_of_a_job_checks_the_command_line(monkeypatch, rank, c
 
 
 @pytest.mark.parametrize(
-    ("dirpath", "refused"), [(None, False), ("${paths.output_dir}/weights", False), ("{tmp}/checkpoints", True)]
+    ("dirpath", "refused"),
+    [
+        (None, False),
+        ("${paths.output_dir}/weights", False),
+        ("${hydra:sweep.dir}/${hydra:job.num}/ckpt", False),
+        ("{tmp}/checkpoints", True),
+    ],
 )
 def test_a_sweep_gives_each_job_a_checkpoint_folder_of_its_own(tmp_path, monkeypatch, dirpath, refused):
     """One folder for every job: each job's last.ckpt replaced the others', and each tested another's best."""

@@ -70,7 +70,7 @@ def check_sweep_checkpoint_dir(cfg: DictConfig) -> None:
     if OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath") is None:
         return
     sweep_dir = Path(str(cfg.hydra.sweep.dir)).resolve()
-    first, second = (_checkpoint_dir(cfg, sweep_dir / job) for job in ("0", "1"))
+    first, second = (_checkpoint_dir(cfg, sweep_dir / str(num), num) for num in (0, 1))
     if first == second:
         raise ConfigError(
             f"callbacks.model_checkpoint.dirpath={first} is one folder for every job of this sweep, whose "
@@ -78,8 +78,11 @@ def check_sweep_checkpoint_dir(cfg: DictConfig) -> None:
         )
 
 
-def _checkpoint_dir(cfg: DictConfig, output_dir: Path) -> Path:
-    """``callbacks.model_checkpoint.dirpath`` resolved as a job whose directory is ``output_dir`` resolves it."""
+def _checkpoint_dir(cfg: DictConfig, output_dir: Path, num: int = 0) -> Path:
+    """``callbacks.model_checkpoint.dirpath`` resolved as job ``num``, whose directory is ``output_dir``, resolves it.
+
+    What tells a sweep's jobs apart is theirs too: ``${hydra:job.num}``, ``${hydra:job.override_dirname}``.
+    """
     import copy
 
     from hydra.core.hydra_config import HydraConfig
@@ -88,6 +91,8 @@ def _checkpoint_dir(cfg: DictConfig, output_dir: Path) -> Path:
     job = copy.deepcopy(cfg)
     with read_write(job.hydra), open_dict(job.hydra):
         job.hydra.runtime.output_dir = str(output_dir)
+        job.hydra.job.num, job.hydra.job.id = num, f"job_{num}"
+        job.hydra.job.override_dirname = f"{cfg.hydra.job.override_dirname},job={num}"
     HydraConfig.instance().set_config(job)
     try:
         return Path(str(job.callbacks.model_checkpoint.dirpath)).resolve()

@@ -651,8 +651,8 @@ def test_a_run_directory_in_use_by_another_run_is_refused(tmp_path, monkeypatch)
     [
         ({}, True),
         ({"RANK": "0", "LOCAL_RANK": "0"}, True),
-        ({"RANK": "1", "LOCAL_RANK": "1"}, False),
-        ({"LOCAL_RANK": "1"}, False),
+        ({"LOCAL_RANK": "1"}, False),  # a child Lightning started
+        ({"SLURM_PROCID": "1"}, False),  # another task of an srun step
         ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, False),
     ],
 )
@@ -660,9 +660,9 @@ def test_the_first_process_of_a_job_checks_the_command_line(monkeypatch, rank, c
     """Under torchrun every rank has LOCAL_RANK: rank 0 ran unchecked when its presence meant a DDP child."""
     import litlab.command_line as command_line
 
-    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(key, raising=False)
-    for key, value in {**rank, "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "7"}.items():
+    for key, value in {**rank, "WORLD_SIZE": "2"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(sys, "argv", ["litlab-train", "data.batch_size=0"])
     started = []
@@ -673,6 +673,38 @@ def test_the_first_process_of_a_job_checks_the_command_line(monkeypatch, rank, c
     else:
         command_line.validated(lambda: started.append(True))()
         assert started, "another rank runs with the overrides rank 0 checked"
+
+
+def test_another_srun_task_resumes_with_the_runs_overrides(tmp_path, monkeypatch):
+    """The other tasks of an srun step skip the checks, and skipped completing a resume's command line too."""
+    import litlab.command_line as command_line
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- model=cnn\n")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setattr(sys, "argv", ["litlab-train", f"hydra.run.dir={run}"])
+    seen = []
+    command_line.validated(lambda: seen.append(sys.argv[1:]))()
+    assert seen == [["model=cnn", f"hydra.run.dir={run}"]]
+
+
+def test_torchrun_without_its_store_needs_one_run_directory(monkeypatch):
+    """Each rank composed its own ${now:...} run directory, and the run split in two, silently."""
+    import litlab.command_line as command_line
+
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+    for rank in ("0", "1"):
+        for key, value in {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "7"}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(sys, "argv", ["litlab-train", "seed=1"])
+        with pytest.raises(SystemExit) as exit:
+            command_line.validated(lambda: pytest.fail("the command started"))()
+        assert exit.value.code == 2, rank
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.cli import ctrl_c_exits_at_once, quiet_ctrl_c
 from litlab.config import compose_as_job, config_dir, key_paths
-from litlab.distributed import first_rank_command_line, other_rank, share_command_line
+from litlab.distributed import first_rank_command_line, lightning_child, other_rank, share_command_line
 from litlab.rules import ConfigError, did_you_mean
 from litlab.run_dirs import (
     check_checkpoint_dir,
@@ -317,6 +317,13 @@ def checked_command(command: str) -> Callable[[Callable[[], Any]], Callable[[], 
     return wrap
 
 
+def _complete_argv(flags: list[str], overrides: list[str], resumed: list[str]) -> None:
+    """``sys.argv`` with the resumed run's overrides: the flags as given (not --config-dir's search path)."""
+    if resumed != overrides:
+        derived = set(overrides) - set(sys.argv[1:])
+        sys.argv[1:] = [*flags, *(o for o in resumed if o not in derived)]
+
+
 def _check_no_search(cfg: DictConfig) -> None:
     """A single run with a sweeper chosen (``hparams_search=optuna``) trained one default run, silently."""
     target = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
@@ -348,9 +355,7 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                 resumed = overrides if multirun else _resumed(overrides)
                 cfg = check_command_line(resumed)
                 check_creatable(cfg, multirun)
-                if resumed != overrides:  # the flags as given (not --config-dir's search path), the run's overrides
-                    derived = set(overrides) - set(argv)
-                    sys.argv[1:] = [*flags, *(o for o in resumed if o not in derived)]
+                _complete_argv(flags, overrides, resumed)
                 if multirun:
                     check_sweep_dir(cfg)
                     check_sweep_checkpoint_dir(cfg)
@@ -363,7 +368,11 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                     hold_run_dir(run_dir_argument(resumed))
                 share_command_line(cfg, multirun)
         elif overrides is not None:
-            first_rank_command_line()
+            multirun = any(a in ("-m", "--multirun") for a in argv)
+            with ctrl_c_exits_at_once(), exit_2_on_config_error():
+                # srun's other tasks complete the line as the first did, unchecked (the first checks).
+                if not first_rank_command_line(multirun) and not lightning_child() and not multirun:
+                    _complete_argv(flags, overrides, _resumed(overrides))
         return main()  # a sweep's Ctrl-C comes back (a single run exits 130 itself): the job said how to resume
 
     return wrapper

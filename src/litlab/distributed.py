@@ -59,15 +59,32 @@ def other_rank_overrides(hydra: DictConfig) -> list[str]:
     return overrides
 
 
+def _under_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1
+
+
 def _torchrun_store() -> Any:
     """torchrun's store (a ``TCPStore``), which its processes share before DDP starts; None outside torchrun."""
     env = os.environ
-    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or int(env.get("WORLD_SIZE", 1)) < 2:
+    if not _under_torchrun() or env.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return None
     from torch.distributed import TCPStore
 
     # A rank waits for the first's checks, which may read a large checkpoint.
     return TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False, timeout=timedelta(minutes=10))
+
+
+def _check_run_dir_given(args: list[str], multirun: bool) -> None:
+    """Without torchrun's store each rank composes its own ``${now:...}``: one directory must be given."""
+    from litlab.resume import override_key
+    from litlab.rules import ConfigError
+
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if _under_torchrun() and not any(override_key(a) == key for a in args):
+        raise ConfigError(
+            f"under torchrun without its agent store (TORCHELASTIC_USE_AGENT_STORE) each rank would make a "
+            f"directory of its own: give {key}=<dir>, the same for every rank"
+        )
 
 
 def _shared_key() -> str:
@@ -85,18 +102,30 @@ def share_command_line(cfg: DictConfig, multirun: bool) -> None:
 
     store = _torchrun_store()
     if store is None:
-        return
+        return _check_run_dir_given(sys.argv[1:], multirun)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     if not any(override_key(a) == key for a in sys.argv[1:]):
         sys.argv.append(f"{key}='{OmegaConf.select(cfg, key)}'")
     store.set(_shared_key(), json.dumps([*sys.argv[1:], *other_rank_overrides(cfg.hydra)]))
 
 
-def first_rank_command_line() -> None:
-    """Under torchrun, on a rank other than the first: take the command line the first checked and shared."""
+def first_rank_command_line(multirun: bool) -> bool:
+    """On a rank other than the first: the command line the first checked and shared, under torchrun.
+
+    False where nothing was shared: Lightning's DDP children are started with the first's line already;
+    other launchers' ranks (srun) must complete it themselves.
+    """
     store = _torchrun_store()
-    if store is not None:
-        sys.argv[1:] = json.loads(store.get(_shared_key()))
+    if store is None:
+        _check_run_dir_given(sys.argv[1:], multirun)
+        return False
+    sys.argv[1:] = json.loads(store.get(_shared_key()))
+    return True
+
+
+def lightning_child() -> bool:
+    """A DDP rank that Lightning's launcher started (it sets ``LOCAL_RANK``; torchrun sets ``RANK`` too)."""
+    return "LOCAL_RANK" in os.environ and "RANK" not in os.environ
 
 
 #: What Lightning's launcher writes into the parent's environment.

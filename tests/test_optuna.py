@@ -20,18 +20,21 @@ def search(cwd: Path, *overrides: str) -> tuple[str, Path, dict]:
 def test_optuna_search_samples_the_space_and_saves_the_best(tmp_path):
     # A command-line sweep joins the configured space; a split that leaves no training data makes its
     # trials fail when the data loads (values that config validation can see are refused before any trial).
-    stdout, sweep_dir, results = search(tmp_path, "hydra.sweeper.n_trials=3", "data.val_split=choice(0.9,0.1)")
+    # A plain value among the params is given to every trial (it was dropped: the trials had the default).
+    fixed = "hydra.sweeper.params={model.net.dropout:0.3}"
+    stdout, sweep_dir, results = search(tmp_path, "hydra.sweeper.n_trials=3", "data.val_split=choice(0.9,0.1)", fixed)
     trials = results["trials"]
     assert [t["number"] for t in trials] == [0, 1, 2] and results["direction"] == "minimize"
     for t in trials:
         params = dict(o.split("=", 1) for o in t["overrides"])
-        space = {"model.optimizer.lr", "model.net.dropout", "data.batch_size", "model.net.hidden_sizes"}
+        space = {"model.optimizer.lr", "data.batch_size", "model.net.hidden_sizes"}
         assert set(params) == space | {"data.val_split"}
-        assert 1e-4 <= float(params["model.optimizer.lr"]) <= 3e-2 and 0 <= float(params["model.net.dropout"]) <= 0.5
+        assert 1e-4 <= float(params["model.optimizer.lr"]) <= 3e-2
         assert params["model.net.hidden_sizes"] in MLP_SIZES and params["data.val_split"] in {"0.9", "0.1"}
         job = Path(t["job_dir"])
         assert job.parent == sweep_dir and job.name.startswith(f"{t['number']}_")
         summary = json.loads((job / "metrics.json").read_text())
+        assert OmegaConf.load(job / ".hydra" / "config.yaml").model.net.dropout == 0.3
         if params["data.val_split"] == "0.9":  # recorded as failed, and the search went on
             assert t["state"] == "failed" and summary["status"] == "failed" and "no training samples" in t["error"]
         else:

@@ -96,7 +96,7 @@ def format_value(value: Any) -> str:
 
 
 class OptunaSweeper(Sweeper):
-    """Samples ``params`` (plus ``net_params[model.net.arch]``) with an Optuna sampler."""
+    """Samples ``params`` (plus ``net_params[model.net.arch]``) with an Optuna sampler; their plain values are fixed."""
 
     def __init__(
         self,
@@ -139,12 +139,15 @@ class OptunaSweeper(Sweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         sweeper = {"params": self.params, "net_params": self.net_params}
         command_line = parser.parse_overrides(list(arguments))
-        fixed = [o.input_line for o in command_line if not o.is_sweep_override()]
         pinned = {o.get_key_element() for o in command_line if not o.is_sweep_override()}
-        # Command-line sweeps add to the configured space; a plain key=value pins that key.
+        # Command-line sweeps add to the configured space; a plain key=value pins that key, in the
+        # config as on the command line (``model.net.dropout: 0.3`` beside the sweeps: every trial gets it).
         configured = configured_space(sweeper, OmegaConf.select(self.config, "model.net.arch"))
         space = distributions(parser, [*configured, *(o.input_line for o in command_line)])
         space = {k: d for k, d in space.items() if k not in pinned}
+        given = {o.get_key_element(): o.input_line for o in parser.parse_overrides(configured)}
+        fixed = [line for key, line in given.items() if key not in space and key not in pinned]
+        fixed += [o.input_line for o in command_line if not o.is_sweep_override()]
         if not space:
             raise ConfigError("hparams_search: the search space is empty (hydra.sweeper.params)")
         return space, fixed

@@ -54,6 +54,22 @@ def test_optuna_search_is_reproducible_with_its_seed(tmp_path):
     assert any(o.startswith("model.net.channels=") for o in runs[0]["trials"][0]["overrides"])
 
 
+def test_a_log_tagged_range_samples_integers_on_a_log_scale():
+    """``tag(log, range(16, 257))`` was sampled uniformly: the tag was dropped."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from optuna.distributions import IntDistribution
+
+    from hydra_plugins.litlab_optuna.sweeper import distribution
+    from litlab.rules import ConfigError
+
+    parse = OverridesParser.create().parse_override
+    assert distribution(parse("data.batch_size=tag(log, range(16, 257))")) == IntDistribution(16, 256, log=True)
+    assert distribution(parse("data.batch_size=range(16, 257)")) == IntDistribution(16, 256)
+    for bad in ("tag(log, range(16, 257, 16))", "tag(log, range(0.1, 1, 0.1))"):  # Optuna's log scale steps by 1
+        with pytest.raises(ConfigError, match=r"^data\.batch_size=tag\(log, range.*: Optuna cannot sample it: "):
+            distribution(parse(f"data.batch_size={bad}"))
+
+
 BAD_SEARCHES = {
     # Sweeps of the command line, which only the sweeper sees (they were a traceback, exit 1).
     "glob": (

@@ -4,7 +4,7 @@ Why not ``hydra-optuna-sweeper``: every release of it (up to 1.3.0) requires ``o
 which pip cannot install beside current Optuna. This sweeper is the part litlab needs,
 on Optuna's ask-and-tell API. The search space uses Hydra's sweep syntax, as that plugin's
 did: ``choice(...)`` (categorical), ``range(a, b[, step])`` (integers, ``b`` excluded) and
-``interval(a, b)`` (floats; ``tag(log, interval(a, b))`` for a log scale).
+``interval(a, b)`` (floats); ``tag(log, ...)`` of a range or an interval samples on a log scale.
 
 Each batch of ``n_jobs`` trials goes to the configured launcher, so ``hydra/launcher=joblib``
 runs them in parallel. A trial whose job fails, or returns no finite value, is told to
@@ -62,8 +62,11 @@ def distribution(override: Override) -> Any:
         if isinstance(sweep, RangeSweep):
             values = [float(v) for v in override.sweep_iterator()]
             if not all(v.is_integer() for v in values) or len(values) < 2:
+                if "log" in sweep.tags:
+                    raise ValueError("a log scale needs a range of integers, at least two")
                 return CategoricalDistribution(list(override.sweep_string_iterator()))
-            return IntDistribution(int(values[0]), int(values[-1]), step=int(sweep.step))
+            log_scale = "log" in sweep.tags
+            return IntDistribution(int(values[0]), int(values[-1]), step=int(sweep.step), log=log_scale)
         if isinstance(sweep, IntervalSweep):
             return FloatDistribution(sweep.start, sweep.end, log="log" in sweep.tags)
     except ValueError as e:  # Optuna's: a log scale reaching 0 or below, low above high, no choices

@@ -80,9 +80,36 @@ BAD_SEARCHES = {
         "model.optimizer.lr=tag(log,interval(-1,1))",
         "model.optimizer.lr=tag(log,interval(-1,1)): Optuna cannot sample it: `low > 0` must hold for `log=True`",
     ),
+    # Stored studies (stored_studies puts them in each directory): Optuna merged a search the other way into
+    # one, failed a trial with RUNNING left on changed choices, and a storage that did not open was a traceback.
+    "storage-cannot-open": (
+        "hydra.sweeper.storage=sqlite:////nonexistent/dir/x.db",
+        "hydra.sweeper.storage=sqlite:////nonexistent/dir/x.db: cannot open it (",
+    ),
+    "stored-study-maximizes": (
+        "hydra.sweeper.storage=sqlite:///maximized.db",
+        "hydra.sweeper.direction=minimize: the stored study train (sqlite:///maximized.db) maximizes; ",
+    ),
+    "stored-study-other-choices": (
+        "hydra.sweeper.storage=sqlite:///batch_sizes.db",
+        "data.batch_size: the stored study train (sqlite:///batch_sizes.db) sampled it from choice(8, 16), "
+        "not choice(32, 64, 128) (",
+    ),
     # Settings, checked before Hydra starts (they were Hydra's "Error in call to target", exit 1).
     "n_trials-not-a-number": ("hydra.sweeper.n_trials=abc", "hydra.sweeper.n_trials=abc: must be an integer >= 1"),
 }
+
+
+def stored_studies(cwd: Path) -> None:
+    """Studies named ``train`` (the sweeper's default study_name): one maximized, one that sampled other batch sizes."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(storage=f"sqlite:///{cwd / 'maximized.db'}", study_name="train", direction="maximize")
+    study = optuna.create_study(storage=f"sqlite:///{cwd / 'batch_sizes.db'}", study_name="train")
+    sizes = {"data.batch_size": CategoricalDistribution(["8", "16"])}
+    study.add_trial(optuna.trial.create_trial(params={"data.batch_size": "8"}, distributions=sizes, value=1.0))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +118,7 @@ def bad_searches(tmp_path_factory):
     lines = {
         name: ("litlab-train", "-m", "hparams_search=optuna", override) for name, (override, _) in BAD_SEARCHES.items()
     }
-    return cli_each(lines, tmp_path_factory.mktemp("bad_searches"))
+    return cli_each(lines, tmp_path_factory.mktemp("bad_searches"), stored_studies)
 
 
 @pytest.mark.parametrize("case", BAD_SEARCHES)

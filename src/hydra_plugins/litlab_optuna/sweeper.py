@@ -156,23 +156,16 @@ class OptunaSweeper(Sweeper):
         return space, fixed
 
     def sweep(self, arguments: list[str]) -> None:
-        import optuna
 
         from litlab.command_line import exit_2_on_config_error
 
         with exit_2_on_config_error():  # one line, exit 2, before the sweep directory is made
             space, fixed = self.search_space(arguments)
+            study = self.open_study(space)
         # Resolving the sweep directory here also fixes its timestamp for every job.
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        study = optuna.create_study(
-            direction=self.direction,
-            sampler=self.sampler,  # Hydra instantiated its _target_ already
-            study_name=self.study_name,
-            storage=self.storage,
-            load_if_exists=self.storage is not None,
-        )
         if study.trials:
             # A seeded sampler starts its draws again from the seed: the first trials would be repeated.
             study.sampler.reseed_rng()
@@ -187,6 +180,46 @@ class OptunaSweeper(Sweeper):
             for trial, trial_overrides, ret in zip(batch, overrides, returns, strict=True):
                 trials.append(self._tell(study, trial, trial_overrides, ret))
         self._save(study, trials, sweep_dir)
+
+    def open_study(self, space: Mapping[str, Any]) -> Any:
+        """The study, new or stored; ``ConfigError`` for a storage that does not open, or a stored study
+        that is searched the other way or over another space (Optuna would merge the one, fail a trial on the other)."""
+        import optuna
+        from optuna.distributions import check_distribution_compatibility
+
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "Using an existing study" would precede an error
+        try:
+            study = optuna.create_study(
+                direction=self.direction,
+                sampler=self.sampler,  # Hydra instantiated its _target_ already
+                study_name=self.study_name,
+                storage=self.storage,
+                load_if_exists=self.storage is not None,
+            )
+        except Exception as e:  # SQLAlchemy's, a missing driver's: a storage URL can fail in many ways
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"hydra.sweeper.storage={self.storage}: cannot open it ({reason})") from None
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        where = f"the stored study {study.study_name} ({self.storage})"
+        directions = [d.name.lower() for d in study.directions]
+        if directions != [self.direction]:
+            raise ConfigError(
+                f"hydra.sweeper.direction={self.direction}: {where} {'s and '.join(directions)}s; "
+                "search it that way, or give another hydra.sweeper.study_name"
+            )
+        stored = {k: d for t in study.trials for k, d in t.distributions.items()}
+        for key, dist in space.items():
+            try:
+                if key in stored:
+                    check_distribution_compatibility(stored[key], dist)
+            except ValueError as e:
+                raise ConfigError(
+                    f"{key}: {where} sampled it from {_values(stored[key])}, not {_values(dist)} "
+                    f"({str(e).rstrip('.')}); search the same space, or give another hydra.sweeper.study_name"
+                ) from None
+        return study
 
     def _tell(self, study: Any, trial: Any, overrides: list[str], ret: JobReturn) -> dict[str, Any]:
         import optuna
@@ -225,6 +258,13 @@ class OptunaSweeper(Sweeper):
             f"{self.config.optimized_metric}={best['value']:.4g} with {' '.join(best['overrides'])}\n"
             f"  job: {best['job_dir']}\n  saved: {sweep_dir / RESULTS_FILE}"
         )
+
+
+def _values(dist: Any) -> str:
+    """A distribution in a few words: its choices, or its bounds."""
+    if hasattr(dist, "choices"):
+        return f"choice({', '.join(map(str, dist.choices))})"
+    return f"{type(dist).__name__}({dist.low}, {dist.high}{', log' if dist.log else ''})"
 
 
 def _job_dir(ret: JobReturn) -> str | None:

@@ -54,6 +54,19 @@ def test_optuna_search_is_reproducible_with_its_seed(tmp_path):
     assert any(o.startswith("model.net.channels=") for o in runs[0]["trials"][0]["overrides"])
 
 
+def test_optuna_net_params_follow_each_trials_model(tmp_path):
+    """With model=mlp,cnn a cnn trial got the MLP's hidden_sizes (net_params of the composed config's net),
+    which Hydra refused: the search ended at that trial."""
+    _, _, results = search(tmp_path, "model=mlp,cnn", "hydra.sweeper.n_trials=2", "seed=1")
+    net_keys = {"mlp": "model.net.hidden_sizes", "cnn": "model.net.channels"}
+    models = set()
+    for t in results["trials"]:
+        params = dict(o.split("=", 1) for o in t["overrides"])
+        models.add(params["model"])
+        assert t["state"] == "complete" and set(net_keys.values()) & set(params) == {net_keys[params["model"]]}
+    assert models == {"mlp", "cnn"}, "with this seed the trials take both models"
+
+
 def test_a_log_tagged_range_samples_integers_on_a_log_scale():
     """``tag(log, range(16, 257))`` was sampled uniformly: the tag was dropped."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -79,6 +92,16 @@ BAD_SEARCHES = {
     "log-scale-from-below-0": (
         "model.optimizer.lr=tag(log,interval(-1,1))",
         "model.optimizer.lr=tag(log,interval(-1,1)): Optuna cannot sample it: `low > 0` must hold for `log=True`",
+    ),
+    # Keys no job's config has: Hydra refused them as the first trial was composed, ending the search.
+    "misspelled-param": (
+        "++hydra.sweeper.params={model.net.dropuot:'interval(0.0,0.5)'}",
+        "model.net.dropuot: the search sets it, but the config has no such key; did you mean model.net.dropout?",
+    ),
+    "misspelled-net-param-of-a-swept-model": (
+        "model=mlp,cnn ++hydra.sweeper.net_params.cnn={model.net.chanels:'choice([8],[16])'}",
+        "model.net.chanels: the search sets it, but the config with model=cnn has no such key; "
+        "did you mean model.net.channels?",
     ),
     # Stored studies (stored_studies puts them in each directory): Optuna merged a search the other way into
     # one, failed a trial with RUNNING left on changed choices, and a storage that did not open was a traceback.
@@ -116,7 +139,8 @@ def stored_studies(cwd: Path) -> None:
 def bad_searches(tmp_path_factory):
     """Each search of BAD_SEARCHES started by litlab-train -m in a directory of its own (one process for all)."""
     lines = {
-        name: ("litlab-train", "-m", "hparams_search=optuna", override) for name, (override, _) in BAD_SEARCHES.items()
+        name: ("litlab-train", "-m", "hparams_search=optuna", *override.split(" "))
+        for name, (override, _) in BAD_SEARCHES.items()
     }
     return cli_each(lines, tmp_path_factory.mktemp("bad_searches"), stored_studies)
 

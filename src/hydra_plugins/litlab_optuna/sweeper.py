@@ -13,7 +13,8 @@ imports every plugin module on every start-up.
 
 A setting or a space that cannot work ends in one line and exit status 2, as litlab's other
 config errors do: ``check_config`` runs before Hydra starts (``litlab.train_checks``), and the space
-the command line adds (``interval()`` is not in the composed config) is checked before the sweep
+the command line adds (``interval()`` is not in the composed config), the keys of the whole space
+(in the config of each ``model`` a sweep chooses) and a stored study are checked before the sweep
 directory is made.
 """
 
@@ -32,12 +33,15 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.rules import ConfigError, Rules, check_rules, integer
+from litlab.config import key_paths
+from litlab.rules import ConfigError, Rules, check_rules, did_you_mean, integer
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
 RESULTS_FILE = "optuna_results.yaml"
+#: What a trial adds by its model: the distributions of its net's ``net_params``, the fixed overrides of its job.
+ByModel = dict[str | None, tuple[dict[str, Any], list[str]]]
 
 #: The sweeper's settings; Hydra's "Error in call to target" would report them, not naming an ``abc``.
 SETTINGS: Rules = {
@@ -87,10 +91,41 @@ def distributions(parser: OverridesParser, overrides: Sequence[str]) -> dict[str
     return space
 
 
-def configured_space(sweeper: Mapping[str, Any], arch: str | None) -> list[str]:
-    """The sweeps a sweeper's config holds: ``params``, and ``net_params`` of the net ``arch``."""
-    net_params = (sweeper.get("net_params") or {}).get(arch) or {}
-    return [f"{k}={v}" for k, v in {**(sweeper.get("params") or {}), **net_params}.items()]
+def split_space(
+    parser: OverridesParser, overrides: Sequence[str], pinned: set[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """The sweeps among ``overrides`` as distributions, and the plain ones, the last of each key; keys in
+    ``pinned`` are neither (the command line sets them)."""
+    space = {k: d for k, d in distributions(parser, overrides).items() if k not in pinned}
+    plain = {o.get_key_element(): o.input_line for o in parser.parse_overrides(list(overrides))}
+    return space, [line for key, line in plain.items() if key not in space and key not in pinned]
+
+
+def check_keys(cfg: DictConfig, keys: Sequence[str], model: str | None) -> None:
+    """``ConfigError`` naming a key the search sets (``key`` of ``key=value``) that the job's config lacks.
+
+    Hydra would refuse it only as the first trial's job is composed, in a multi-line error that ends the search.
+    """
+    paths = key_paths(cfg)
+    for key in keys:
+        if key.startswith(("+", "~")) or "/" in key or "@" in key or key in cfg.hydra.runtime.choices:
+            continue  # a new key, a deleted one, a config group
+        if key not in paths:
+            where = f" with model={model}" if model is not None else ""
+            raise ConfigError(
+                f"{key}: the search sets it, but the config{where} has no such key{did_you_mean(key, paths)} "
+                f"(to add a new key: +{key})"
+            )
+
+
+def suggest(trial: Any, key: str, dist: Any) -> None:
+    """Sample ``key`` from ``dist`` in ``trial``, as ``study.ask(distributions)`` does."""
+    if hasattr(dist, "choices"):
+        trial.suggest_categorical(key, dist.choices)
+    elif isinstance(dist.low, int):
+        trial.suggest_int(key, dist.low, dist.high, step=dist.step, log=dist.log)
+    else:
+        trial.suggest_float(key, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
 def format_value(value: Any) -> str:
@@ -99,7 +134,8 @@ def format_value(value: Any) -> str:
 
 
 class OptunaSweeper(Sweeper):
-    """Samples ``params`` (plus ``net_params[model.net.arch]``) with an Optuna sampler; their plain values are fixed."""
+    """Samples ``params`` (plus ``net_params`` of each trial's ``model.net.arch``) with an Optuna sampler;
+    their plain values are given to every trial."""
 
     def __init__(
         self,
@@ -137,30 +173,45 @@ class OptunaSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def search_space(self, arguments: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-        """The distributions to sample, and the fixed overrides every trial gets."""
+    def search_space(self, arguments: Sequence[str]) -> tuple[dict[str, Any], ByModel]:
+        """The distributions every trial samples, and what it adds by the ``model`` it gets (None: not a sweep)."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        sweeper = {"params": self.params, "net_params": self.net_params}
         command_line = parser.parse_overrides(list(arguments))
         pinned = {o.get_key_element() for o in command_line if not o.is_sweep_override()}
         # Command-line sweeps add to the configured space; a plain key=value pins that key, in the
         # config as on the command line (``model.net.dropout: 0.3`` beside the sweeps: every trial gets it).
-        configured = configured_space(sweeper, OmegaConf.select(self.config, "model.net.arch"))
-        space = distributions(parser, [*configured, *(o.input_line for o in command_line)])
-        space = {k: d for k, d in space.items() if k not in pinned}
-        given = {o.get_key_element(): o.input_line for o in parser.parse_overrides(configured)}
-        fixed = [line for key, line in given.items() if key not in space and key not in pinned]
+        given = [f"{k}={v}" for k, v in self.params.items()]
+        common, fixed = split_space(parser, [*given, *(o.input_line for o in command_line)], pinned)
         fixed += [o.input_line for o in command_line if not o.is_sweep_override()]
-        if not space:
+        models = common.get("model")
+        # net_params follow each trial's net: with model=mlp,cnn a cnn trial gets the cnn's keys.
+        configs = {None: self.config}
+        if hasattr(models, "choices"):
+            configs = {str(m): self._compose([*fixed, f"model={m}"]) for m in models.choices}
+        by_model = {}
+        for model, cfg in configs.items():
+            arch = OmegaConf.select(cfg, "model.net.arch")
+            net_given = [f"{k}={v}" for k, v in (self.net_params.get(arch) or {}).items()]
+            net, net_fixed = split_space(parser, net_given, pinned | set(common))
+            check_keys(cfg, [*common, *net, *(line.split("=", 1)[0] for line in [*fixed, *net_fixed])], model)
+            by_model[model] = net, [*net_fixed, *fixed]
+        if not common and not any(net for net, _ in by_model.values()):
             raise ConfigError("hparams_search: the search space is empty (hydra.sweeper.params)")
-        return space, fixed
+        return common, by_model
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
+        """The config of a job given ``overrides``, as the launcher composes it."""
+        try:
+            return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        except HydraException as e:
+            raise ConfigError(f"{overrides[-1]}: {str(e).strip().splitlines()[0]}") from None
 
     def sweep(self, arguments: list[str]) -> None:
-
         from litlab.command_line import exit_2_on_config_error
 
         with exit_2_on_config_error():  # one line, exit 2, before the sweep directory is made
-            space, fixed = self.search_space(arguments)
+            common, by_model = self.search_space(arguments)
+            space = {**common, **{k: d for net, _ in by_model.values() for k, d in net.items()}}
             study = self.open_study(space)
         # Resolving the sweep directory here also fixes its timestamp for every job.
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -174,10 +225,16 @@ class OptunaSweeper(Sweeper):
         log.info("Optuna %s of %s over %s", self.direction, self.config.optimized_metric, ", ".join(space))
         trials: list[dict[str, Any]] = []
         while len(trials) < self.n_trials:
-            batch = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - len(trials)))]
-            overrides = [[f"{k}={format_value(v)}" for k, v in t.params.items()] for t in batch]
-            returns = self.launcher.launch([[*fixed, *o] for o in overrides], initial_job_idx=len(trials))
-            for trial, trial_overrides, ret in zip(batch, overrides, returns, strict=True):
+            batch, jobs = [], []
+            for _ in range(min(self.n_jobs, self.n_trials - len(trials))):
+                trial = study.ask(common)
+                net, fixed = by_model[trial.params.get("model")]
+                for key, dist in net.items():
+                    suggest(trial, key, dist)
+                batch.append(trial)
+                jobs.append((fixed, [f"{k}={format_value(v)}" for k, v in trial.params.items()]))
+            returns = self.launcher.launch([[*f, *o] for f, o in jobs], initial_job_idx=len(trials))
+            for trial, (_, trial_overrides), ret in zip(batch, jobs, returns, strict=True):
                 trials.append(self._tell(study, trial, trial_overrides, ret))
         self._save(study, trials, sweep_dir)
 

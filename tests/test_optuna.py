@@ -1,6 +1,10 @@
 """hparams_search=optuna: a real, seeded Optuna search of a few trials through litlab-train -m."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +56,25 @@ def test_optuna_search_is_reproducible_with_its_seed(tmp_path):
     runs = [search(tmp_path / str(i), "hydra.sweeper.n_trials=2", "model=cnn")[2] for i in range(2)]
     assert [t["overrides"] for t in runs[0]["trials"]] == [t["overrides"] for t in runs[1]["trials"]]
     assert any(o.startswith("model.net.channels=") for o in runs[0]["trials"][0]["overrides"])
+
+
+def test_a_stopped_search_saves_the_trials_so_far(tmp_path):
+    """Ctrl-C between trials (or a job stopped by SIGTERM) left no optuna_results.yaml."""
+    line = ["-m", "print_config=false", "debug=limit", "hparams_search=optuna", "hydra.sweeper.n_trials=4"]
+    proc = subprocess.Popen(
+        [Path(sys.executable).parent / "litlab-train", *line], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("logs/train/multiruns/*/1_*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the second trial's directory: the first one is told
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1]
+    (saved,) = tmp_path.glob("logs/train/multiruns/*/optuna_results.yaml")
+    results = OmegaConf.load(saved)
+    assert proc.returncode == 130, stderr
+    assert results.trials[0].state == "complete" and results.best_value == results.trials[0].value
+    assert results.stopped == f"after {results.n_trials} of 4 trials" and results.n_trials < 4
+    assert f"The search stopped after {results.n_trials} of 4 trials; results so far: {saved}" in stderr
 
 
 def test_optuna_net_params_follow_each_trials_model(tmp_path):

@@ -18,8 +18,10 @@ the command line adds (``interval()`` is not in the composed config), the keys o
 directory is made.
 """
 
+import contextlib
 import logging
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -224,19 +226,32 @@ class OptunaSweeper(Sweeper):
             log.info("Continuing study %s (%d trials so far) with a reseeded sampler", study.study_name, done)
         log.info("Optuna %s of %s over %s", self.direction, self.config.optimized_metric, ", ".join(space))
         trials: list[dict[str, Any]] = []
-        while len(trials) < self.n_trials:
-            batch, jobs = [], []
-            for _ in range(min(self.n_jobs, self.n_trials - len(trials))):
-                trial = study.ask(common)
-                net, fixed = by_model[trial.params.get("model")]
-                for key, dist in net.items():
-                    suggest(trial, key, dist)
-                batch.append(trial)
-                jobs.append((fixed, [f"{k}={format_value(v)}" for k, v in trial.params.items()]))
-            returns = self.launcher.launch([[*f, *o] for f, o in jobs], initial_job_idx=len(trials))
-            for trial, (_, trial_overrides), ret in zip(batch, jobs, returns, strict=True):
-                trials.append(self._tell(study, trial, trial_overrides, ret))
-        self._save(study, trials, sweep_dir)
+        pending: list[Any] = []  # asked, not told yet
+        try:
+            while len(trials) < self.n_trials:
+                jobs = []
+                for _ in range(min(self.n_jobs, self.n_trials - len(trials))):
+                    trial = study.ask(common)
+                    pending.append(trial)
+                    net, fixed = by_model[trial.params.get("model")]
+                    for key, dist in net.items():
+                        suggest(trial, key, dist)
+                    jobs.append((fixed, [f"{k}={format_value(v)}" for k, v in trial.params.items()]))
+                returns = self.launcher.launch([[*f, *o] for f, o in jobs], initial_job_idx=len(trials))
+                for trial, (_, trial_overrides), ret in zip(pending, jobs, returns, strict=True):
+                    trials.append(self._tell(study, trial, trial_overrides, ret))
+                pending = []
+        except BaseException:  # Ctrl-C, or a job stopped by SIGTERM: keep what the trials so far found
+            import optuna
+
+            for trial in pending:  # a stored study would keep them RUNNING
+                with contextlib.suppress(Exception):  # told already, when stopped right after
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._write(trials, sweep_dir, stopped=True)
+            stopped = f"The search stopped after {len(trials)} of {self.n_trials} trials; results so far:"
+            print(f"{stopped} {sweep_dir / RESULTS_FILE}", file=sys.stderr)
+            raise
+        self._report(self._write(trials, sweep_dir), sweep_dir)
 
     def open_study(self, space: Mapping[str, Any]) -> Any:
         """The study, new or stored; ``ConfigError`` for a storage that does not open, or a stored study
@@ -291,13 +306,15 @@ class OptunaSweeper(Sweeper):
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return {**record, "state": "failed", "error": reason}
 
-    def _save(self, study: Any, trials: list[dict[str, Any]], sweep_dir: Path) -> None:
+    def _write(self, trials: list[dict[str, Any]], sweep_dir: Path, stopped: bool = False) -> dict[str, Any]:
+        """Save the results of ``trials`` to ``optuna_results.yaml``; ``stopped``: the search did not finish."""
         done = [t for t in trials if t["state"] == "complete"]
         results: dict[str, Any] = {
             "optimized_metric": self.config.optimized_metric,
             "direction": self.direction,
             "n_trials": len(trials),
             "n_failed": len(trials) - len(done),
+            **({"stopped": f"after {len(trials)} of {self.n_trials} trials"} if stopped else {}),
             "trials": trials,
         }
         if done:
@@ -305,15 +322,19 @@ class OptunaSweeper(Sweeper):
             best_of = {"best_value": best["value"], "best_overrides": best["overrides"], "best_job": best["job_dir"]}
             results = best_of | results
         OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
-        if not done:
+        return results
+
+    def _report(self, results: dict[str, Any], sweep_dir: Path) -> None:
+        n = results["n_trials"]
+        if "best_value" not in results:
             # One line at the end of the sweep, not a traceback: each trial's is in its error.txt.
             raise CompactHydraException(
-                f"litlab: error: all {len(trials)} Optuna trials failed; each job directory holds its error.txt"
+                f"litlab: error: all {n} Optuna trials failed; each job directory holds its error.txt"
             )
         print(
-            f"Best of {len(trials)} trials ({results['n_failed']} failed): "
-            f"{self.config.optimized_metric}={best['value']:.4g} with {' '.join(best['overrides'])}\n"
-            f"  job: {best['job_dir']}\n  saved: {sweep_dir / RESULTS_FILE}"
+            f"Best of {n} trials ({results['n_failed']} failed): "
+            f"{self.config.optimized_metric}={results['best_value']:.4g} with {' '.join(results['best_overrides'])}\n"
+            f"  job: {results['best_job']}\n  saved: {sweep_dir / RESULTS_FILE}"
         )
 
 

@@ -173,7 +173,7 @@ def run_job(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
         if error.code not in (None, 0):
             record_failure(run_dir, error, announce=sweep)
         elif sweep:  # but the sweep is not done: a scheduler must not take exit 0 for "finished"
-            tell(log, f"The sweep stopped at job {run_dir.name}: the jobs after it did not run.")
+            tell(log, f"A signal stopped the sweep at job {run_dir.name}: the jobs after it did not run.")
             raise SystemExit(STOPPED_BY_SIGNAL) from None
         raise
     except BaseException as error:

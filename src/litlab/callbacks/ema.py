@@ -15,7 +15,7 @@ class EMA(EMAWeightAveraging):
     """Lightning's ``EMAWeightAveraging``, tested with the average that validation chose.
 
     Validation swaps the average in, and a checkpoint's ``state_dict`` holds the average (the raw
-    weights go under ``current_model_state``, for resuming). Four things differ from Lightning's:
+    weights go under ``current_model_state``, for resuming). What differs from Lightning's:
 
     - Lightning's callback loads the raw weights back whenever a checkpoint is read, so
       ``trainer.test(ckpt_path="best")`` after training would test them; outside fitting the

@@ -541,6 +541,18 @@ def test_ctrl_c_during_the_start_up_checks_exits_130_without_a_traceback(monkeyp
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C is a KeyboardInterrupt again"
 
 
+def exit_after_ctrl_c(code: str) -> tuple[int, str]:
+    """Exit status and stderr of ``python -c code``, which sends itself a Ctrl-C, as in a terminal."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not a background job's SIG_IGN
+    )
+    return proc.returncode, proc.stderr
+
+
 def test_ctrl_c_in_the_start_up_imports_exits_130_there_and_then():
     """A KeyboardInterrupt cut a numpy import short, a library swallowed it: exit 1, an AttributeError traceback."""
     code = (
@@ -550,14 +562,7 @@ def test_ctrl_c_in_the_start_up_imports_exits_130_there_and_then():
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    time.sleep(30)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, not a background job
-    )
-    assert (proc.returncode, proc.stderr) == (130, "")
+    assert exit_after_ctrl_c(code) == (130, "")
 
 
 def test_ctrl_c_while_a_command_imports_exits_130_without_a_traceback():
@@ -573,14 +578,7 @@ def test_ctrl_c_while_a_command_imports_exits_130_without_a_traceback():
         "from litlab.cli import train\n"
         "train()\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, not a background job
-    )
-    assert (proc.returncode, proc.stderr) == (130, "")
+    assert exit_after_ctrl_c(code) == (130, "")
 
 
 def test_help_answers_without_loading_torch():

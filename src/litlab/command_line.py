@@ -346,12 +346,12 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
     def wrapper() -> Any:
         argv = sys.argv[1:]
         flags, overrides = _split_argv(argv)
+        multirun = any(a in ("-m", "--multirun") for a in argv)
         # DDP's other ranks run the entry point too: the first process checks (Lightning's children
         # get its already checked overrides; under torchrun rank 0 checks for all).
         if overrides is not None and other_rank() is None:
             with ctrl_c_exits_at_once(), exit_2_on_config_error():
                 check_own_run_dir(overrides, "train")
-                multirun = any(a in ("-m", "--multirun") for a in argv)
                 resumed = overrides if multirun else _resumed(overrides)
                 cfg = check_command_line(resumed)
                 check_creatable(cfg, multirun)
@@ -368,7 +368,6 @@ def validated(main: Callable[[], Any]) -> Callable[[], Any]:
                     hold_run_dir(run_dir_argument(resumed))
                 share_command_line(cfg, multirun)
         elif overrides is not None:
-            multirun = any(a in ("-m", "--multirun") for a in argv)
             with ctrl_c_exits_at_once(), exit_2_on_config_error():
                 # srun's other tasks complete the line as the first did, unchecked (the first checks).
                 if not first_rank_command_line(multirun) and not lightning_child() and not multirun:
